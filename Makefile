@@ -1,0 +1,68 @@
+# Herald: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+export HERALD_CACHE ?= $(HOME)/.cache/herald
+# CLUSTER=local (default) starts the repo's own cluster; CLUSTER=existing uses $$KUBECONFIG.
+CLUSTER ?= local
+export HERALD_CLUSTER := $(CLUSTER)
+TOOLS_BIN = $(shell tests/cluster/build-tools.sh paths)
+PYTEST_ARGS ?=
+
+.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-unit demo bench clean
+
+help:
+	@echo "make demo         Herald end to end on a local cluster"
+	@echo "make test         the whole test suite (installs what it needs)"
+	@echo "make cluster-up   start (or reuse) the local cluster; kubeconfig in .cluster/kubeconfig"
+	@echo "make cluster-down stop the local cluster and remove its state"
+	@echo "make run          run the operator in the foreground against the cluster"
+	@echo "make bench        the benchmarks in bench/"
+
+$(VENV)/.stamp: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+debs:
+	tests/tools/install-debs.sh
+
+tools:
+	tests/cluster/build-tools.sh all >/dev/null
+
+cluster-up: debs tools
+ifeq ($(CLUSTER),existing)
+	@echo "CLUSTER=existing: using KUBECONFIG=$${KUBECONFIG:?set KUBECONFIG}"
+else
+	tests/cluster/cluster.sh up
+endif
+
+cluster-down:
+	tests/cluster/cluster.sh down
+
+kind-up:
+	kind create cluster --name herald --kubeconfig .cluster/kubeconfig
+
+run: venv cluster-up
+	PATH="$(TOOLS_BIN):$$PATH" KUBECONFIG=$${KUBECONFIG:-$(CURDIR)/.cluster/kubeconfig} \
+	  sh -c 'kubectl apply --server-side -f crds/ && exec $(VENV)/bin/python -m herald'
+
+test-unit: venv
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+test: venv cluster-up
+	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: venv cluster-up
+	PATH="$(TOOLS_BIN):$$PATH" bench/../examples/demo.sh
+
+bench: venv cluster-up
+	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/python bench/publications.py
+
+clean: cluster-down
+	rm -rf $(VENV)

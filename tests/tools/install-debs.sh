@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the cluster, the tests and the images need, once.
+set -euo pipefail
+need=(openssl iproute2)
+missing=()
+for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+[ -x "$here/install-monitoring.sh" ] && "$here/install-monitoring.sh"
+exit 0
