@@ -1,0 +1,97 @@
+"""Queue admission per PlatformAdapter: who may start an attempt now, and who waits and why. Pure."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Hashable, Iterable, Sequence
+
+from .circuit import Circuit, CircuitState
+
+
+class Wait:
+    """Reasons a due target waits Queued (they appear as the target's `reason`)."""
+
+    PAUSED = "AdapterPaused"
+    CIRCUIT_OPEN = "CircuitOpen"
+    RATE_LIMITED = "RateLimited"
+    CREDENTIALS = "CredentialsInvalid"
+    CONCURRENCY = "ConcurrencyLimit"
+    RATE_LIMIT = "RateLimitWindow"
+    NO_ADAPTER = "AdapterNotFound"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: Hashable
+    priority: int
+    due: datetime
+    created: datetime
+
+    def order(self) -> tuple:
+        return (-self.priority, self.due, self.created, str(self.key))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Everything about one adapter that limits how many attempts may start."""
+
+    concurrency: int = 1
+    rate_limit: int | None = None
+    rate_period: float = 60.0
+    recent_starts: Sequence[datetime] = ()  # attempt start times (any age; older ones are ignored)
+    running: int = 0
+    paused: bool = False
+    circuit: Circuit = field(default_factory=Circuit)
+    blocked_until: datetime | None = None
+    credentials_valid: bool = True
+    exists: bool = True
+
+
+@dataclass(frozen=True)
+class Admission:
+    start: list[Hashable]
+    waiting: dict[Hashable, str]
+    wake_at: datetime | None  # when admission may change even without new events
+
+
+def admit(gate: Gate, candidates: Iterable[Candidate], now: datetime) -> Admission:
+    """Admit due candidates in priority order, then publishAt, then creation time."""
+    ordered = sorted(candidates, key=Candidate.order)
+    if not ordered:
+        return Admission([], {}, None)
+
+    def everyone(reason: str, wake: datetime | None = None) -> Admission:
+        return Admission([], {c.key: reason for c in ordered}, wake)
+
+    if not gate.exists:
+        return everyone(Wait.NO_ADAPTER)
+    if gate.paused:
+        return everyone(Wait.PAUSED)
+    if not gate.credentials_valid:
+        return everyone(Wait.CREDENTIALS)
+    if gate.blocked_until is not None and now < gate.blocked_until:
+        return everyone(Wait.RATE_LIMITED, gate.blocked_until)
+    circuit = gate.circuit.at(now)
+    if circuit.state is CircuitState.OPEN:
+        return everyone(Wait.CIRCUIT_OPEN, circuit.next_probe_at)
+
+    slots = max(0, gate.concurrency - gate.running)
+    slots = min(slots, circuit.allows(now, gate.running))
+    wake: datetime | None = None
+    reason = Wait.CONCURRENCY
+    if gate.rate_limit is not None:
+        window_start = now - timedelta(seconds=gate.rate_period)
+        in_window = sorted(t for t in gate.recent_starts if t > window_start)
+        room = max(0, gate.rate_limit - len(in_window))
+        if room < slots:
+            slots = room
+            reason = Wait.RATE_LIMIT
+            # The next slot frees when the oldest start in the window ages out.
+            if in_window:
+                wake = in_window[len(in_window) - gate.rate_limit] + timedelta(seconds=gate.rate_period) \
+                    if len(in_window) >= gate.rate_limit else None
+    if circuit.state is CircuitState.HALF_OPEN:
+        reason = Wait.CIRCUIT_OPEN
+    start = [c.key for c in ordered[:slots]]
+    waiting = {c.key: reason for c in ordered[slots:]}
+    return Admission(start, waiting, wake if waiting else None)

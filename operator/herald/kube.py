@@ -1,0 +1,157 @@
+"""A small async Kubernetes API client on httpx, for the operator's writes and few reads.
+
+kopf does the watching; this client does the rest with one pooled HTTP connection set.
+Credentials come from the kubeconfig (KUBECONFIG) or the in-cluster ServiceAccount.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str, what: str):
+        self.status = status
+        self.body = body
+        try:
+            import json
+
+            self.reason = json.loads(body).get("reason", "")
+            self.message = json.loads(body).get("message", body)
+        except ValueError:
+            self.reason, self.message = "", body
+        super().__init__(f"{what}: HTTP {status} {self.reason}: {self.message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+
+@dataclass
+class _Credentials:
+    host: str
+    ca_file: str | None
+    cert: tuple[str, str] | None
+    token: str | None
+    token_file: str | None
+    verify: bool
+
+
+def _load_credentials() -> _Credentials:
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    token_file = None
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config(client_configuration=cfg)
+        token_file = TOKEN_FILE
+    else:
+        config.load_kube_config(client_configuration=cfg)
+    token = None
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    if auth:
+        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else auth
+    cert = (cfg.cert_file, cfg.key_file) if cfg.cert_file and cfg.key_file else None
+    return _Credentials(cfg.host, cfg.ssl_ca_cert, cert, token, token_file, cfg.verify_ssl)
+
+
+class Kube:
+    def __init__(self, concurrency: int = 64, timeout: float = 30.0):
+        creds = _load_credentials()
+        self._creds = creds
+        ctx: ssl.SSLContext | bool
+        if creds.verify:
+            ctx = ssl.create_default_context(cafile=creds.ca_file) if creds.ca_file else ssl.create_default_context()
+        else:
+            ctx = False
+        if creds.cert and isinstance(ctx, ssl.SSLContext):
+            ctx.load_cert_chain(*creds.cert)
+        self._client = httpx.AsyncClient(
+            base_url=creds.host,
+            verify=ctx,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self._token_read = 0.0
+        self._token = creds.token
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        if self._creds.token_file and time.monotonic() - self._token_read > 60:
+            with open(self._creds.token_file) as f:  # bound tokens rotate; re-read them
+                self._token = f.read().strip()
+            self._token_read = time.monotonic()
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
+                      content_type: str | None = None, accept: str | None = None) -> dict[str, Any]:
+        headers = {}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if accept:
+            headers["Accept"] = accept
+        import json as _json
+
+        body = None if json is None else _json.dumps(json, separators=(",", ":")).encode()
+        if body is not None and "Content-Type" not in headers:
+            headers["Content-Type"] = "application/json"
+        resp = await self._client.request(method, path, content=body, params=params, headers=self._headers(headers))
+        if resp.status_code >= 400:
+            raise ApiError(resp.status_code, resp.text, f"{method} {path}")
+        return resp.json() if resp.content else {}
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", path, json=body)
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("PATCH", path, json=body, content_type=MERGE_PATCH)
+
+    async def delete(self, path: str) -> None:
+        try:
+            await self.request("DELETE", path, json={"propagationPolicy": "Background"})
+        except ApiError as e:
+            if not e.not_found:
+                raise
+
+    async def get(self, path: str, metadata_only: bool = False) -> dict[str, Any]:
+        return await self.request("GET", path, accept=METADATA_ONLY if metadata_only else None)
+
+    async def list(self, path: str, label_selector: str | None = None) -> dict[str, Any]:
+        """A full list, following continue tokens."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, str] = {"limit": "500"}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = await self.request("GET", path, params=params)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return {"items": items, "metadata": page.get("metadata") or {}}
+            params["continue"] = token
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def collection(group_version: str, plural: str, namespace: str | None) -> str:
+    base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"

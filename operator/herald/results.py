@@ -1,0 +1,119 @@
+"""Reading an attempt's outcome from its Job and pod, per the adapter contract. Pure."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from .durations import parse_time
+from .errors import ErrorClass
+from .redact import redact
+from .views import JobView, PodView
+
+# Container waiting reasons that mean the pod will not run on its own.
+STUCK_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+     "CreateContainerError", "ErrImageNeverPull"}
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    published: bool
+    error_class: ErrorClass | None = None
+    message: str = ""
+    retry_after: float | None = None
+    post_id: str | None = None
+    url: str | None = None
+    rate_limit_remaining: int | None = None
+    rate_limit_reset_at: datetime | None = None
+    response_seconds: float | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    no_result: bool = False
+    verified: bool = False
+    stop_job: bool = False  # the Job is still there but will never finish on its own
+
+
+def parse_result(message: str | None) -> dict[str, Any] | None:
+    if not message:
+        return None
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("outcome") not in ("published", "failed"):
+        return None
+    return data
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _from_result(result: Mapping[str, Any], started, finished, exit_code: int) -> Outcome:
+    rl = result.get("rateLimit") or {}
+    common = dict(
+        message=redact(result.get("message")),
+        retry_after=_num(result.get("retryAfterSeconds")),
+        rate_limit_remaining=int(rl["remaining"]) if isinstance(rl.get("remaining"), (int, float)) else None,
+        rate_limit_reset_at=_safe_time(rl.get("resetAt")),
+        response_seconds=_num(result.get("responseSeconds")),
+        started=started,
+        finished=finished,
+    )
+    if result["outcome"] == "published":
+        return Outcome(
+            published=True, post_id=_str(result.get("postId")), url=_str(result.get("url")),
+            verified=bool(result.get("verified")), **common,
+        )
+    return Outcome(published=False, error_class=ErrorClass.from_result(result.get("errorClass")), **common)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None else str(v)[:512]
+
+
+def _safe_time(v: Any) -> datetime | None:
+    try:
+        return parse_time(v) if isinstance(v, str) else None
+    except ValueError:
+        return None
+
+
+def read_outcome(job: JobView, pods: Iterable[PodView]) -> Outcome | None:
+    """The attempt's outcome, or None while it is still running."""
+    pods = sorted(pods, key=lambda p: p.rv)
+    terminated = next((p for p in reversed(pods) if p.terminated), None)
+    if terminated is not None and (job.done or terminated.phase in ("Succeeded", "Failed")):
+        t = terminated.terminated or {}
+        code = int(t.get("exitCode", 1))
+        started, finished = _safe_time(t.get("startedAt")) or job.started, _safe_time(t.get("finishedAt")) or job.finished
+        result = parse_result(t.get("message"))
+        if result is not None:
+            return _from_result(result, started, finished, code)
+        if code == 0:
+            return Outcome(published=True, no_result=True, started=started, finished=finished,
+                           message="the adapter exited 0 without a result")
+        reason = t.get("reason") or "Error"
+        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=started, finished=finished,
+                       message=f"container {reason} with exit code {code} and no result")
+    evicted = next((p for p in pods if p.phase == "Failed" and p.reason), None)
+    if evicted is not None:
+        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=job.started,
+                       finished=job.finished, message=f"pod {evicted.reason}: {redact(evicted.message, limit=200)}".strip(": "))
+    if job.failed:
+        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=job.started,
+                       finished=job.finished, message=f"job failed: {job.failed_reason or 'no pod result'}")
+    if job.complete:
+        return Outcome(published=True, no_result=True, started=job.started, finished=job.finished,
+                       message="the job completed without a readable result")
+    stuck = next((p for p in pods if p.waiting_reason in STUCK_REASONS), None)
+    if stuck is not None:
+        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=job.started, stop_job=True,
+                       message=f"{stuck.waiting_reason}: {redact(stuck.waiting_message, limit=200)}".rstrip(": "))
+    return None

@@ -1,0 +1,167 @@
+"""Compact, immutable views of the API objects Herald decides from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from .durations import parse_time
+
+
+def _rv(meta: Mapping[str, Any]) -> int:
+    try:
+        return int(meta.get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class PublicationView:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    rv: int
+    created: datetime
+    labels: Mapping[str, str]
+    redrive: str | None
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "PublicationView":
+        m = body["metadata"]
+        return cls(
+            namespace=m["namespace"], name=m["name"], uid=m["uid"], generation=int(m.get("generation") or 0),
+            rv=_rv(m), created=parse_time(m.get("creationTimestamp")),
+            labels=dict(m.get("labels") or {}),
+            redrive=(m.get("annotations") or {}).get("herald.dev/redrive"),
+            spec=body.get("spec") or {}, status=body.get("status") or {},
+        )
+
+
+@dataclass(frozen=True)
+class AdapterView:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    rv: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "AdapterView":
+        m = body["metadata"]
+        return cls(
+            namespace=m["namespace"], name=m["name"], uid=m["uid"], generation=int(m.get("generation") or 0),
+            rv=_rv(m), spec=body.get("spec") or {}, status=body.get("status") or {},
+        )
+
+
+@dataclass(frozen=True)
+class JobView:
+    namespace: str
+    name: str
+    uid: str
+    rv: int
+    owner_uid: str | None
+    target: str
+    attempt: int
+    verify: bool
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+    complete: bool = False
+    failed: bool = False
+    failed_reason: str = ""
+    active: int = 0
+    deleting: bool = False
+    credentials_version: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def done(self) -> bool:
+        return self.complete or self.failed
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "JobView | None":
+        m = body["metadata"]
+        ann = m.get("annotations") or {}
+        if "herald.dev/attempt" not in ann or "herald.dev/target" not in ann:
+            return None
+        owner = next((o["uid"] for o in m.get("ownerReferences") or [] if o.get("kind") == "Publication"), None)
+        st = body.get("status") or {}
+        complete = failed = False
+        reason = ""
+        for c in st.get("conditions") or []:
+            if c.get("status") != "True":
+                continue
+            if c["type"] == "Complete":
+                complete = True
+            elif c["type"] == "Failed":
+                failed, reason = True, c.get("reason") or ""
+        return cls(
+            namespace=m["namespace"], name=m["name"], uid=m["uid"], rv=_rv(m), owner_uid=owner,
+            target=ann["herald.dev/target"], attempt=int(ann["herald.dev/attempt"]),
+            verify=ann.get("herald.dev/mode") == "verify",
+            created=parse_time(m.get("creationTimestamp")),
+            started=parse_time(st.get("startTime")), finished=parse_time(st.get("completionTime")),
+            complete=complete, failed=failed, failed_reason=reason, active=int(st.get("active") or 0),
+            deleting=bool(m.get("deletionTimestamp")),
+            credentials_version=ann.get("herald.dev/credentials-version"),
+        )
+
+
+@dataclass(frozen=True)
+class PodView:
+    namespace: str
+    name: str
+    rv: int
+    job: str
+    phase: str
+    reason: str = ""
+    message: str = ""
+    started: datetime | None = None
+    terminated: Mapping[str, Any] | None = None
+    waiting_reason: str = ""
+    waiting_message: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> "PodView | None":
+        m = body["metadata"]
+        job = (m.get("labels") or {}).get("job-name") or (m.get("labels") or {}).get("batch.kubernetes.io/job-name")
+        if not job:
+            return None
+        st = body.get("status") or {}
+        terminated = None
+        waiting_reason = waiting_message = ""
+        for cs in st.get("containerStatuses") or []:
+            if cs.get("name") != "adapter":
+                continue
+            state = cs.get("state") or {}
+            if state.get("terminated"):
+                terminated = dict(state["terminated"])
+            elif state.get("waiting"):
+                waiting_reason = state["waiting"].get("reason") or ""
+                waiting_message = state["waiting"].get("message") or ""
+        return cls(
+            namespace=m["namespace"], name=m["name"], rv=_rv(m), job=job, phase=st.get("phase") or "Pending",
+            reason=st.get("reason") or "", message=st.get("message") or "", started=parse_time(st.get("startTime")),
+            terminated=terminated, waiting_reason=waiting_reason, waiting_message=waiting_message,
+        )
