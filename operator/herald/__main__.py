@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     namespaces = [n for n in os.environ.get("HERALD_NAMESPACES", "").split(",") if n]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("kopf.objects", "kopf.activities.probe", "httpx", "kopf._core.engines.peering"):
+    for noisy in ("kopf.objects", "kopf.activities.probe", "httpx", "kopf._core.engines.peering", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from . import handlers  # noqa: F401  (registers the handlers)
 

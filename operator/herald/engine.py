@@ -181,6 +181,7 @@ class Engine:
             m = jc.manifest["metadata"]
             try:
                 created = await self.kube.create(collection("batch/v1", "jobs", m["namespace"]), jc.manifest)
+                self.store.job_starts[(m["namespace"], m["name"])] = utcnow()
                 self.store.apply("jobs", "ADDED", created)
             except ApiError as e:
                 if e.already_exists:

@@ -37,6 +37,8 @@ class World:
     pods: Mapping[Key, PodView]
     # (namespace, secret name) -> resourceVersion; None when the Secret does not exist.
     secrets: Mapping[Key, str | None] = field(default_factory=dict)
+    # Exact creation times of the Jobs this process created (the API keeps whole seconds).
+    job_starts: Mapping[Key, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
         if job.owner_uid:
             jobs_by_owner[job.owner_uid][job.target].append(job)
         a = adapter(job.namespace, job.target)
-        a.starts.append(job.created)
+        # Without the exact time, assume the latest moment in the creation second: never over-admit.
+        a.starts.append(world.job_starts.get(job.key) or job.created + timedelta(seconds=1))
         if not job.done and not job.deleting:
             a.running += 1
     pods_by_job: dict[Key, list[PodView]] = defaultdict(list)

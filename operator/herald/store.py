@@ -35,6 +35,7 @@ class Store:
         self._tombstones: dict[str, dict[tuple[str, str], tuple[int, float]]] = {k: {} for k in KINDS}
         self.changed = asyncio.Event()
         self.secrets: dict[tuple[str, str], str | None] = {}
+        self.job_starts: dict[tuple[str, str], Any] = {}
 
     def apply(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """Record a watch event or a listed/written object. Returns whether anything changed."""
@@ -47,6 +48,8 @@ class Store:
             return False
         if event_type == "DELETED":
             objects.pop(key, None)
+            if kind == "jobs":
+                self.job_starts.pop(key, None)
             tombs[key] = (rv, time.monotonic())
             self.changed.set()
             return True
@@ -82,4 +85,5 @@ class Store:
             jobs=dict(self.objects["jobs"]),
             pods=dict(self.objects["pods"]),
             secrets=dict(self.secrets),
+            job_starts=dict(self.job_starts),
         )
