@@ -1,0 +1,230 @@
+"""Delivery of notifications to one channel over HTTP (httpx), with retries.
+
+A :class:`Sender` turns :class:`Notification` s into HTTP requests for its
+channel type. Retries (tenacity, bounded attempts, exponential backoff) cover
+network errors, HTTP 5xx and 429; any other 4xx fails at once. Nothing here
+raises past :meth:`Sender.deliver` except :class:`DeliveryError`, whose text
+is redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from .config import (
+    AlertmanagerChannel,
+    DiscordChannel,
+    RetryPolicy,
+    TelegramChannel,
+    WebhookChannel,
+)
+from .events import AlertEvent
+from .formatting import (
+    Redactor,
+    alertmanager_alert,
+    canonical_json,
+    discord_payload,
+    sign,
+    slack_payload,
+    telegram_payload,
+    webhook_payload,
+)
+
+__all__ = [
+    "Notification",
+    "DeliveryError",
+    "RetryableDeliveryError",
+    "Sender",
+    "make_sender",
+    "USER_AGENT",
+]
+
+log = logging.getLogger("herald.alerts")
+
+
+def _user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"herald-alerts/{version('herald')}"
+    except Exception:  # pragma: no cover
+        return "herald-alerts"
+
+
+USER_AGENT = _user_agent()
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One thing to tell a channel: an alert firing (again) or resolved."""
+
+    event: AlertEvent
+    started_at: float
+
+
+class DeliveryError(Exception):
+    """A notification could not be delivered (message is redacted)."""
+
+
+class RetryableDeliveryError(DeliveryError):
+    """A failure worth retrying: network error, 5xx, 429."""
+
+
+class Sender:
+    """Base class: subclasses build requests for one channel type."""
+
+    #: Alertmanager takes many alerts per request; chat channels one per message.
+    batches = False
+
+    def __init__(
+        self,
+        channel: Any,
+        *,
+        client: httpx.AsyncClient,
+        redactor: Redactor,
+        retry: RetryPolicy,
+        extra_labels: Mapping[str, str] = {},
+    ) -> None:
+        self.channel = channel
+        self.name: str = channel.channel_name
+        self.client = client
+        self.redactor = redactor
+        self.retry = retry
+        self.extra_labels = dict(extra_labels)
+
+    # --- subclass API ---------------------------------------------------------
+
+    def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
+        """(url, body, headers) for ``batch`` (one notification unless :attr:`batches`)."""
+        raise NotImplementedError
+
+    # --- delivery ---------------------------------------------------------------
+
+    def _json_body(self, payload: Any) -> bytes:
+        return canonical_json(self.redactor.redact_obj(payload))
+
+    async def _post_once(self, batch: Sequence[Notification]) -> None:
+        url, body, headers = self.build(batch, time.time())
+        hdrs = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+        try:
+            resp = await self.client.post(url, content=body, headers=hdrs, timeout=self.channel.timeout_seconds)
+        except httpx.HTTPError as exc:
+            raise RetryableDeliveryError(
+                f"{self.name}: {type(exc).__name__}: {self.redactor.redact(str(exc))}"
+            ) from None
+        if resp.status_code < 300:
+            return
+        detail = self.redactor.redact(resp.text[:200])
+        msg = f"{self.name}: HTTP {resp.status_code}: {detail}"
+        if resp.status_code >= 500 or resp.status_code in (408, 429):
+            raise RetryableDeliveryError(msg)
+        raise DeliveryError(msg)
+
+    async def deliver(self, batch: Sequence[Notification]) -> None:
+        """Send ``batch``, retrying as the policy says; raises :class:`DeliveryError`."""
+        policy = self.retry
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_exponential(
+                multiplier=policy.initial_backoff_seconds,
+                min=policy.initial_backoff_seconds,
+                max=max(policy.max_backoff_seconds, policy.initial_backoff_seconds),
+            ),
+            retry=retry_if_exception_type(RetryableDeliveryError),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                n = attempt.retry_state.attempt_number
+                if n > 1:
+                    log.info("retrying alert delivery to %s (attempt %d of %d)", self.name, n, policy.attempts)
+                await self._post_once(batch)
+
+
+class AlertmanagerSender(Sender):
+    batches = True
+
+    def __init__(self, channel: AlertmanagerChannel, **kwargs: Any) -> None:
+        super().__init__(channel, **kwargs)
+        self.url = channel.url.rstrip("/") + "/api/v2/alerts"
+
+    def ends_at(self, event: AlertEvent, now: float) -> float:
+        """A firing alert expires unless re-sent: 4 resend intervals, at least 5 minutes."""
+        if not event.firing:
+            return now
+        interval = self.channel.resend_interval or 60.0
+        return now + max(4 * interval, 300.0)
+
+    def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
+        alerts = [
+            alertmanager_alert(
+                n.event,
+                started_at=n.started_at,
+                ends_at=self.ends_at(n.event, now),
+                extra_labels=self.extra_labels,
+            )
+            for n in batch
+        ]
+        headers: dict[str, str] = {}
+        ch: AlertmanagerChannel = self.channel
+        if ch.bearer_token:
+            headers["Authorization"] = f"Bearer {ch.bearer_token}"
+        elif ch.username is not None and ch.password is not None:
+            token = base64.b64encode(f"{ch.username}:{ch.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return self.url, self._json_body(alerts), headers
+
+
+class WebhookSender(Sender):
+    def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
+        (n,) = batch
+        ch: WebhookChannel = self.channel
+        payload = webhook_payload(n.event, started_at=n.started_at, now=now, extra_labels=self.extra_labels)
+        body = self._json_body(payload)
+        ts = str(int(now))
+        headers = dict(ch.headers)
+        headers[ch.timestamp_header] = ts
+        headers[ch.signature_header] = sign(ch.secret, ts, body)
+        return ch.url, body, headers
+
+
+class SlackSender(Sender):
+    def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
+        (n,) = batch
+        return self.channel.url, self._json_body(slack_payload(n.event, self.extra_labels)), {}
+
+
+class DiscordSender(Sender):
+    def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
+        (n,) = batch
+        ch: DiscordChannel = self.channel
+        payload = discord_payload(n.event, self.extra_labels, username=ch.username, now=now)
+        return ch.url, self._json_body(payload), {}
+
+
+class TelegramSender(Sender):
+    def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
+        (n,) = batch
+        ch: TelegramChannel = self.channel
+        return ch.send_url, self._json_body(telegram_payload(n.event, ch.chat_id, self.extra_labels)), {}
+
+
+_SENDERS: dict[str, type[Sender]] = {
+    "alertmanager": AlertmanagerSender,
+    "webhook": WebhookSender,
+    "slack": SlackSender,
+    "discord": DiscordSender,
+    "telegram": TelegramSender,
+}
+
+
+def make_sender(channel: Any, **kwargs: Any) -> Sender:
+    return _SENDERS[channel.type](channel, **kwargs)
