@@ -124,6 +124,9 @@ class Engine:
             except Exception:  # a failed tick is retried: the decisions are level-based
                 failures += 1
                 log.exception("reconcile tick failed (%d in a row)", failures)
+                degraded = getattr(self.observer, "degraded", None)
+                if degraded is not None and failures >= 3:
+                    degraded(f"{failures} reconcile ticks in a row failed")
                 wake_at = utcnow() + timedelta(seconds=min(30.0, 0.5 * 2 ** min(failures, 6)))
 
     async def tick(self) -> datetime | None:

@@ -26,7 +26,7 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     from . import observe
 
     observer = observe.Observer(config)
-    observer.start()
+    await observer.start()
     engine = Engine(kube, store, config.job_defaults(), config.namespaces or None, observer=observer)
     memo.store, memo.kube, memo.engine, memo.observer = store, kube, engine, observer
     await engine.start()

@@ -106,7 +106,7 @@ def build_job_spec(
     secret = (adapter_spec.get("credentialsSecretRef") or {}).get("name")
     if secret:
         mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
-        volumes.append({"name": "credentials", "secret": {"secretName": secret, "defaultMode": 0o400}})
+        volumes.append({"name": "credentials", "secret": {"secretName": secret, "defaultMode": 0o444}})
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": adapter_spec.get("image") or defaults.image,

@@ -1,15 +1,19 @@
-"""Turns each tick's plan into metrics (and, through the alerter, Herald's own alerts)."""
+"""Turns each tick's plan into metrics and into Herald's own alerts."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
 from . import metrics
+from .alerts import Alerter, AlertKey
+from .alerts import events as alerts
+from .circuit import CircuitState
 from .config import OperatorConfig
 from .reconciler import Plan
 
 log = logging.getLogger("herald.observe")
 CONTROLLER = "publications"
+REPEATED_FAILURES = 3
 
 
 def adapter_label(namespace: str, name: str) -> str:
@@ -17,21 +21,45 @@ def adapter_label(namespace: str, name: str) -> str:
 
 
 class Observer:
-    def __init__(self, config: OperatorConfig):
+    def __init__(self, config: OperatorConfig, alerter: Alerter | None = None):
         self.config = config
+        self.alerter = alerter
         self._server = None
         self._known: dict[str, str] = {}
+        self._firing: set[AlertKey] = set()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._server = metrics.start_metrics_server(self.config.metrics_port)
         metrics.init_controller(CONTROLLER)
+        if self.alerter is None:
+            self.alerter = Alerter.from_config(self.config.alerts_config)
+        await self.alerter.start()
 
     async def stop(self) -> None:
+        if self.alerter is not None:
+            await self.alerter.stop()
         if self._server is not None:
             self._server.stop()
 
+    def degraded(self, reason: str) -> None:
+        metrics.record_reconcile(CONTROLLER, "error")
+        self._alert(True, AlertKey(alerts.OPERATOR_DEGRADED),
+                    lambda: alerts.operator_degraded(reason=reason, component="engine"))
+
+    def _alert(self, firing: bool, key: AlertKey, make) -> None:
+        """Notify when a condition starts, resolve when it ends (the alerter re-sends while firing)."""
+        if self.alerter is None or firing == (key in self._firing):
+            return
+        if firing:
+            self._firing.add(key)
+            self.alerter.notify(make())
+        else:
+            self._firing.discard(key)
+            self.alerter.resolve(key)
+
     def __call__(self, plan: Plan, now: datetime, seconds: float) -> None:
         metrics.record_reconcile(CONTROLLER, "success", seconds)
+        self._alert(False, AlertKey(alerts.OPERATOR_DEGRADED), None)
         for (ns, name), g in plan.gauges.items():
             label = adapter_label(ns, name)
             if label not in self._known:
@@ -46,20 +74,49 @@ class Observer:
             metrics.set_adapter_rate_limited(label, g["rate_limited"])
             metrics.set_adapter_available(label, g["available"])
             metrics.set_adapter_credentials_valid(label, g["credentials_valid"])
+            self._adapter_alerts(ns, label, g)
         for label in [k for k in self._known if tuple(k.split("/", 1)) not in plan.gauges]:
             metrics.forget_adapter(label, self._known.pop(label))
         for obs in plan.attempts:
-            label = adapter_label(obs.namespace, obs.adapter)
-            o = obs.outcome
-            duration = (o.finished - o.started).total_seconds() if o.started and o.finished else None
-            result = "published" if o.published else "failed"
-            metrics.record_attempt(label, obs.platform, result, o.error_class.value if o.error_class else None,
-                                   duration_seconds=duration, response_seconds=o.response_seconds)
-            if o.published:
-                metrics.record_publication(label, obs.platform, "published")
-                if obs.latency is not None:
-                    metrics.observe_publish_latency(label, obs.latency)
-            elif obs.dead_letter:
-                metrics.record_publication(label, obs.platform, "failed")
-            if obs.retried:
-                metrics.record_retry(label, o.error_class.value if o.error_class else None)
+            self._attempt(obs)
+
+    def _adapter_alerts(self, ns: str, label: str, g: dict) -> None:
+        platform = g["platform"]
+        self._alert(g["circuit"] is CircuitState.OPEN, AlertKey(alerts.ADAPTER_CIRCUIT_OPEN, label, ns),
+                    lambda: alerts.circuit_opened(adapter=label, namespace=ns, platform=platform))
+        self._alert(not g["credentials_valid"], AlertKey(alerts.ADAPTER_CREDENTIALS_INVALID, label, ns),
+                    lambda: alerts.credentials_invalid(adapter=label, namespace=ns, platform=platform,
+                                                       reason=g["credentials_message"]))
+        threshold = self.config.queue_alert_threshold
+        self._alert(g["pending"] > threshold, AlertKey(alerts.ADAPTER_QUEUE_OVERLOADED, label, ns),
+                    lambda: alerts.queue_overloaded(adapter=label, namespace=ns, depth=g["pending"],
+                                                    threshold=threshold))
+        exhausted = g["rate_limited"] or g["remaining"] == 0
+        self._alert(exhausted, AlertKey(alerts.ADAPTER_RATE_LIMIT_EXHAUSTED, label, ns),
+                    lambda: alerts.rate_limit_exhausted(adapter=label, namespace=ns))
+
+    def _attempt(self, obs) -> None:
+        label = adapter_label(obs.namespace, obs.adapter)
+        o = obs.outcome
+        error_class = o.error_class.value if o.error_class else None
+        duration = (o.finished - o.started).total_seconds() if o.started and o.finished else None
+        result = "published" if o.published else "failed"
+        metrics.record_attempt(label, obs.platform, result, error_class,
+                               duration_seconds=duration, response_seconds=o.response_seconds)
+        if o.published:
+            metrics.record_publication(label, obs.platform, "published")
+            if obs.latency is not None:
+                metrics.observe_publish_latency(label, obs.latency)
+            return
+        if obs.retried:
+            metrics.record_retry(label, error_class)
+        if obs.failed_attempts == REPEATED_FAILURES and self.alerter is not None:
+            self.alerter.notify(alerts.repeated_failure(adapter=label, namespace=obs.namespace,
+                                                        publication=obs.publication, attempts=obs.failed_attempts,
+                                                        error_class=error_class))
+        if obs.dead_letter:
+            metrics.record_publication(label, obs.platform, "failed")
+            if self.alerter is not None:
+                self.alerter.notify(alerts.publication_dead_lettered(
+                    adapter=label, namespace=obs.namespace, publication=obs.publication, error_class=error_class,
+                    message=o.message))

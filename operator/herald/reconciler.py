@@ -65,6 +65,7 @@ class AttemptObservation:
     retried: bool = False
     dead_letter: bool = False
     latency: float | None = None  # due time -> published
+    failed_attempts: int = 0  # failed attempts of this target since its last success or redrive
 
 
 @dataclass
@@ -404,6 +405,7 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     policy = _policy(pub, a)
     decision = decide(policy, cls, t["failures"], outcome.retry_after, seed=f"{pub.uid}/{name}")
     t["failures"][cls.value] = t["failures"].get(cls.value, 0) + 1
+    failed_so_far = sum(t["failures"].values())
     t.update(lastErrorClass=cls.value, lastError=outcome.message or None)
     detail = f"{cls.value}" + (f" ({outcome.message})" if outcome.message else "")
     budget = f" of {decision.max_attempts}" if decision.max_attempts else ""
@@ -430,11 +432,12 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     plan.events.append(_event(pub, "Warning", "AttemptFailed", f"attempt {attempt} for {name} failed: {detail}"))
     if decision.action is Action.DEAD_LETTER:
         plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
-                                                dead_letter=True))
+                                                dead_letter=True, failed_attempts=failed_so_far))
         _dead_letter(pub, t, a, now, plan, f"{failed_text}; {decision.reason}")
         return
     if decision.action is Action.WAIT_CREDENTIALS:
-        plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome))
+        plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
+                                                failed_attempts=failed_so_far))
         t.update(waitingSince=format_time(now), nextAttemptAt=None, lastBackoffSeconds=None)
         _set(t, Phase.QUEUED, Wait.CREDENTIALS, f"{failed_text}; waiting for the Secret to change")
         return
@@ -445,7 +448,8 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     verify = " in verify mode" if decision.verify else ""
     _set(t, Phase.RETRYING, f"Retry{_camel(cls.value)}",
          f"{failed_text}; next attempt{verify} in {format_duration(decision.delay)} at {format_time(at)}")
-    plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome, retried=True))
+    plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome, retried=True,
+                                            failed_attempts=failed_so_far))
     plan.wake(at)
 
 

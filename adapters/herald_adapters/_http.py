@@ -1,0 +1,119 @@
+"""The httpx client: connect-only retries, timing, and classified transport failures."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+
+from ._classify import classify_transport_error
+from ._contract import ErrorClass, fail
+from ._redact import Redactor
+
+log = logging.getLogger("herald_adapters")
+
+USER_AGENT = "herald-adapter/0.1"
+
+# A connection that was never made carried no request: safe to retry at once, briefly.
+CONNECT_RETRY_ATTEMPTS = 3
+CONNECT_RETRY_BUDGET_SECONDS = 2.0
+
+
+def connect_retrying() -> Retrying:
+    return Retrying(
+        retry=retry_if_exception_type((httpx.ConnectError, httpx.ConnectTimeout)),
+        stop=stop_after_attempt(CONNECT_RETRY_ATTEMPTS) | stop_after_delay(CONNECT_RETRY_BUDGET_SECONDS),
+        wait=wait_exponential(multiplier=0.1, max=0.5),
+        reraise=True,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle is the slow part of making a client; do it once per process.
+    return httpx.create_ssl_context()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Http:
+    """One client per run.
+
+    `last_seconds`: how long the latest platform call took (its responseSeconds).
+    `may_have_posted`: a request that creates a post got past connecting, so a
+    crash from here on must not be reported as "nothing happened".
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        redact: Redactor,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ):
+        self.redact = redact
+        self.clock = clock
+        self.last_seconds: float | None = None
+        self.may_have_posted = False
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+            verify=_ssl_context(),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def request(
+        self, method: str, url: str, *, what: str, creates_post: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one request; a transport failure becomes a classified AdapterError.
+
+        `what` names the call in messages ("createRecord"). URLs never go into
+        messages: some (webhooks, Telegram) embed a credential. `creates_post`
+        (default: any non-GET) says whether a lost response leaves the outcome unknown.
+        """
+        if creates_post is None:
+            creates_post = method.upper() not in ("GET", "HEAD", "OPTIONS")
+        started = time.monotonic()
+        try:
+            for attempt in connect_retrying():
+                with attempt:
+                    started = time.monotonic()
+                    try:
+                        response = self._client.request(method, url, **kwargs)
+                    except (httpx.ConnectError, httpx.ConnectTimeout):
+                        raise
+                    except BaseException:
+                        self.may_have_posted = self.may_have_posted or creates_post
+                        raise
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            self.last_seconds = time.monotonic() - started
+            error_class = classify_transport_error(exc, may_have_posted=creates_post)
+            detail = type(exc).__name__
+            if error_class is ErrorClass.UNKNOWN_OUTCOME:
+                message = f"{what}: {detail} after the request was sent; the outcome is unknown"
+            elif error_class is ErrorClass.REJECTED:
+                message = f"{what}: {detail}: the URL is not a valid http(s) URL"
+            else:
+                message = f"{what}: {detail}, could not reach the platform"
+            log.warning("%s", self.redact(f"{message} ({exc})"))
+            raise fail(error_class, message, response_seconds=self.last_seconds) from None
+        self.last_seconds = time.monotonic() - started
+        self.may_have_posted = self.may_have_posted or creates_post
+        log.info("%s: HTTP %s in %.3fs", what, response.status_code, self.last_seconds)
+        return response

@@ -1,0 +1,49 @@
+"""examples/adapters/*.yaml: each a Secret plus a PlatformAdapter that fits the CRD
+and holds the Secret keys its platform's adapter reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from herald_adapters.cli import PLATFORMS
+from tests.unit.test_crd_files import ADAPTER, _errors, _schema
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "adapters").glob("*.yaml"))
+
+# The keys docs/adapters.md says each platform needs.
+REQUIRED_KEYS = {
+    "webhook": [{"hmacSecret"}],
+    "slack": [{"botToken", "channel"}, {"webhookUrl"}],
+    "discord": [{"webhookUrl"}],
+    "telegram": [{"botToken", "chatId"}],
+    "mastodon": [{"accessToken"}],
+    "bluesky": [{"identifier", "appPassword"}],
+}
+
+
+def test_every_built_in_platform_has_an_example():
+    platforms = set()
+    for example in EXAMPLES:
+        for doc in yaml.safe_load_all(example.read_text()):
+            if doc and doc["kind"] == "PlatformAdapter":
+                platforms.add(doc["spec"]["platform"])
+    assert platforms == set(PLATFORMS)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_is_a_secret_and_a_platform_adapter_that_fit_together(example):
+    secret, adapter = [d for d in yaml.safe_load_all(example.read_text()) if d]
+    assert (secret["apiVersion"], secret["kind"]) == ("v1", "Secret")
+    assert (adapter["apiVersion"], adapter["kind"]) == ("herald.dev/v1alpha1", "PlatformAdapter")
+    assert "namespace" not in secret["metadata"] and "namespace" not in adapter["metadata"], "examples are applied with -n"
+    assert _errors(adapter, _schema(ADAPTER), "") == []
+    spec = adapter["spec"]
+    assert spec["credentialsSecretRef"]["name"] == secret["metadata"]["name"]
+    assert {"platform", "credentialsSecretRef", "concurrency", "rateLimit", "paused"} <= set(spec)
+    keys = set(secret["stringData"])
+    assert any(required == keys for required in REQUIRED_KEYS[spec["platform"]]), keys
+    if spec["platform"] == "webhook":
+        assert spec["endpoint"].startswith("https://")
