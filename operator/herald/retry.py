@@ -158,7 +158,9 @@ def decide(
         if n >= rule.max_attempts:
             return Decision(Action.DEAD_LETTER, attempt_in_budget=n, max_attempts=rule.max_attempts,
                             reason=f"rate limited {n} times (limit {rule.max_attempts})")
-        delay = max(retry_after or 0.0, rule.min_delay)
+        # The platform's Retry-After when it gave one, else the class's backoff; never below minDelay.
+        wait = retry_after if retry_after is not None else rule.backoff.delay(n, seed)
+        delay = max(wait, rule.min_delay)
         return Decision(Action.RETRY, delay=delay, attempt_in_budget=n, max_attempts=rule.max_attempts)
 
     n = budget_attempts(failures) + 1

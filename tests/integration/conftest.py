@@ -6,13 +6,17 @@ import pytest
 from tests.support.cluster import ROOT
 from tests.support.herald import Herald
 from tests.support.operator import OperatorProcess
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="session")
 def crds(cluster):
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/publications.herald.dev",
-                    "crd/platformadapters.herald.dev", "--timeout=60s")
+    for crd in ("publications.herald.dev", "platformadapters.herald.dev"):
+        # A just-created CRD may have no status yet, which `kubectl wait` reports as an error: poll.
+        wait_until(lambda: cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=5s",
+                                           check=False).returncode == 0,
+                   timeout=60, what=f"CRD {crd} Established")
 
 
 @pytest.fixture

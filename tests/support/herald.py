@@ -122,48 +122,58 @@ def condition(obj: dict, type_: str) -> dict | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
 
 
-class JobRecorder:
-    """Follows the namespace's Jobs and notes when each was first seen and when it finished, in local time."""
+class Recorder:
+    """Follows the namespace's Herald Jobs (or Pods) and notes, in local time, when each was first seen
+    and when it finished. The watch is proven live (a sentinel object arrives on it) before use."""
+
+    kind = "jobs"
 
     def __init__(self, api: client.ApiClient, namespace: str):
         self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.added: dict[str, float] = {}
         self.finished: dict[str, float] = {}
         self.jobs: dict[str, Any] = {}
+        self._sentinel_seen = False
         self._stop = threading.Event()
         self._watch = watch.Watch()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         self._sync()
 
-    def _sync(self) -> None:
-        """Wait until the watch is live, shown by a suspended sentinel Job (no pods) arriving on it."""
-        name = f"recorder-sentinel-{int(time.time() * 1000) % 10**8}"
-        self._sentinel_seen = False
+    def _list(self):
+        return self.batch.list_namespaced_job
+
+    def _done(self, obj) -> bool:
+        conds = {c.type: c.status for c in (obj.status.conditions or [])}
+        return "True" in (conds.get("Complete"), conds.get("Failed"))
+
+    def _sentinel(self, name: str) -> None:
         body = {"metadata": {"name": name, "labels": {"herald.dev/publication": "recorder-sentinel"}},
                 "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never",
                          "containers": [{"name": "c", "image": "none"}]}}}}
         self.batch.create_namespaced_job(self.namespace, body)
-        self._sentinel = name
-        wait_until(lambda: self._sentinel_seen, timeout=15, what="the job watch to be live")
+        wait_until(lambda: self._sentinel_seen, timeout=15, what=f"the {self.kind} watch to be live")
         self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
+
+    def _sync(self) -> None:
+        self._sentinel(f"recorder-sentinel-{int(time.time() * 1000) % 10**8}")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                for ev in self._watch.stream(self.batch.list_namespaced_job, self.namespace, timeout_seconds=300,
+                for ev in self._watch.stream(self._list(), self.namespace, timeout_seconds=300,
                                              label_selector="herald.dev/publication"):
                     now = time.time()
-                    job = ev["object"]
-                    name = job.metadata.name
-                    if job.metadata.labels.get("herald.dev/publication") == "recorder-sentinel":
+                    obj = ev["object"]
+                    if obj.metadata.labels.get("herald.dev/publication") == "recorder-sentinel":
                         self._sentinel_seen = True
                         continue
-                    self.jobs[name] = job
+                    name = obj.metadata.name
+                    self.jobs[name] = obj
                     self.added.setdefault(name, now)
-                    conds = {c.type: c.status for c in (job.status.conditions or [])}
-                    if "True" in (conds.get("Complete"), conds.get("Failed")):
+                    if self._done(obj):
                         self.finished.setdefault(name, now)
                     if self._stop.is_set():
                         return
@@ -172,8 +182,35 @@ class JobRecorder:
                     return
 
     def wait_count(self, n: int, timeout: float = 30) -> None:
-        wait_until(lambda: len(self.added) >= n, timeout, f"{n} jobs")
+        wait_until(lambda: len(self.added) >= n, timeout, f"{n} {self.kind}")
 
     def stop(self) -> None:
         self._stop.set()
         self._watch.stop()
+
+
+class JobRecorder(Recorder):
+    pass
+
+
+class PodRecorder(Recorder):
+    """Pods: ``finished`` is when the adapter container's terminated state was first seen."""
+
+    kind = "pods"
+
+    def _list(self):
+        return self.core.list_namespaced_pod
+
+    def _done(self, obj) -> bool:
+        return any(cs.state and cs.state.terminated for cs in (obj.status.container_statuses or []))
+
+    def _sentinel(self, name: str) -> None:
+        body = {"metadata": {"name": name, "labels": {"herald.dev/publication": "recorder-sentinel"}},
+                "spec": {"nodeSelector": {"herald.dev/no-such-node": "true"},
+                         "containers": [{"name": "c", "image": "none"}]}}
+        self.core.create_namespaced_pod(self.namespace, body)
+        wait_until(lambda: self._sentinel_seen, timeout=15, what="the pod watch to be live")
+        self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+
+    def job_of(self, pod: str) -> str:
+        return self.jobs[pod].metadata.labels["job-name"]
