@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 
 import kopf
 
@@ -16,6 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--health-port", type=int, default=int(os.environ.get("HERALD_HEALTH_PORT", "8081")))
     parser.add_argument("--peering", default=os.environ.get("HERALD_PEERING") or None,
                         help="a kopf peering name for standby replicas (default: standalone)")
+    parser.add_argument("--priority", type=int, default=int(os.environ.get("HERALD_PEERING_PRIORITY", "0")) or None,
+                        help="kopf peering priority; default: random, so one of several peered replicas is active")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.namespace:
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         namespaces=namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
     ))
 

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from .durations import format_time
 from .jobs import JobDefaults
 from .kube import ApiError, Kube, collection
-from .reconciler import JOB_CREATE_FAILED, EventSpec, Plan, reconcile
+from .reconciler import JOB_CREATE_FAILED, EventSpec, Plan, progress_only, reconcile
 from .redact import redact
 from .status import Phase
 from .store import Store
@@ -28,6 +28,8 @@ GROUP_VERSION = "herald.dev/v1alpha1"
 SELECTOR = "herald.dev/publication"
 RESYNC_SECONDS = float(os.environ.get("HERALD_RESYNC_SECONDS", "120"))
 SECRET_REFRESH_SECONDS = 2.0
+# How long a status change that only records a started attempt may wait to be merged with its outcome.
+STATUS_COALESCE_SECONDS = float(os.environ.get("HERALD_STATUS_COALESCE_SECONDS", "10"))
 
 
 def utcnow() -> datetime:
@@ -50,6 +52,7 @@ class Engine:
         self._task: asyncio.Task | None = None
         self._synced = asyncio.Event()
         self._secret_checked: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], datetime] = {}  # publication -> when its progress write was held
         self.ticks = 0
         self.last_tick = 0.0
         self.instance = socket.gethostname()
@@ -134,6 +137,7 @@ class Engine:
         await self._refresh_secrets()
         now = utcnow()
         plan = reconcile(self.store.snapshot(), now, self.defaults)
+        self._hold_progress(plan, now)
         await self.execute(plan, now)
         self.ticks += 1
         self.last_tick = time.time()
@@ -143,6 +147,23 @@ class Engine:
             except Exception:
                 log.exception("observer failed")
         return plan.wake_at
+
+    def _hold_progress(self, plan: Plan, now: datetime) -> None:
+        """Hold back status writes that only record started attempts, for STATUS_COALESCE_SECONDS."""
+        window = timedelta(seconds=STATUS_COALESCE_SECONDS)
+        for key in [k for k in self._held if k not in plan.publication_status]:
+            del self._held[key]
+        for key, new in list(plan.publication_status.items()):
+            pub = self.store.objects["publications"].get(key)
+            if pub is None or window.total_seconds() <= 0 or not progress_only(new, pub.status):
+                self._held.pop(key, None)
+                continue
+            since = self._held.setdefault(key, now)
+            if now - since >= window:
+                del self._held[key]
+                continue
+            del plan.publication_status[key]
+            plan.wake(since + window)
 
     # -- reads ---------------------------------------------------------------------------------
     async def _refresh_secrets(self) -> None:

@@ -480,6 +480,37 @@ def changed(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     return any(clean(new.get(k)) != clean(old.get(k)) for k in new)
 
 
+_PROGRESS_TARGET_FIELDS = ("phase", "reason", "message", "attempts", "jobName", "nextAttemptAt", "waitingSince")
+_PROGRESS_FIELDS = ("phase", "attempts", "nextAttemptAt", "conditions")
+
+
+def progress_only(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """Whether a status change only records attempts that started (no outcome, no decision).
+
+    Such a change may be held back briefly: an attempt that ends soon is then written once,
+    with its outcome, instead of twice."""
+    old_targets = {t.get("adapter"): t for t in old.get("targets") or []}
+    top = _PROGRESS_FIELDS + ("targets",)
+    if not old_targets:  # no status yet: compare with what a fresh status would hold
+        old_targets = {t["adapter"]: _fresh_target(t["adapter"]) for t in new.get("targets") or []}
+        top += ("observedGeneration", "totalTargets", "publishedTargets", "observedRedrive")
+    if len(old_targets) != len(new.get("targets") or []):
+        return False
+    for t in new.get("targets") or []:
+        o = old_targets.get(t["adapter"])
+        if o is None:
+            return False
+        if t["phase"] == Phase.PUBLISHING and int(t.get("observedAttempt") or 0) == int(o.get("observedAttempt") or 0):
+            t, o = _without(t, _PROGRESS_TARGET_FIELDS), _without(o, _PROGRESS_TARGET_FIELDS)
+        if clean(t) != clean(o):
+            return False
+    return clean(_without(new, top)) == clean(_without(old, top))
+
+
+def _without(d: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
 def _write_publication(pub: PublicationView, targets, extra, now, plan) -> None:
     status = pub.status
     suspended = bool(pub.spec.get("suspend"))

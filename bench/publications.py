@@ -1,0 +1,254 @@
+"""Benchmark: N single-target publications applied at once against the local cluster.
+
+    make bench                      # N=1000
+    .venv/bin/python bench/publications.py --n 200
+
+Reports, in one run on the same cluster:
+  1. the time until every first-attempt Job exists, as a ratio to a floor: a minimal async client
+     (httpx, the same concurrency) creating the same N Jobs and patching N Publication statuses;
+  2. API writes per publication, from kube-apiserver's own apiserver_request_total (plus the
+     Events Herald posted, counted by listing them);
+  3. the operator's peak RSS.
+Results are printed and written to bench/results/publications-<N>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from herald.jobs import JobDefaults, build_job_spec  # noqa: E402
+from herald.kube import Kube, collection  # noqa: E402
+
+GV = "herald.dev/v1alpha1"
+SUCCESS = '{"outcome":"published","postId":"1"}'
+WRITE_VERBS = {"POST", "PATCH", "PUT", "DELETE", "CREATE", "UPDATE", "APPLY"}
+
+
+def kubectl(*args: str, input: str | None = None) -> str:
+    return subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, check=True).stdout
+
+
+async def apiserver_writes(kube: Kube) -> dict[tuple[str, str, str], float]:
+    """Write requests by (verb, resource, subresource), from the API server's metrics."""
+    resp = await kube._client.get("/metrics", headers=kube._headers())  # noqa: SLF001
+    out: dict[tuple[str, str, str], float] = {}
+    for line in resp.text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if labels.get("verb") not in WRITE_VERBS:
+            continue
+        key = (labels["verb"], labels.get("resource", ""), labels.get("subresource", ""))
+        out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def delta(after: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
+async def create_namespace(kube: Kube, name: str) -> None:
+    await kube.create("/api/v1/namespaces", {"metadata": {"name": name, "labels": {"herald.dev/bench": "true"}}})
+
+
+def adapter(paused: bool = False) -> dict:
+    return {
+        "apiVersion": GV, "kind": "PlatformAdapter", "metadata": {"name": "bench"},
+        "spec": {"platform": "webhook", "concurrency": 1000, "paused": paused,
+                 "jobTemplate": {"podAnnotations": {"kwok.herald.dev/message": SUCCESS}, "ttlSecondsAfterFinished": 3600}},
+    }
+
+
+def publication(i: int) -> dict:
+    return {"apiVersion": GV, "kind": "Publication", "metadata": {"name": f"pub-{i:05d}"},
+            "spec": {"content": {"text": f"benchmark publication {i}"}, "targets": [{"adapter": "bench"}]}}
+
+
+async def gather_bounded(coros, limit: int = 64):
+    sem = asyncio.Semaphore(limit)
+
+    async def run(c):
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(run(c) for c in coros))
+
+
+async def count_jobs(kube: Kube, ns: str) -> int:
+    listing = await kube.list(collection("batch/v1", "jobs", ns), label_selector="herald.dev/publication")
+    return len(listing["items"])
+
+
+async def wait_jobs(kube: Kube, ns: str, n: int, timeout: float) -> float:
+    """Watch Jobs until n exist; returns the monotonic time the n-th was seen."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    listing = await kube.list(collection("batch/v1", "jobs", ns), label_selector="herald.dev/publication")
+    seen.update(j["metadata"]["name"] for j in listing["items"])
+    rv = listing["metadata"]["resourceVersion"]
+    while len(seen) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(seen)} of {n} jobs after {timeout}s")
+        params = {"watch": "1", "resourceVersion": rv, "labelSelector": "herald.dev/publication",
+                  "timeoutSeconds": "60", "allowWatchBookmarks": "true"}
+        async with kube._client.stream("GET", collection("batch/v1", "jobs", ns), params=params,  # noqa: SLF001
+                                       headers=kube._headers(), timeout=None) as resp:  # noqa: SLF001
+            async for line in resp.aiter_lines():
+                if not line:
+                    continue
+                ev = json.loads(line)
+                obj = ev["object"]
+                rv = obj["metadata"].get("resourceVersion", rv)
+                if ev["type"] == "ADDED":
+                    seen.add(obj["metadata"]["name"])
+                    if len(seen) >= n:
+                        return time.monotonic()
+    return time.monotonic()
+
+
+async def floor(kube: Kube, ns: str, n: int, concurrency: int) -> float:
+    """The least an operator must do: create N Jobs and patch N statuses, with a plain async client."""
+    await kube.create(collection(GV, "platformadapters", ns), adapter(paused=True))
+    pubs = await gather_bounded((kube.create(collection(GV, "publications", ns), publication(i)) for i in range(n)),
+                                concurrency)
+    spec = adapter()["spec"]
+    defaults = JobDefaults()
+
+    async def one(p: dict) -> None:
+        meta = {"namespace": ns, "name": p["metadata"]["name"], "uid": p["metadata"]["uid"]}
+        job = build_job_spec(meta, p["spec"], "bench", spec, 1, False, defaults)
+        await kube.create(collection("batch/v1", "jobs", ns), job)
+        await kube.merge_patch(f"/apis/{GV}/namespaces/{ns}/publications/{meta['name']}/status",
+                               {"status": {"phase": "Publishing", "attempts": 1}})
+
+    start = time.monotonic()
+    await gather_bounded((one(p) for p in pubs), concurrency)
+    return time.monotonic() - start
+
+
+def rss_peak_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def published_count(kube: Kube, ns: str) -> int:
+    listing = await kube.list(collection(GV, "publications", ns))
+    return sum(1 for p in listing["items"] if (p.get("status") or {}).get("phase") == "Published")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    n = args.n
+    os.environ.setdefault("KUBECONFIG", str(ROOT / ".cluster" / "kubeconfig"))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/publications.herald.dev", "--timeout=60s")
+    kube = Kube(concurrency=args.concurrency)
+    stamp = datetime.now(timezone.utc).strftime("%H%M%S")
+
+    # 1. The floor, in its own namespace.
+    floor_ns = f"bench-floor-{stamp}"
+    await create_namespace(kube, floor_ns)
+    t_floor = await floor(kube, floor_ns, n, args.concurrency)
+    print(f"floor: {n} Jobs + {n} status patches in {t_floor:.2f}s", flush=True)
+
+    # 2. Herald, in another namespace, as a real process.
+    ns = f"bench-herald-{stamp}"
+    await create_namespace(kube, ns)
+    await kube.create(collection(GV, "platformadapters", ns), adapter())
+    log = open(ROOT / "bench" / "results" / f"operator-{n}.log", "w")
+    env = dict(os.environ, HERALD_METRICS_PORT="18090", PYTHONUNBUFFERED="1")
+    op = subprocess.Popen([sys.executable, "-m", "herald", "-n", ns, "--health-port", "18091"],
+                          env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient() as h:
+            while True:
+                try:
+                    if (await h.get("http://127.0.0.1:18091/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("operator did not become healthy")
+                await asyncio.sleep(0.1)
+        before = await apiserver_writes(kube)
+        start = time.monotonic()
+        watcher = asyncio.create_task(wait_jobs(kube, ns, n, args.timeout))
+        await gather_bounded((kube.create(collection(GV, "publications", ns), publication(i)) for i in range(n)),
+                             args.concurrency)
+        applied = time.monotonic() - start
+        t_herald = await watcher - start
+        print(f"herald: applied {n} publications in {applied:.2f}s; every first-attempt Job existed after "
+              f"{t_herald:.2f}s", flush=True)
+        deadline = time.monotonic() + args.timeout
+        while await published_count(kube, ns) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError("not all publications were published")
+            await asyncio.sleep(1)
+        t_published = time.monotonic() - start
+        # Let trailing status writes (adapter queue counts) land before reading the counters.
+        await asyncio.sleep(2)
+        writes = delta(await apiserver_writes(kube), before)
+        rss = rss_peak_mib(op.pid)
+    finally:
+        op.send_signal(signal.SIGTERM)
+        try:
+            op.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            op.kill()
+
+    events = await kube.list(f"/api/v1/namespaces/{ns}/events")
+    herald_events = [e for e in events["items"] if (e.get("source") or {}).get("component") == "herald"]
+    operator_writes = {
+        "jobs": writes.get(("POST", "jobs", ""), 0),
+        "publications/status": writes.get(("PATCH", "publications", "status"), 0),
+        "publications": writes.get(("PATCH", "publications", ""), 0),
+        "platformadapters/status": writes.get(("PATCH", "platformadapters", "status"), 0),
+        "events": len(herald_events),
+    }
+    per_pub = {k: v / n for k, v in operator_writes.items()}
+    total = sum(operator_writes.values()) / n
+    result = {
+        "n": n,
+        "concurrency": args.concurrency,
+        "floor_seconds": round(t_floor, 3),
+        "herald_all_jobs_seconds": round(t_herald, 3),
+        "ratio": round(t_herald / t_floor, 3),
+        "apply_seconds": round(applied, 3),
+        "all_published_seconds": round(t_published, 3),
+        "writes_per_publication": round(total, 3),
+        "writes_per_publication_by_resource": {k: round(v, 3) for k, v in per_pub.items()},
+        "operator_peak_rss_mib": round(rss, 1),
+        "apiserver_write_deltas": {"/".join(k): v for k, v in sorted(writes.items())},
+    }
+    print(json.dumps(result, indent=2))
+    (ROOT / "bench" / "results" / f"publications-{n}.json").write_text(json.dumps(result, indent=2))
+    for name in (floor_ns, ns):
+        await kube.delete(f"/api/v1/namespaces/{name}")
+    await kube.close()
+
+
+if __name__ == "__main__":
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    asyncio.run(main())
