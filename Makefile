@@ -8,16 +8,25 @@ export HERALD_CACHE ?= $(HOME)/.cache/herald
 # CLUSTER=local (default) starts the repo's own cluster; CLUSTER=existing uses $$KUBECONFIG.
 CLUSTER ?= local
 export HERALD_CLUSTER := $(CLUSTER)
+# NODE=real adds a real node (containerd + kubelet) to the local cluster, next to the kwok
+# nodes; the tests that need it (tests/e2e/test_real_node.py) see HERALD_NODE=real.
+NODE ?=
+export NODE
+ifeq ($(NODE),real)
+export HERALD_NODE := real
+endif
 TOOLS_BIN = $(shell tests/cluster/build-tools.sh paths)
 PYTEST_ARGS ?=
 
-.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-unit demo bench clean
+.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-unit demo bench clean images
 
 help:
 	@echo "make demo         Herald end to end on a local cluster"
 	@echo "make test         the whole test suite (installs what it needs)"
 	@echo "make cluster-up   start (or reuse) the local cluster; kubeconfig in .cluster/kubeconfig"
 	@echo "make cluster-down stop the local cluster and remove its state"
+	@echo "make cluster-up NODE=real   ... plus a real node (containerd, kubelet): docs/real-node.md"
+	@echo "make images       build herald-operator:dev and herald-adapter:dev (buildah; loads them into the real node)"
 	@echo "make run          run the operator in the foreground against the cluster"
 	@echo "make bench        the benchmarks in bench/"
 
@@ -45,6 +54,9 @@ endif
 cluster-down:
 	tests/cluster/cluster.sh down
 
+images:
+	images/build.sh load
+
 kind-up:
 	kind create cluster --name herald --kubeconfig .cluster/kubeconfig
 
@@ -59,7 +71,7 @@ test: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv cluster-up
-	PATH="$(TOOLS_BIN):$$PATH" bench/../examples/demo.sh
+	PATH="$(TOOLS_BIN):$$PATH" examples/demo.sh
 
 bench: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/python bench/publications.py
