@@ -140,6 +140,23 @@ async def floor(kube: Kube, ns: str, n: int, concurrency: int) -> float:
     return time.monotonic() - start
 
 
+async def herald_events(kube: Kube, ns: str) -> list[dict]:
+    events = await kube.list(f"/api/v1/namespaces/{ns}/events")
+    return [e for e in events["items"] if (e.get("source") or {}).get("component") == "herald"]
+
+
+def operator_writes(writes: dict, events: int, n: int) -> dict[str, float]:
+    """Herald's writes per publication, by resource."""
+    counts = {
+        "jobs": writes.get(("POST", "jobs", ""), 0),
+        "publications/status": writes.get(("PATCH", "publications", "status"), 0),
+        "publications": writes.get(("PATCH", "publications", ""), 0),
+        "platformadapters/status": writes.get(("PATCH", "platformadapters", "status"), 0),
+        "events": events,
+    }
+    return {k: v / n for k, v in counts.items()}
+
+
 def rss_peak_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -158,6 +175,7 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--lone", type=int, default=10, help="publications then made one at a time")
     args = parser.parse_args()
     n = args.n
     os.environ.setdefault("KUBECONFIG", str(ROOT / ".cluster" / "kubeconfig"))
@@ -211,6 +229,20 @@ async def main() -> None:
         await asyncio.sleep(2)
         writes = delta(await apiserver_writes(kube), before)
         rss = rss_peak_mib(op.pid)
+        # Then publications one at a time, as most teams publish: the writes of a lone publication.
+        lone_before = await apiserver_writes(kube)
+        events_before = len(await herald_events(kube, ns))
+        for i in range(args.lone):
+            name = f"lone-{i:03d}"
+            await kube.create(collection(GV, "publications", ns), {**publication(0), "metadata": {"name": name}})
+            deadline = time.monotonic() + 60
+            while (await kube.get(f"/apis/{GV}/namespaces/{ns}/publications/{name}")).get("status", {}).get("phase") != "Published":
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} was not published")
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+        lone = delta(await apiserver_writes(kube), lone_before)
+        lone_events = len(await herald_events(kube, ns)) - events_before
     finally:
         op.send_signal(signal.SIGTERM)
         try:
@@ -218,17 +250,9 @@ async def main() -> None:
         except subprocess.TimeoutExpired:
             op.kill()
 
-    events = await kube.list(f"/api/v1/namespaces/{ns}/events")
-    herald_events = [e for e in events["items"] if (e.get("source") or {}).get("component") == "herald"]
-    operator_writes = {
-        "jobs": writes.get(("POST", "jobs", ""), 0),
-        "publications/status": writes.get(("PATCH", "publications", "status"), 0),
-        "publications": writes.get(("PATCH", "publications", ""), 0),
-        "platformadapters/status": writes.get(("PATCH", "platformadapters", "status"), 0),
-        "events": len(herald_events),
-    }
-    per_pub = {k: v / n for k, v in operator_writes.items()}
-    total = sum(operator_writes.values()) / n
+    per_pub = operator_writes(writes, events_before, n)
+    total = sum(per_pub.values())
+    lone_per_pub = operator_writes(lone, lone_events, args.lone)
     result = {
         "n": n,
         "concurrency": args.concurrency,
@@ -239,6 +263,9 @@ async def main() -> None:
         "all_published_seconds": round(t_published, 3),
         "writes_per_publication": round(total, 3),
         "writes_per_publication_by_resource": {k: round(v, 3) for k, v in per_pub.items()},
+        "lone_publications": args.lone,
+        "lone_writes_per_publication": round(sum(lone_per_pub.values()), 3),
+        "lone_writes_by_resource": {k: round(v, 3) for k, v in lone_per_pub.items()},
         "operator_peak_rss_mib": round(rss, 1),
         "apiserver_write_deltas": {"/".join(k): v for k, v in sorted(writes.items())},
     }

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from .durations import format_time
 from .jobs import JobDefaults
 from .kube import ApiError, Kube, collection
-from .reconciler import JOB_CREATE_FAILED, EventSpec, Plan, progress_only, reconcile
+from .reconciler import JOB_CREATE_FAILED, EventSpec, Plan, changed, progress_only, reconcile
 from .redact import redact
 from .status import Phase
 from .store import Store
@@ -53,6 +53,7 @@ class Engine:
         self._synced = asyncio.Event()
         self._secret_checked: dict[tuple[str, str], float] = {}
         self._held: dict[tuple[str, str], datetime] = {}  # publication -> when its progress write was held
+        self._adapter_written: dict[tuple[str, str], datetime] = {}  # adapter -> last status write
         self.ticks = 0
         self.last_tick = 0.0
         self.instance = socket.gethostname()
@@ -138,6 +139,7 @@ class Engine:
         now = utcnow()
         plan = reconcile(self.store.snapshot(), now, self.defaults)
         self._hold_progress(plan, now)
+        self._throttle_adapter_counts(plan, now)
         await self.execute(plan, now)
         self.ticks += 1
         self.last_tick = time.time()
@@ -164,6 +166,22 @@ class Engine:
                 continue
             del plan.publication_status[key]
             plan.wake(since + window)
+
+    def _throttle_adapter_counts(self, plan: Plan, now: datetime) -> None:
+        """An adapter status change that only moves the queue counts or lastPublishedTime is written
+        at most once per STATUS_COALESCE_SECONDS; anything else (circuit, credentials, rate limit,
+        conditions) is written at once."""
+        window = timedelta(seconds=STATUS_COALESCE_SECONDS)
+        for key, new in list(plan.adapter_status.items()):
+            view = self.store.objects["platformadapters"].get(key)
+            last = self._adapter_written.get(key)
+            counts_only = view is not None and not changed(
+                {k: v for k, v in new.items() if k not in ("queue", "lastPublishedTime")}, view.status)
+            if counts_only and last is not None and now - last < window:
+                del plan.adapter_status[key]
+                plan.wake(last + window)
+            else:
+                self._adapter_written[key] = now
 
     # -- reads ---------------------------------------------------------------------------------
     async def _refresh_secrets(self) -> None:

@@ -199,9 +199,16 @@ down() {
   log "cluster removed"
 }
 
+# --- real node (NODE=real): tests/cluster/realnode/, docs/real-node.md -----------------
+# With NODE unset nothing below changes what up does; down also removes a real node
+# if one was started (its state lives in $dir/realnode and /var/lib/herald-node).
+real_node_up() { if [ "${NODE:-}" = real ]; then "$here/realnode/up.sh" >&2; fi; }
+real_node_down() { if [ -d "$dir/realnode" ]; then "$here/realnode/down.sh" >&2; fi; }
+# --------------------------------------------------------------------------------------
+
 case "${1:-}" in
-  up) up ;;
-  down) down ;;
+  up) up; real_node_up ;;
+  down) real_node_down; down ;;
   status) api_ready ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

@@ -1,0 +1,3 @@
+module herald.dev/pause
+
+go 1.21
