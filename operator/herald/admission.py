@@ -86,10 +86,10 @@ def admit(gate: Gate, candidates: Iterable[Candidate], now: datetime) -> Admissi
         if room < slots:
             slots = room
             reason = Wait.RATE_LIMIT
-            # The next slot frees when the oldest start in the window ages out.
-            if in_window:
-                wake = in_window[len(in_window) - gate.rate_limit] + timedelta(seconds=gate.rate_period) \
-                    if len(in_window) >= gate.rate_limit else None
+            # With the starts admitted now, the window is full; the next slot frees when the
+            # oldest start in it ages out.
+            full = in_window + [now] * slots
+            wake = full[len(full) - gate.rate_limit] + timedelta(seconds=gate.rate_period)
     if circuit.state is CircuitState.HALF_OPEN:
         reason = Wait.CIRCUIT_OPEN
     start = [c.key for c in ordered[:slots]]

@@ -49,6 +49,8 @@ class Engine:
         self.observer = observer
         self.coalesce = coalesce
         self._sem = asyncio.Semaphore(concurrency)
+        self._event_sem = asyncio.Semaphore(8)
+        self._event_tasks: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
         self._synced = asyncio.Event()
         self._secret_checked: dict[tuple[str, str], float] = {}
@@ -65,6 +67,8 @@ class Engine:
         self._task = asyncio.create_task(self._run(), name="herald-engine")
 
     async def stop(self) -> None:
+        if self._event_tasks:
+            await asyncio.wait(list(self._event_tasks), timeout=5)
         if self._task:
             self._task.cancel()
             try:
@@ -259,8 +263,16 @@ class Engine:
             *(self._bounded(patch("platformadapters", "platformadapters", k, {"status": s}, "/status"))
               for k, s in plan.adapter_status.items()),
         )
-        if plan.events:
-            await asyncio.gather(*(self._bounded(self._event(e, now)) for e in plan.events))
+        # Events are posted in the background, a few at a time, so they never hold up the next
+        # tick's Jobs and statuses.
+        for e in plan.events:
+            task = asyncio.create_task(self._event_bounded(e, now))
+            self._event_tasks.add(task)
+            task.add_done_callback(self._event_tasks.discard)
+
+    async def _event_bounded(self, e: EventSpec, now: datetime) -> None:
+        async with self._event_sem:
+            await self._event(e, now)
 
     async def _event(self, e: EventSpec, now: datetime) -> None:
         uid = e.uid

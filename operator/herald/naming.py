@@ -17,7 +17,7 @@ def job_name(publication: str, target: str, attempt: int) -> str:
     The hash covers the full publication and target names, so trimming never makes two
     targets share a name, and the same attempt always gets the same name (a restarted
     operator's create then fails with AlreadyExists instead of starting a second Job)."""
-    suffix = f"-{_digest(publication, target, length=6)}-{attempt}"
+    suffix = f"-{_digest(publication, target, length=12)}-{attempt}"
     room = MAX_NAME - len(suffix)
     head = f"{publication}-{target}"
     if len(head) > room:

@@ -106,6 +106,7 @@ class _AdapterState:
     creds_version: str | None
     creds_message: str
     last_published: datetime | None
+    secret_version: str | None = None
     running: int = 0
     starts: list[datetime] = field(default_factory=list)
     pending: int = 0
@@ -126,6 +127,7 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
     version = cr.get("secretResourceVersion")
     message = cr.get("message") or ""
     ref = ((view.spec.get("credentialsSecretRef") or {}).get("name")) if view else None
+    current = None
     if view is not None and ref:
         current = secrets.get((view.namespace, ref), "unknown")
         if current is None:
@@ -146,6 +148,7 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
         creds_version=version if not valid else None,
         creds_message=message if not valid else "",
         last_published=parse_time(st.get("lastPublishedTime")),
+        secret_version=current if current not in (None, "unknown") else None,
     )
 
 
@@ -213,9 +216,11 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
                 _start_attempt(pub, t, a, now, defaults, plan, world.secrets)
             else:
                 reason = decision.waiting[cand.key]
-                _set(t, Phase.QUEUED, reason, _wait_message(reason, a))
+                _set(t, Phase.QUEUED, reason, _wait_message(reason, a, now))
                 a.pending += 1
-                if reason == Wait.CREDENTIALS:
+                if reason != Wait.CREDENTIALS:
+                    t["waitingSince"] = None
+                else:
                     t["waitingSince"] = t.get("waitingSince") or format_time(now)
                     timeout = _policy(pub, a).credentials_timeout
                     since = parse_time(t["waitingSince"])
@@ -243,10 +248,13 @@ def _policy(pub: PublicationView, a: _AdapterState) -> RetryPolicy:
     return RetryPolicy.from_spec(a.view.spec.get("retryPolicy") if a.view else None, pub.spec.get("retryPolicy"))
 
 
-def _wait_message(reason: str, a: _AdapterState) -> str:
+def _wait_message(reason: str, a: _AdapterState, now: datetime) -> str:
+    circuit = a.circuit.at(now)
+    probe = "a probe attempt is running" if circuit.state is CircuitState.HALF_OPEN \
+        else f"next probe at {format_time(circuit.next_probe_at)}"
     return {
         Wait.PAUSED: "the adapter is paused",
-        Wait.CIRCUIT_OPEN: f"circuit {a.circuit.state.value}; next probe at {format_time(a.circuit.next_probe_at)}",
+        Wait.CIRCUIT_OPEN: f"circuit {circuit.state.value}; {probe}",
         Wait.RATE_LIMITED: f"the platform rate-limited this adapter until {format_time(a.blocked_until)}",
         Wait.CREDENTIALS: f"credentials are invalid: {a.creds_message}".rstrip(": "),
         Wait.CONCURRENCY: "waiting for a free concurrency slot",
@@ -315,7 +323,8 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan)
             targets.append(t)
             continue
         if suspended:
-            _set(t, Phase.CANCELLED, "Suspended", "publication suspended")
+            if t["phase"] != Phase.CANCELLED:
+                _set(t, Phase.CANCELLED, "Suspended", "publication suspended")
             targets.append(t)
             continue
         if t["phase"] == Phase.QUEUED and t["reason"] == Wait.CREDENTIALS and not a.creds_valid:
@@ -334,7 +343,9 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan)
                 _set(t, Phase.SCHEDULED, "PublishAtInFuture", f"publishing at {format_time(publish_at)}")
             else:
                 plan.wake(next_at)
-                if t["reason"] != JOB_CREATE_FAILED:
+                if t["phase"] == Phase.CANCELLED:  # resumed after a suspend, during a backoff
+                    _set(t, Phase.RETRYING, "BackoffScheduled", f"next attempt at {t['nextAttemptAt']}")
+                elif t["reason"] != JOB_CREATE_FAILED:
                     t["phase"] = Phase.RETRYING
             targets.append(t)
             continue
@@ -371,7 +382,7 @@ def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, secrets) -> No
     a.starts.append(now)
     mode = " in verify mode" if t["verifyNext"] else ""
     t.update(attempts=attempt, jobName=job["metadata"]["name"], nextAttemptAt=None, waitingSince=None)
-    _set(t, Phase.PUBLISHING, "JobCreated", f"attempt {attempt} started{mode} in Job {job['metadata']['name']}")
+    _set(t, Phase.PUBLISHING, "JobRunning", f"attempt {attempt} running in Job {job['metadata']['name']}")
     plan.events.append(_event(pub, "Normal", "AttemptStarted",
                               f"attempt {attempt} for {t['adapter']} started{mode} (Job {job['metadata']['name']})"))
 
@@ -391,6 +402,8 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         how = "verified an earlier post" if outcome.verified else "published"
         _set(t, Phase.PUBLISHED, "Published", f"attempt {attempt} {how}" + (f": {outcome.post_id}" if outcome.post_id else ""))
         a.circuit = a.circuit.record_success()
+        if not a.creds_valid:  # a post went through: the credentials work
+            a.creds_valid, a.creds_since, a.creds_version, a.creds_message = True, None, None, ""
         a.last_published = max(filter(None, [a.last_published, finished]))
         plan.events.append(_event(pub, "Normal", "AttemptSucceeded", f"attempt {attempt} for {name} {how}"
                                   + (f" (post {outcome.post_id})" if outcome.post_id else "")))
@@ -422,6 +435,16 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     if cls is ErrorClass.RATE_LIMITED:
         until = now + timedelta(seconds=decision.delay) if decision.action is Action.RETRY else now
         a.blocked_until = max(filter(None, [a.blocked_until, until]))
+    if cls is ErrorClass.AUTH and job is not None and job.credentials_version and a.secret_version \
+            and job.credentials_version != a.secret_version:
+        # The refused attempt ran with an older Secret; the new one has not been tried yet.
+        plan.events.append(_event(pub, "Warning", "AttemptFailed", f"attempt {attempt} for {name} failed: {detail}"))
+        plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
+                                                retried=True, failed_attempts=failed_so_far))
+        t.update(retries=t["retries"] + 1, lastBackoffSeconds=0.0, nextAttemptAt=format_time(now))
+        _set(t, Phase.RETRYING, "RetryAuth", f"{failed_text}; the Secret changed since, retrying with it now")
+        plan.wake(now)
+        return
     if cls is ErrorClass.AUTH:
         version = job.credentials_version if job else None
         a.creds_valid = False

@@ -5,7 +5,7 @@ import re
 
 _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
-    (re.compile(r"(?i)\b(token|password|passwd|secret|api[_-]?key|access[_-]?token|apppassword)"
+    (re.compile(r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_-])*(?:token|password|passwd|secret|api[_-]?key|apppassword))"
                 r"(\"?\s*[:=]\s*\"?)[^\s\"',;&]+"), r"\1\2[REDACTED]"),
     (re.compile(r"\bbot\d+:[A-Za-z0-9_-]{20,}"), "bot[REDACTED]"),
     (re.compile(r"(?i)(hooks\.slack\.com/services/)[^\s\"']+"), r"\1[REDACTED]"),
@@ -20,7 +20,7 @@ def redact(text: str | None, secrets: tuple[str, ...] = (), limit: int = 1024) -
     if not text:
         return ""
     out = str(text)
-    for s in secrets:
+    for s in sorted(secrets, key=len, reverse=True):
         if s and len(s) >= 4:
             out = out.replace(s, "[REDACTED]")
     for pattern, repl in _PATTERNS:

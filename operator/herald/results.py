@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping
@@ -10,6 +11,9 @@ from .durations import parse_time
 from .errors import ErrorClass
 from .redact import redact
 from .views import JobView, PodView
+
+# A platform's Retry-After beyond a day is taken as a day.
+MAX_RETRY_AFTER = 86400.0
 
 # Container waiting reasons that mean the pod will not run on its own.
 STUCK_REASONS = frozenset(
@@ -49,18 +53,21 @@ def parse_result(message: str | None) -> dict[str, Any] | None:
 
 
 def _num(v: Any) -> float | None:
-    try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
+    """A finite number, or None: an adapter's result must never be able to break a decision."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
+    return float(v) if math.isfinite(v) else None
 
 
 def _from_result(result: Mapping[str, Any], started, finished, exit_code: int) -> Outcome:
-    rl = result.get("rateLimit") or {}
+    rl = result.get("rateLimit")
+    rl = rl if isinstance(rl, dict) else {}
+    remaining = _num(rl.get("remaining"))
+    retry_after = _num(result.get("retryAfterSeconds"))
     common = dict(
-        message=redact(result.get("message")),
-        retry_after=_num(result.get("retryAfterSeconds")),
-        rate_limit_remaining=int(rl["remaining"]) if isinstance(rl.get("remaining"), (int, float)) else None,
+        message=redact(result.get("message") if isinstance(result.get("message"), str) else None),
+        retry_after=None if retry_after is None else min(max(retry_after, 0.0), MAX_RETRY_AFTER),
+        rate_limit_remaining=int(remaining) if remaining is not None and abs(remaining) < 2**53 else None,
         rate_limit_reset_at=_safe_time(rl.get("resetAt")),
         response_seconds=_num(result.get("responseSeconds")),
         started=started,

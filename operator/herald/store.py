@@ -50,7 +50,8 @@ class Store:
             objects.pop(key, None)
             if kind == "jobs":
                 self.job_starts.pop(key, None)
-            tombs[key] = (rv, time.monotonic())
+            old = tombs.get(key)
+            tombs[key] = (max(rv, old[0]) if old else rv, time.monotonic())
             self.changed.set()
             return True
         tomb = tombs.get(key)
@@ -71,6 +72,7 @@ class Store:
         """After a full list: drop objects the list no longer has (deleted while nobody watched)."""
         for key in [k for k, v in self.objects[kind].items() if k not in listed and v.rv <= list_rv]:
             del self.objects[kind][key]
+            self._tombstones[kind][key] = (list_rv, time.monotonic())
 
     def gc_tombstones(self) -> None:
         cutoff = time.monotonic() - TOMBSTONE_SECONDS

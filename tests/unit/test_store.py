@@ -1,0 +1,189 @@
+"""The store: watch events and lists in any order; the newest resourceVersion wins."""
+from __future__ import annotations
+
+import copy
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from herald import store as store_module
+from herald.reconciler import World
+from herald.store import Store
+
+from .builders import DETERMINISTIC, adapter_body, job_body, pod_body, publication_body
+
+
+def pub(rv: int, text: str = "v", name: str = "launch") -> dict:
+    return publication_body(name, rv=rv, content={"text": text})
+
+
+def test_newer_resource_version_replaces():
+    s = Store()
+    assert s.apply("publications", "ADDED", pub(5, "first"))
+    assert s.apply("publications", "MODIFIED", pub(7, "second"))
+    assert s.objects["publications"][("news", "launch")].spec["content"]["text"] == "second"
+
+
+def test_older_resource_version_is_ignored():
+    s = Store()
+    s.apply("publications", "MODIFIED", pub(9, "new"))
+    assert s.apply("publications", "MODIFIED", pub(8, "old")) is False
+    assert s.objects["publications"][("news", "launch")].spec["content"]["text"] == "new"
+
+
+def test_same_resource_version_is_not_a_change():
+    s = Store()
+    s.apply("publications", "ADDED", pub(9))
+    s.changed.clear()
+    assert s.apply("publications", "MODIFIED", pub(9)) is False
+    assert not s.changed.is_set()
+
+
+def test_changes_are_signalled():
+    s = Store()
+    assert not s.changed.is_set()
+    s.apply("platformadapters", "ADDED", adapter_body(rv=3))
+    assert s.changed.is_set()
+
+
+def test_resource_versions_compare_as_numbers():
+    s = Store()
+    s.apply("publications", "ADDED", pub(9, "nine"))
+    s.apply("publications", "MODIFIED", pub(10, "ten"))  # "10" < "9" as text
+    assert s.objects["publications"][("news", "launch")].spec["content"]["text"] == "ten"
+
+
+def test_deleted_leaves_a_tombstone_so_a_late_older_copy_cannot_resurrect():
+    s = Store()
+    s.apply("publications", "ADDED", pub(5))
+    assert s.apply("publications", "DELETED", pub(8))
+    assert ("news", "launch") not in s.objects["publications"]
+    # a late event from before the deletion (e.g. from a slow list) must not bring it back
+    assert s.apply("publications", "ADDED", pub(6)) is False
+    assert s.apply("publications", "MODIFIED", pub(8)) is False
+    assert ("news", "launch") not in s.objects["publications"]
+
+
+def test_an_older_deleted_event_does_not_weaken_the_tombstone():
+    """Deleted at rv 8; a late DELETED of an earlier incarnation (rv 3) arrives, then a late copy
+    at rv 6 (older than the deletion at rv 8): it must stay deleted."""
+    s = Store()
+    s.apply("publications", "ADDED", pub(5))
+    s.apply("publications", "DELETED", pub(8))
+    s.apply("publications", "DELETED", pub(3))
+    assert s.apply("publications", "MODIFIED", pub(6)) is False
+    assert ("news", "launch") not in s.objects["publications"]
+
+
+def test_a_recreated_object_with_a_newer_version_comes_back():
+    s = Store()
+    s.apply("publications", "ADDED", pub(5))
+    s.apply("publications", "DELETED", pub(8))
+    assert s.apply("publications", "ADDED", pub(20, "again"))
+    assert s.objects["publications"][("news", "launch")].spec["content"]["text"] == "again"
+
+
+def test_deleting_something_never_seen_still_blocks_its_older_copies():
+    s = Store()
+    s.apply("jobs", "DELETED", job_body(rv=10))
+    assert s.apply("jobs", "ADDED", job_body(rv=4)) is False
+    assert not s.objects["jobs"]
+
+
+def test_deleting_a_job_forgets_its_exact_start():
+    s = Store()
+    body = job_body(rv=3)
+    s.apply("jobs", "ADDED", body)
+    s.job_starts[("news", body["metadata"]["name"])] = object()
+    s.apply("jobs", "DELETED", job_body(rv=4))
+    assert not s.job_starts
+
+
+def test_objects_herald_does_not_understand_are_skipped():
+    s = Store()
+    foreign = job_body(rv=3)
+    foreign["metadata"]["annotations"] = {}
+    assert s.apply("jobs", "ADDED", foreign) is False
+    pod = pod_body("x")
+    pod["metadata"]["labels"] = {}
+    assert s.apply("pods", "ADDED", pod) is False
+
+
+def test_forget_missing_drops_what_a_full_list_no_longer_has():
+    s = Store()
+    s.apply("publications", "ADDED", pub(5, name="gone"))
+    s.apply("publications", "ADDED", pub(6, name="kept"))
+    s.apply("publications", "ADDED", pub(50, name="newer-than-list"))
+    s.forget_missing("publications", {("news", "kept")}, list_rv=40)
+    assert set(s.objects["publications"]) == {("news", "kept"), ("news", "newer-than-list")}
+
+
+def test_an_object_dropped_by_a_relist_is_not_resurrected_by_a_late_older_event():
+    """A full list at rv 40 no longer has the Job (it was deleted while the watch was down); a
+    watch event from before the list (rv 12) arriving afterwards must not bring it back."""
+    s = Store()
+    s.apply("jobs", "ADDED", job_body(rv=10))
+    s.forget_missing("jobs", set(), list_rv=40)
+    assert not s.objects["jobs"]
+    assert s.apply("jobs", "MODIFIED", job_body(rv=12)) is False
+    assert not s.objects["jobs"]
+
+
+def test_tombstones_expire(monkeypatch):
+    s = Store()
+    s.apply("publications", "DELETED", pub(8))
+    clock = [store_module.time.monotonic() + store_module.TOMBSTONE_SECONDS + 1]
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
+    s.gc_tombstones()
+    assert s.apply("publications", "ADDED", pub(6))
+
+
+def test_snapshot_is_a_world_and_later_changes_do_not_leak_into_it():
+    s = Store()
+    s.apply("publications", "ADDED", pub(5))
+    s.secrets[("news", "creds")] = "17"
+    w = s.snapshot()
+    assert isinstance(w, World)
+    s.apply("publications", "DELETED", pub(6))
+    s.secrets[("news", "creds")] = "18"
+    assert ("news", "launch") in w.publications
+    assert w.secrets[("news", "creds")] == "17"
+
+
+# Each event carries its own resourceVersion (they are unique per change of an object).
+events_st = st.lists(st.tuples(st.sampled_from(["ADDED", "MODIFIED", "DELETED"]),
+                               st.integers(min_value=1, max_value=60)), min_size=1, max_size=25,
+                     unique_by=lambda e: e[1])
+
+
+@DETERMINISTIC
+@given(events_st)
+def test_any_delivery_order_ends_at_the_newest_state(events):
+    """Events of one object delivered in any order: the store ends where the newest event says,
+    and a deletion is never undone by an older event."""
+    s = Store()
+    for kind, rv in events:
+        s.apply("publications", kind, pub(rv, f"text-{rv}"))
+    newest_kind, newest_rv = max(events, key=lambda e: e[1])
+    current = s.objects["publications"].get(("news", "launch"))
+    if newest_kind == "DELETED":
+        assert current is None
+    else:
+        assert current is not None and current.rv == newest_rv
+
+
+@DETERMINISTIC
+@given(events_st, st.randoms(use_true_random=False))
+def test_result_does_not_depend_on_the_order_of_distinct_versions(events, rnd):
+    """Resource versions are unique per object state: with distinct versions, any shuffle of the same
+    events gives the same final state."""
+    distinct = events
+    shuffled = copy.copy(distinct)
+    rnd.shuffle(shuffled)
+    a, b = Store(), Store()
+    for kind, rv in distinct:
+        a.apply("publications", kind, pub(rv, f"t{rv}"))
+    for kind, rv in shuffled:
+        b.apply("publications", kind, pub(rv, f"t{rv}"))
+    va, vb = a.objects["publications"].get(("news", "launch")), b.objects["publications"].get(("news", "launch"))
+    assert (va.rv if va else None) == (vb.rv if vb else None)
