@@ -18,10 +18,11 @@ endif
 TOOLS_BIN = $(shell tests/cluster/build-tools.sh paths)
 PYTEST_ARGS ?=
 
-.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-unit demo bench clean images
+.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-unit demo demo-kwok bench clean images
 
 help:
-	@echo "make demo         Herald end to end on a local cluster"
+	@echo "make demo         Herald end to end on the local cluster's real node (Helm install, a real Job, a local Mastodon)"
+	@echo "make demo-kwok    the same story on the kwok nodes only (no containers; the operator on the host)"
 	@echo "make test         the whole test suite (installs what it needs)"
 	@echo "make cluster-up   start (or reuse) the local cluster; kubeconfig in .cluster/kubeconfig"
 	@echo "make cluster-down stop the local cluster and remove its state"
@@ -70,7 +71,14 @@ test-unit: venv
 test: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-demo: venv cluster-up
+# make demo: the real path. 1. the cluster with the real node, 2. the images, 3.-4. Helm
+# install, examples/demo-real/ and what the fake Mastodon on this host received.
+demo: venv
+	$(MAKE) --no-print-directory cluster-up NODE=real
+	$(MAKE) --no-print-directory images
+	PATH="$(TOOLS_BIN):$$PATH" examples/demo-real.sh
+
+demo-kwok: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" examples/demo.sh
 
 bench: venv cluster-up

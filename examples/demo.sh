@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# make demo: Herald end to end on the local cluster (the cluster is already up).
+# make demo-kwok: Herald end to end on the local cluster's kwok nodes (the cluster is already up):
+# the operator on the host, simulated adapter pods. `make demo` is the real path (examples/demo-real.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export KUBECONFIG=${KUBECONFIG:-$root/.cluster/kubeconfig}
-ns=herald-demo
+ns=herald-demo-kwok
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Installing the CRDs"
