@@ -16,6 +16,9 @@ kwok_nodes=${HERALD_KWOK_NODES:-2}
 service_cidr=10.96.0.0/16
 
 log() { printf '>> %s\n' "$*" >&2; }
+state=$dir
+# shellcheck source=procs.sh
+. "$here/procs.sh"
 
 # "up" builds what is missing; the other commands only need the paths.
 bin=$("$here/build-tools.sh" "$([ "${1:-}" = up ] && echo all || echo paths)")
@@ -24,19 +27,6 @@ export KUBECONFIG="$dir/kubeconfig"
 
 api_ready() {
   [ -f "$dir/kubeconfig" ] && kubectl get --raw /readyz >/dev/null 2>&1
-}
-
-wait_for() { # description seconds command...
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      log "timed out after ${secs}s waiting for $what; logs in $dir/logs"
-      tail -n 20 "$dir"/logs/*.log >&2 || true
-      return 1
-    fi
-    sleep 0.2
-  done
 }
 
 host_ip() { ip -4 route get 1.1.1.1 2>/dev/null | awk '{for(i=1;i<NF;i++) if($i=="src") {print $(i+1); exit}}'; }
@@ -100,11 +90,6 @@ pki() {
   kubeconfig "$dir/kwok.kubeconfig" kwok
 }
 
-start() { # name command...
-  local name=$1; shift
-  setsid "$@" >"$dir/logs/$name.log" 2>&1 < /dev/null &
-  echo $! > "$dir/pids/$name.pid"
-}
 
 up() {
   if api_ready; then

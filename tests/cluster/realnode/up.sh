@@ -14,24 +14,9 @@ set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { rlog "needs root (containerd, mounts, iptables)"; exit 1; }
 
-wait_for() { # description seconds command...
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      rlog "timed out after ${secs}s waiting for $what; logs in $rn/logs"
-      tail -n 25 "$rn"/logs/*.log >&2 || true
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
-start() { # name command...
-  local name=$1; shift
-  setsid "$@" >>"$rn/logs/$name.log" 2>&1 < /dev/null &
-  echo $! > "$rn/pids/$name.pid"
-}
+state=$rn
+# shellcheck source=../procs.sh
+. "$(dirname "$0")/../procs.sh"
 
 node_ready() {
   [ "$(kubectl get node "$node_name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
