@@ -18,6 +18,7 @@ class Wait:
     CONCURRENCY = "ConcurrencyLimit"
     RATE_LIMIT = "RateLimitWindow"
     NO_ADAPTER = "AdapterNotFound"
+    INVALID_ADAPTER = "AdapterInvalid"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Mapping
 
-from .durations import format_time, parse_duration, parse_time
+from .durations import InvalidValue, format_time, parse_duration, safe_time
+from .fields import whole
 
 
 class CircuitState(str, Enum):
@@ -23,11 +24,21 @@ class BreakerConfig:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None) -> "BreakerConfig":
+        """Raises ``InvalidValue`` naming the field (relative to circuitBreaker)."""
+        if spec is not None and not isinstance(spec, Mapping):
+            raise InvalidValue("must be an object")
         spec = spec or {}
+
+        def duration(key: str, default: float) -> float:
+            try:
+                return parse_duration(spec.get(key), default)
+            except InvalidValue as e:
+                raise InvalidValue(f"{key}: {e}") from None
+
         return cls(
-            failure_threshold=int(spec.get("failureThreshold", 5)),
-            cooldown=parse_duration(spec.get("cooldown"), 120.0),
-            max_cooldown=parse_duration(spec.get("maxCooldown"), 1800.0),
+            failure_threshold=whole(spec.get("failureThreshold"), 5, low=1, high=1_000_000, path="failureThreshold"),
+            cooldown=duration("cooldown", 120.0),
+            max_cooldown=duration("maxCooldown", 1800.0),
         )
 
 
@@ -46,7 +57,7 @@ class Circuit:
         return self
 
     def allows(self, now: datetime, running: int) -> int:
-        """How many new attempts may start now (None means no limit from the breaker)."""
+        """How many new attempts may start now (a very large number: no limit from the breaker)."""
         c = self.at(now)
         if c.state is CircuitState.OPEN:
             return 0
@@ -77,12 +88,20 @@ class Circuit:
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any] | None) -> "Circuit":
-        if not status:
+        """The circuit recorded in status; a damaged record reads as what it can be, never raises."""
+        if not status or not isinstance(status, Mapping):
             return cls()
+        try:
+            state = CircuitState(status.get("state") or "Closed")
+        except ValueError:
+            state = CircuitState.CLOSED
+        next_probe = safe_time(status.get("nextProbeAt"))
+        if state is CircuitState.OPEN and next_probe is None:
+            state = CircuitState.HALF_OPEN  # no known end of the cooldown: probe
         return cls(
-            state=CircuitState(status.get("state") or "Closed"),
-            consecutive_failures=int(status.get("consecutiveFailures") or 0),
-            opened_at=parse_time(status.get("openedAt")),
-            next_probe_at=parse_time(status.get("nextProbeAt")),
-            opens=int(status.get("opens") or 0),
+            state=state,
+            consecutive_failures=whole(status.get("consecutiveFailures"), 0, low=0, high=2**31 - 1, clamp=True),
+            opened_at=safe_time(status.get("openedAt")),
+            next_probe_at=next_probe,
+            opens=whole(status.get("opens"), 0, low=0, high=64, clamp=True),
         )

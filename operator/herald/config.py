@@ -5,6 +5,7 @@ import os
 
 from pydantic import BaseModel, Field
 
+from .engine import EngineSettings
 from .jobs import JobDefaults
 
 
@@ -19,6 +20,12 @@ class OperatorConfig(BaseModel):
     health_port: int = 8081
     alerts_config: str | None = None
     queue_alert_threshold: int = 100
+    resync_seconds: float = 300.0
+    status_coalesce_seconds: float = 10.0
+    workers: int = 16
+    liveness_seconds: float = 60.0
+    publication_ttl_seconds: int | None = Field(default=None, ge=0)
+    test_wedge_on: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
@@ -34,8 +41,25 @@ class OperatorConfig(BaseModel):
             "health_port": e.get("HERALD_HEALTH_PORT"),
             "alerts_config": e.get("HERALD_ALERTS_CONFIG"),
             "queue_alert_threshold": e.get("HERALD_QUEUE_ALERT_THRESHOLD"),
+            "resync_seconds": e.get("HERALD_RESYNC_SECONDS"),
+            "status_coalesce_seconds": e.get("HERALD_STATUS_COALESCE_SECONDS"),
+            "workers": e.get("HERALD_WORKERS"),
+            "liveness_seconds": e.get("HERALD_LIVENESS_SECONDS"),
+            "publication_ttl_seconds": e.get("HERALD_PUBLICATION_TTL_SECONDS"),
+            # Test-only fault: the reconcile loop hangs when it meets a Publication of this name.
+            "test_wedge_on": e.get("HERALD_TEST_WEDGE_ON"),
         }
         return cls(**{k: v for k, v in raw.items() if v not in (None, "")})
+
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(
+            resync_seconds=self.resync_seconds,
+            status_coalesce_seconds=self.status_coalesce_seconds,
+            workers=self.workers,
+            liveness_seconds=self.liveness_seconds,
+            publication_ttl_seconds=self.publication_ttl_seconds,
+            wedge_on=self.test_wedge_on,
+        )
 
     def job_defaults(self) -> JobDefaults:
         return JobDefaults(

@@ -1,84 +1,135 @@
-"""The loop that turns the store's picture into API writes.
+"""The loop that turns the store's picture into API writes, one unit of work at a time.
 
-Wake up on a change or at the next due time, take a snapshot, ``reconcile`` it, execute the
-plan, repeat. One loop per operator: the decisions need the whole namespace's queue anyway.
+Each tick takes what changed since the last one (watch events, writes, due timers), closes it over
+the adapters it competes for (``Store.close``), and decides each such unit with the pure
+``reconcile``. A unit's writes then run as their own task, under a bounded number of workers; the
+tick does not wait for them, and a unit with writes in flight is not decided again until they
+end (as in controller-runtime's work queue, a key is never worked on twice at once). So a slow
+or failing request holds up only its own unit, a unit that fails is retried with backoff, and a
+finished Publication costs nothing per tick.
+
+    watch event ──► Store.apply ──► dirty keys ─┐
+    timer due ────────────────────────────────► tick ─► close ─► reconcile(unit) ─► Plan
+                                                                                     │
+    Store.apply ◄── API answer ◄── Kube (create Job, patch status with resourceVersion, Events)
 """
 from __future__ import annotations
 
 import asyncio
+import heapq
+import json
 import logging
-import os
 import random
 import socket
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from .durations import format_time
 from .jobs import JobDefaults
 from .kube import ApiError, Kube, collection
-from .reconciler import JOB_CREATE_FAILED, EventSpec, Plan, changed, progress_only, reconcile
+from .reconciler import JOB_CREATE_FAILED, EventSpec, JobCreate, Plan, changed, progress_only, reconcile
 from .redact import redact
 from .status import Phase
-from .store import Store
+from .store import Key, Store, WorkKey, adapter_key, pub_key
 
 log = logging.getLogger("herald.engine")
 
 GROUP_VERSION = "herald.dev/v1alpha1"
 SELECTOR = "herald.dev/publication"
-RESYNC_SECONDS = float(os.environ.get("HERALD_RESYNC_SECONDS", "120"))
-SECRET_REFRESH_SECONDS = 2.0
-# How long a status change that only records a started attempt may wait to be merged with its outcome.
-STATUS_COALESCE_SECONDS = float(os.environ.get("HERALD_STATUS_COALESCE_SECONDS", "10"))
+JOB_REFUSED = "JobRefused"
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-Observer = Callable[[Plan, datetime, float], None]
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine's knobs (``OperatorConfig.engine_settings`` fills them from the environment)."""
+
+    resync_seconds: float = 300.0  # a full relist, as a safety net under the watches
+    secret_refresh_seconds: float = 10.0
+    status_coalesce_seconds: float = 10.0  # a status that only records a started attempt may wait this long
+    workers: int = 16  # units whose writes run at once
+    requests: int = 32  # API requests in flight at once
+    liveness_seconds: float = 60.0  # /healthz fails when work is due and no tick ended for this long
+    publication_ttl_seconds: int | None = None  # default spec.ttlSecondsAfterFinished
+    max_backoff_seconds: float = 300.0
+    wedge_on: str = ""  # test-only fault: the loop hangs when it meets a Publication of this name
 
 
 class Engine:
     def __init__(self, kube: Kube, store: Store, defaults: JobDefaults, namespaces: Iterable[str] | None = None,
-                 observer: Observer | None = None, coalesce: float = 0.01, concurrency: int = 64):
+                 observer: Any = None, coalesce: float = 0.01, settings: EngineSettings = EngineSettings()):
         self.kube = kube
         self.store = store
         self.defaults = defaults
-        self.namespaces = list(namespaces) if namespaces else [None]
+        self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self.observer = observer
         self.coalesce = coalesce
-        self._sem = asyncio.Semaphore(concurrency)
+        self.settings = settings
+        self._requests = asyncio.Semaphore(settings.requests)
+        self._workers = asyncio.Semaphore(settings.workers)
         self._event_sem = asyncio.Semaphore(8)
-        self._event_tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
-        self._synced = asyncio.Event()
-        self._secret_checked: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], datetime] = {}  # publication -> when its progress write was held
-        self._adapter_written: dict[tuple[str, str], datetime] = {}  # adapter -> last status write
+        self._resync_task: asyncio.Task | None = None
+        self._busy: set[WorkKey] = set()  # keys whose unit has writes in flight
+        self._deferred: set[WorkKey] = set()  # changed while busy: decided when the writes end
+        self._timers: list[tuple[datetime, WorkKey]] = []
+        self._timer_at: dict[WorkKey, datetime] = {}
+        self._failures: dict[WorkKey, int] = {}  # consecutive failures per key, for backoff
+        self._create_failures: dict[Key, int] = {}  # consecutive transient Job-create failures per publication
+        self._secret_checked: dict[Key, float] = {}
+        self._held: dict[Key, datetime] = {}  # publication -> when its progress write was first held
+        self._adapter_written: dict[Key, datetime] = {}  # adapter -> last status write
+        # Statuses the API server accepted but did not keep as sent (an older CRD prunes fields it
+        # does not know): not sent again, so a version skew cannot turn into a write loop.
+        self._pruned: dict[tuple[str, Key], str] = {}
+        self._failed_ticks = 0
         self.ticks = 0
+        self.units = 0
         self.last_tick = 0.0
+        self.last_tick_done = time.monotonic()
         self.instance = socket.gethostname()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.resync()
-        self._synced.set()
+        self.store.mark_all()  # derive every timer (retries, schedules, retention) once
+        self.last_tick_done = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="herald-engine")
 
     async def stop(self) -> None:
-        if self._event_tasks:
-            await asyncio.wait(list(self._event_tasks), timeout=5)
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        for task in (self._task, self._resync_task):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the loop is alive: running, and ticking while work is due."""
+        if self._task is None or self._task.done():
+            return False, "the reconcile loop is not running"
+        stale = time.monotonic() - self.last_tick_done
+        if stale > self.settings.liveness_seconds and self.work_due():
+            return False, f"no reconcile tick ended for {stale:.0f}s while work is due"
+        return True, "ok"
 
     @property
     def healthy(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self.health()[0]
+
+    def work_due(self) -> bool:
+        return bool(self.store.dirty or self._deferred
+                    or (self._timers and self._timers[0][0] <= utcnow()))
 
     async def resync(self) -> None:
         """List everything once: the picture is then complete even if watch events were missed."""
@@ -91,12 +142,17 @@ class Engine:
         for kind, gv, plural, selector in sources:
             for ns in self.namespaces:
                 listing = await self.kube.list(collection(gv, plural, ns), label_selector=selector)
-                list_rv = int(listing["metadata"].get("resourceVersion") or 0)
+                try:
+                    list_rv = int(listing["metadata"].get("resourceVersion") or 0)
+                except (TypeError, ValueError):
+                    list_rv = 0
                 keys = set()
                 for item in listing["items"]:
-                    item.setdefault("metadata", {}).setdefault("namespace", ns)
+                    if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict):
+                        continue
+                    item["metadata"].setdefault("namespace", ns)
                     self.store.apply(kind, None, item)
-                    keys.add((item["metadata"].get("namespace"), item["metadata"]["name"]))
+                    keys.add((item["metadata"].get("namespace"), item["metadata"].get("name")))
                 if ns is None:
                     self.store.forget_missing(kind, keys, list_rv)
                 else:
@@ -105,60 +161,141 @@ class Engine:
         self.store.gc_tombstones()
         self.store.changed.set()
 
+    async def _resync_in_background(self) -> None:
+        try:
+            await self.resync()
+        except ApiError as e:
+            log.warning("relist failed: %s", e)
+        except Exception:
+            log.exception("relist failed")
+
     # -- the loop ----------------------------------------------------------------------------------
     async def _run(self) -> None:
-        wake_at: datetime | None = None
-        next_resync = time.monotonic() + RESYNC_SECONDS
-        failures = 0
+        next_resync = time.monotonic() + self.settings.resync_seconds
         while True:
-            timeout = None
-            if wake_at is not None:
-                timeout = max(0.0, (wake_at - utcnow()).total_seconds() + 0.002)
-            timeout = min(timeout if timeout is not None else 30.0, max(0.0, next_resync - time.monotonic()), 30.0)
+            timeout = 30.0
+            if self._timers:
+                timeout = min(timeout, max(0.0, (self._timers[0][0] - utcnow()).total_seconds() + 0.002))
+            timeout = min(timeout, max(0.0, next_resync - time.monotonic()))
             try:
                 await asyncio.wait_for(self.store.changed.wait(), timeout)
                 await asyncio.sleep(self.coalesce)  # let a burst of watch events land in one tick
             except asyncio.TimeoutError:
                 pass
+            self.store.changed.clear()
+            if time.monotonic() >= next_resync:
+                next_resync = time.monotonic() + self.settings.resync_seconds
+                if self._resync_task is None or self._resync_task.done():
+                    self._resync_task = asyncio.create_task(self._resync_in_background())
             try:
-                if time.monotonic() >= next_resync:
-                    next_resync = time.monotonic() + RESYNC_SECONDS
-                    await self.resync()
-                self.store.changed.clear()
-                wake_at = await self.tick()
-                failures = 0
+                await self._refresh_secrets()
+                await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a failed tick is retried: the decisions are level-based
-                failures += 1
-                log.exception("reconcile tick failed (%d in a row)", failures)
-                degraded = getattr(self.observer, "degraded", None)
-                if degraded is not None and failures >= 3:
-                    degraded(f"{failures} reconcile ticks in a row failed")
-                wake_at = utcnow() + timedelta(seconds=min(30.0, 0.5 * 2 ** min(failures, 6)))
+            except Exception:  # tick guards each unit; this is a bug in the loop itself
+                log.exception("reconcile tick failed")
+            self.last_tick_done = time.monotonic()
 
-    async def tick(self) -> datetime | None:
+    def _due_timers(self, now: datetime) -> set[WorkKey]:
+        due: set[WorkKey] = set()
+        while self._timers and self._timers[0][0] <= now:
+            at, key = heapq.heappop(self._timers)
+            if self._timer_at.get(key) == at:
+                del self._timer_at[key]
+                due.add(key)
+        return due
+
+    def _schedule(self, keys: Iterable[WorkKey], at: datetime | None) -> None:
+        if at is None:
+            return
+        for key in keys:
+            current = self._timer_at.get(key)
+            if current is None or at < current or current <= utcnow():
+                self._timer_at[key] = at
+                heapq.heappush(self._timers, (at, key))
+
+    def _backoff(self, keys: Iterable[WorkKey], now: datetime) -> None:
+        """Retry a failed unit later, doubling the delay while it keeps failing."""
+        for key in keys:
+            n = self._failures.get(key, 0) + 1
+            self._failures[key] = n
+            delay = min(self.settings.max_backoff_seconds, 0.5 * 2 ** min(n, 12))
+            self._schedule([key], now + timedelta(seconds=delay))
+
+    async def tick(self) -> None:
         started = time.perf_counter()
-        await self._refresh_secrets()
         now = utcnow()
-        plan = reconcile(self.store.snapshot(), now, self.defaults)
-        self._hold_progress(plan, now)
-        self._throttle_adapter_counts(plan, now)
-        await self.execute(plan, now)
+        seeds = self.store.take_dirty() | self._deferred | self._due_timers(now)
+        self._deferred = set()
+        if self.settings.wedge_on and any(k[0] == "p" and k[2] == self.settings.wedge_on for k in seeds):
+            log.error("test fault: the reconcile loop hangs (HERALD_TEST_WEDGE_ON=%s)", self.settings.wedge_on)
+            await asyncio.Event().wait()
+        covered: set[WorkKey] = set()
+        failed_units = 0
+        for seed in sorted(seeds):
+            if seed in covered:
+                continue
+            pubs, adapters = self.store.close([seed])
+            keys = {pub_key(k) for k in pubs} | {adapter_key(k) for k in adapters} | {seed}
+            covered |= keys
+            if keys & self._busy:
+                self._deferred |= keys & seeds
+                continue
+            if not self._decide(keys, pubs, adapters, now):
+                failed_units += 1
         self.ticks += 1
         self.last_tick = time.time()
         if self.observer is not None:
             try:
-                self.observer(plan, now, time.perf_counter() - started)
+                self.observer.adapters_present(set(self.store.objects["platformadapters"]))
+                self.observer.tick(time.perf_counter() - started, failed_units)
             except Exception:
                 log.exception("observer failed")
-        return plan.wake_at
 
-    def _hold_progress(self, plan: Plan, now: datetime) -> None:
-        """Hold back status writes that only record started attempts, for STATUS_COALESCE_SECONDS."""
-        window = timedelta(seconds=STATUS_COALESCE_SECONDS)
-        for key in [k for k in self._held if k not in plan.publication_status]:
+    def _decide(self, keys: set[WorkKey], pubs: set[Key], adapters: set[Key], now: datetime) -> bool:
+        """Decide one unit and start its writes. False when deciding failed (it is retried)."""
+        self.units += 1
+        try:
+            world = self.store.world_for(pubs, adapters, now)
+            plan = reconcile(world, now, self.defaults, self.settings.publication_ttl_seconds)
+        except Exception:
+            log.exception("reconcile of %d publications and %d adapters failed", len(pubs), len(adapters))
+            self._backoff(keys, now)
+            return False
+        failed = {("p" if f.kind == "publications" else "a", *f.key) for f in plan.failures}
+        self._backoff(failed, now)
+        for key in keys - failed:
+            self._failures.pop(key, None)
+        self._skip_pruned(plan)
+        held = self._hold_progress(plan, now, pubs)
+        self._throttle_adapter_counts(plan, now)
+        self._schedule(keys, plan.wake_at)
+        if self.observer is not None:
+            try:
+                self.observer(plan, now)
+            except Exception:
+                log.exception("observer failed")
+        if plan.creates or plan.deletes or plan.publication_status or plan.publication_labels \
+                or plan.adapter_status or plan.events or plan.deletes_publications:
+            self._busy |= keys
+            task = asyncio.create_task(self._execute(keys, plan, held, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return not plan.failures
+
+    def _skip_pruned(self, plan: Plan) -> None:
+        for kind, writes in (("publications", plan.publication_status), ("platformadapters", plan.adapter_status)):
+            for key, status in list(writes.items()):
+                if self._pruned.get((kind, key)) == _fingerprint(status):
+                    del writes[key]
+
+    def _hold_progress(self, plan: Plan, now: datetime, pubs: set[Key]) -> dict[Key, dict[str, Any]]:
+        """Hold back status writes that only record started attempts, for status_coalesce_seconds.
+        Returns the held statuses (a failed Job create releases its publication's)."""
+        window = timedelta(seconds=self.settings.status_coalesce_seconds)
+        for key in [k for k in pubs if k in self._held and k not in plan.publication_status]:
             del self._held[key]
+        held: dict[Key, dict[str, Any]] = {}
         for key, new in list(plan.publication_status.items()):
             pub = self.store.objects["publications"].get(key)
             if pub is None or window.total_seconds() <= 0 or not progress_only(new, pub.status):
@@ -168,14 +305,15 @@ class Engine:
             if now - since >= window:
                 del self._held[key]
                 continue
-            del plan.publication_status[key]
+            held[key] = plan.publication_status.pop(key)
             plan.wake(since + window)
+        return held
 
     def _throttle_adapter_counts(self, plan: Plan, now: datetime) -> None:
         """An adapter status change that only moves the queue counts or lastPublishedTime is written
-        at most once per STATUS_COALESCE_SECONDS; anything else (circuit, credentials, rate limit,
+        at most once per status_coalesce_seconds; anything else (circuit, credentials, rate limit,
         conditions) is written at once."""
-        window = timedelta(seconds=STATUS_COALESCE_SECONDS)
+        window = timedelta(seconds=self.settings.status_coalesce_seconds)
         for key, new in list(plan.adapter_status.items()):
             view = self.store.objects["platformadapters"].get(key)
             last = self._adapter_written.get(key)
@@ -190,85 +328,201 @@ class Engine:
     # -- reads ---------------------------------------------------------------------------------
     async def _refresh_secrets(self) -> None:
         """Keep the resourceVersion of every referenced credentials Secret (metadata only)."""
-        wanted: dict[tuple[str, str], float] = {}
+        wanted: dict[Key, float] = {}
         for a in self.store.objects["platformadapters"].values():
-            ref = (a.spec.get("credentialsSecretRef") or {}).get("name")
+            ref = a.credentials_secret
             if not ref:
                 continue
-            invalid = (a.status.get("credentials") or {}).get("valid") is False
-            wanted[(a.namespace, ref)] = 1.0 if invalid else SECRET_REFRESH_SECONDS * 5
+            invalid = isinstance(a.status.get("credentials"), Mapping) and a.status["credentials"].get("valid") is False
+            wanted[(a.namespace, ref)] = 1.0 if invalid else self.settings.secret_refresh_seconds
         now = time.monotonic()
         due = [k for k, every in wanted.items() if now - self._secret_checked.get(k, 0.0) >= every]
 
-        async def fetch(key: tuple[str, str]) -> None:
+        async def fetch(key: Key) -> None:
             ns, name = key
+            self._secret_checked[key] = time.monotonic()
             try:
-                obj = await self.kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}", metadata_only=True)
-                self.store.secrets[key] = obj["metadata"]["resourceVersion"]
+                async with self._requests:
+                    obj = await self.kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}", metadata_only=True)
+                version = obj["metadata"]["resourceVersion"]
             except ApiError as e:
                 if e.not_found:
-                    self.store.secrets[key] = None
+                    version = None
                 else:
                     log.warning("cannot read Secret %s/%s: %s", ns, name, e.status)
-            self._secret_checked[key] = time.monotonic()
+                    return
+            except (KeyError, TypeError):
+                return
+            if self.store.secrets.get(key, "unknown") != version:
+                self.store.secrets[key] = version
+                for akey, a in self.store.objects["platformadapters"].items():
+                    if akey[0] == ns and a.credentials_secret == name:
+                        self.store.mark(adapter_key(akey))
 
-        if due:
-            await asyncio.gather(*(fetch(k) for k in due))
+        # A Secret seen for the first time is read before deciding (attempts record its version);
+        # later refreshes run in the background, so a slow read never holds up a tick.
+        first = [k for k in due if k not in self.store.secrets]
+        if first:
+            await asyncio.wait([asyncio.create_task(fetch(k)) for k in first], timeout=5.0)
+        for key in due:
+            if key in first:
+                continue
+            task = asyncio.create_task(fetch(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         for k in [k for k in self.store.secrets if k not in wanted]:
             del self.store.secrets[k]
 
     # -- writes --------------------------------------------------------------------------------
     async def _bounded(self, coro: Awaitable[Any]) -> Any:
-        async with self._sem:
+        async with self._requests:
             return await coro
 
-    async def execute(self, plan: Plan, now: datetime) -> None:
-        async def create(jc) -> None:
-            m = jc.manifest["metadata"]
-            try:
-                created = await self.kube.create(collection("batch/v1", "jobs", m["namespace"]), jc.manifest)
-                self.store.job_starts[(m["namespace"], m["name"])] = utcnow()
-                self.store.apply("jobs", "ADDED", created)
-            except ApiError as e:
-                if e.already_exists:
-                    return  # an earlier run created it; the watch will show it
-                log.warning("cannot create Job %s/%s: %s", m["namespace"], m["name"], e)
-                t = jc.target
-                t.update(attempts=jc.previous_attempt, nextAttemptAt=format_time(now + timedelta(seconds=5)))
-                t.update(phase=Phase.QUEUED, reason=JOB_CREATE_FAILED,
-                         message=redact(f"cannot create Job {m['name']}: {e.message}", limit=300))
-                plan.events.append(EventSpec("Publication", m["namespace"], jc.publication[1], "", "Warning",
-                                             "JobCreateFailed", t["message"]))
+    async def _execute(self, keys: set[WorkKey], plan: Plan, held: dict[Key, dict[str, Any]], now: datetime) -> None:
+        try:
+            async with self._workers:
+                await self._write(plan, held, now)
+        except Exception:
+            log.exception("writes of a unit failed; retrying it")
+            self._backoff(keys, utcnow())
+        finally:
+            self._busy -= keys
+            self.store.changed.set()
 
-        async def delete(key) -> None:
-            await self.kube.delete(f"/apis/batch/v1/namespaces/{key[0]}/jobs/{key[1]}")
-
-        await asyncio.gather(*(self._bounded(create(jc)) for jc in plan.creates),
-                             *(self._bounded(delete(k)) for k in plan.deletes))
-
-        async def patch(kind: str, plural: str, key, body, subresource: str = "") -> None:
-            path = f"/apis/{GROUP_VERSION}/namespaces/{key[0]}/{plural}/{key[1]}{subresource}"
-            try:
-                updated = await self.kube.merge_patch(path, body)
-                self.store.apply(kind, "MODIFIED", updated)
-            except ApiError as e:
-                if not e.not_found:
-                    log.error("cannot patch %s %s/%s%s: %s", kind, key[0], key[1], subresource, e)
-
+    async def _write(self, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime) -> None:
+        await asyncio.gather(*(self._bounded(self._create(jc, plan, held, now)) for jc in plan.creates))
         await asyncio.gather(
-            *(self._bounded(patch("publications", "publications", k, {"status": s}, "/status"))
-              for k, s in plan.publication_status.items()),
-            *(self._bounded(patch("publications", "publications", k, {"metadata": {"labels": labels}}))
-              for k, labels in plan.publication_labels.items()),
-            *(self._bounded(patch("platformadapters", "platformadapters", k, {"status": s}, "/status"))
+            *(self._bounded(self._delete_job(k)) for k in plan.deletes),
+            *(self._bounded(self._delete_publication(k)) for k in plan.deletes_publications),
+        )
+        pubs = set(plan.publication_status) | set(plan.publication_labels)
+        await asyncio.gather(
+            *(self._bounded(self._write_publication(k, plan)) for k in pubs),
+            *(self._bounded(self._patch_status("platformadapters", k, s))
               for k, s in plan.adapter_status.items()),
         )
-        # Events are posted in the background, a few at a time, so they never hold up the next
-        # tick's Jobs and statuses.
         for e in plan.events:
-            task = asyncio.create_task(self._event_bounded(e, now))
-            self._event_tasks.add(task)
-            task.add_done_callback(self._event_tasks.discard)
+            self._post(e, now)
+
+    async def _create(self, jc: JobCreate, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime) -> None:
+        m = jc.manifest["metadata"]
+        job = (m["namespace"], m["name"])
+        try:
+            created = await self.kube.create(collection("batch/v1", "jobs", m["namespace"]), jc.manifest)
+        except ApiError as e:
+            if e.already_exists:
+                return  # an earlier run created it (and posted its Event); the watch shows it
+            if jc.publication in held:  # the held status must now be written, amended
+                plan.publication_status[jc.publication] = held.pop(jc.publication)
+                self._held.pop(jc.publication, None)
+            t = jc.target
+            message = redact(f"cannot create Job {m['name']}: {e.message}", limit=600)
+            if e.invalid:
+                # Refused for good: the next decision turns it into a failed attempt (invalid_spec).
+                log.warning("the API server refused Job %s/%s: %s", job[0], job[1], e.status)
+                self.store.record_create_failure(job, redact(e.message, limit=600), jc.publication)
+                t.update(attempts=jc.previous_attempt, jobName=None, nextAttemptAt=None)
+                t.update(phase=Phase.QUEUED, reason=JOB_REFUSED, message=message)
+                return
+            n = self._create_failures.get(jc.publication, 0) + 1
+            self._create_failures[jc.publication] = n
+            delay = min(60.0, 2.0 ** n)
+            log.warning("cannot create Job %s/%s (try %d, next in %.0fs): %s", job[0], job[1], n, delay, e)
+            t.update(attempts=jc.previous_attempt, jobName=None, nextAttemptAt=format_time(now + timedelta(seconds=delay)))
+            t.update(phase=Phase.QUEUED, reason=JOB_CREATE_FAILED, message=message)
+            if n == 1:
+                plan.events.append(EventSpec("Publication", m["namespace"], jc.publication[1], "", "Warning",
+                                             JOB_CREATE_FAILED, message))
+            return
+        self._create_failures.pop(jc.publication, None)
+        self.store.job_starts[job] = utcnow()
+        self.store.apply("jobs", "ADDED", created)
+        if jc.started is not None:
+            self._post(jc.started, now)
+
+    async def _delete_job(self, key: Key) -> None:
+        try:
+            await self.kube.delete(f"/apis/batch/v1/namespaces/{key[0]}/jobs/{key[1]}")
+        except ApiError as e:
+            log.warning("cannot delete Job %s/%s: %s", key[0], key[1], e)
+
+    async def _delete_publication(self, key: Key) -> None:
+        view = self.store.objects["publications"].get(key)
+        if view is None:
+            return
+        try:
+            await self.kube.delete(f"/apis/{GROUP_VERSION}/namespaces/{key[0]}/publications/{key[1]}",
+                                   resource_version=str(view.rv))
+            log.info("deleted Publication %s/%s: its ttlSecondsAfterFinished passed", *key)
+        except ApiError as e:
+            if e.conflict:
+                await self._reread("publications", key)
+            else:
+                log.warning("cannot delete Publication %s/%s: %s", key[0], key[1], e)
+
+    async def _write_publication(self, key: Key, plan: Plan) -> None:
+        """Status first (conditional on the resourceVersion decided from), then labels."""
+        status = plan.publication_status.get(key)
+        if status is not None and not await self._patch_status("publications", key, status):
+            return
+        labels = plan.publication_labels.get(key)
+        if labels is not None:
+            path = f"/apis/{GROUP_VERSION}/namespaces/{key[0]}/publications/{key[1]}"
+            try:
+                updated = await self.kube.merge_patch(path, {"metadata": {"labels": labels}})
+                self.store.apply("publications", "MODIFIED", updated)
+            except ApiError as e:
+                if not e.not_found:
+                    log.warning("cannot label Publication %s/%s: %s", key[0], key[1], e)
+                    self._backoff([pub_key(key)], utcnow())
+
+    async def _patch_status(self, kind: str, key: Key, status: Mapping[str, Any]) -> bool:
+        """A status merge patch that only applies to the version it was decided from. On a
+        conflict the object is read again, and decided again from what it is now."""
+        view = self.store.objects[kind].get(key)
+        if view is None:
+            return False
+        path = f"/apis/{GROUP_VERSION}/namespaces/{key[0]}/{kind}/{key[1]}/status"
+        body = {"metadata": {"resourceVersion": str(view.rv)}, "status": status}
+        work = pub_key(key) if kind == "publications" else adapter_key(key)
+        try:
+            updated = await self.kube.merge_patch(path, body)
+        except ApiError as e:
+            if e.not_found:
+                return False
+            if e.conflict:
+                await self._reread(kind, key)
+            else:
+                log.error("cannot write status of %s %s/%s: %s", kind, key[0], key[1], e)
+                self._backoff([work], utcnow())
+            return False
+        kept = updated.get("status") if isinstance(updated, Mapping) else None
+        if isinstance(kept, Mapping) and changed(status, kept):
+            if (kind, key) not in self._pruned:
+                log.warning("the API server did not keep the status written to %s %s/%s as sent; is the CRD "
+                            "older than the operator? (kubectl apply --server-side -f crds/)", kind, *key)
+            self._pruned[(kind, key)] = _fingerprint(status)
+        else:
+            self._pruned.pop((kind, key), None)
+        self.store.apply(kind, "MODIFIED", updated)
+        return True
+
+    async def _reread(self, kind: str, key: Key) -> None:
+        try:
+            fresh = await self.kube.get(f"/apis/{GROUP_VERSION}/namespaces/{key[0]}/{kind}/{key[1]}")
+        except ApiError as e:
+            if e.not_found:
+                self.store.apply(kind, "DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
+            return
+        self.store.apply(kind, "MODIFIED", fresh)
+        self.store.mark(pub_key(key) if kind == "publications" else adapter_key(key))
+
+    # -- events ----------------------------------------------------------------------------------
+    def _post(self, e: EventSpec, now: datetime) -> None:
+        """Events are posted in the background, a few at a time: they never hold up a unit."""
+        task = asyncio.create_task(self._event_bounded(e, now))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _event_bounded(self, e: EventSpec, now: datetime) -> None:
         async with self._event_sem:
@@ -284,7 +538,7 @@ class Engine:
             "metadata": {"name": f"{e.name[:200]}.{random.getrandbits(64):016x}", "namespace": e.namespace},
             "involvedObject": {"apiVersion": GROUP_VERSION, "kind": e.kind, "name": e.name,
                                "namespace": e.namespace, "uid": uid},
-            "reason": e.reason,
+            "reason": e.reason[:128],
             "message": redact(e.message, limit=1000),
             "type": e.type,
             "firstTimestamp": stamp,
@@ -298,3 +552,10 @@ class Engine:
             await self.kube.create(f"/api/v1/namespaces/{e.namespace}/events", body)
         except ApiError as err:
             log.warning("cannot post Event %s for %s/%s: %s", e.reason, e.namespace, e.name, err.status)
+
+
+def _fingerprint(status: Mapping[str, Any]) -> str:
+    return json.dumps(status, sort_keys=True, default=str)
+
+
+Observer = Callable[[Plan, datetime], None]

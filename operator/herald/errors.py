@@ -12,6 +12,8 @@ class ErrorClass(str, Enum):
     AUTH = "auth"
     REJECTED = "rejected"
     POD_FAILURE = "pod_failure"
+    # The API server refused the attempt's Job (an invalid template, say): no pod ever ran.
+    INVALID_SPEC = "invalid_spec"
 
     @classmethod
     def from_result(cls, value: object) -> "ErrorClass":
@@ -21,8 +23,11 @@ class ErrorClass(str, Enum):
             cls_ = cls(str(value))
         except ValueError:
             return cls.UNKNOWN_OUTCOME
-        return cls.UNKNOWN_OUTCOME if cls_ is cls.POD_FAILURE else cls_
+        return cls.UNKNOWN_OUTCOME if cls_ in OPERATOR_ONLY else cls_
 
+
+# Classes only the operator assigns; an adapter reporting one is not understood.
+OPERATOR_ONLY = frozenset({ErrorClass.POD_FAILURE, ErrorClass.INVALID_SPEC})
 
 # Failures that say the platform (or the path to it) is unhealthy: they feed the circuit breaker.
 BREAKER_CLASSES = frozenset(

@@ -1,8 +1,9 @@
 """kopf registrations. Thin: they feed the store and start/stop the engine."""
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 import kopf
 
@@ -14,12 +15,29 @@ from .store import Store
 log = logging.getLogger("herald")
 
 
+class _Backoffs:
+    """kopf's retry delays for failed API requests: short, and never exhausted, so a watch
+    whose API server is unreachable keeps trying (it must not give up and stop the operator)
+    and reconnects within a few seconds of the network coming back."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield from (0.5, 1.0, 2.0)
+        yield from itertools.repeat(3.0)
+
+
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.batching.batch_window = 0.01
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # Watches end on the server every 10 s and reconnect from their resourceVersion; a stream
+    # that stays silent for 15 s (a cut or half-open connection) is dropped and reopened.
+    settings.watching.server_timeout = 10
+    settings.watching.client_timeout = 20
+    settings.watching.connect_timeout = 5
+    settings.watching.inactivity_timeout = 15
+    settings.networking.connect_timeout = 5
+    settings.networking.request_timeout = 30
+    settings.networking.error_backoffs = _Backoffs()
     config = OperatorConfig.from_env()
     store = Store()
     kube = Kube()
@@ -27,7 +45,8 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
 
     observer = observe.Observer(config)
     await observer.start()
-    engine = Engine(kube, store, config.job_defaults(), config.namespaces or None, observer=observer)
+    engine = Engine(kube, store, config.job_defaults(), config.namespaces or None, observer=observer,
+                    settings=config.engine_settings())
     memo.store, memo.kube, memo.engine, memo.observer = store, kube, engine, observer
     await engine.start()
     log.info("Herald engine started (%s)", ", ".join(config.namespaces) or "all namespaces")
@@ -42,8 +61,11 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.probe(id="engine")
 def _engine_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    if not memo.engine.healthy:
-        raise kopf.PermanentError("the reconcile loop is not running")
+    """/healthz fails (HTTP 500) when the loop died, or stopped ticking while work is due."""
+    healthy, why = memo.engine.health()
+    if not healthy:
+        log.error("liveness: %s", why)
+        raise kopf.PermanentError(why)
     return {"ticks": memo.engine.ticks, "lastTick": memo.engine.last_tick}
 
 

@@ -5,8 +5,10 @@ Credentials come from the kubeconfig (KUBECONFIG) or the in-cluster ServiceAccou
 """
 from __future__ import annotations
 
+import json as _json
 import logging
 import os
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -21,18 +23,40 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,ap
 TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
+# Every request has a deadline; a connection that stops answering is dropped by the kernel
+# (keepalive probes when idle, TCP_USER_TIMEOUT when data is unacknowledged), so a cut network
+# is noticed within seconds and a pooled connection is never trusted blindly.
+TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=10.0)
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
+USER_TIMEOUT_MS = 10_000
+
+
+def socket_options() -> list[tuple[int, int, int]]:
+    opts = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                        ("TCP_KEEPCNT", KEEPALIVE_COUNT), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
+        if hasattr(socket, name):  # Linux; elsewhere the request timeouts still apply
+            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return opts
+
+
 class ApiError(Exception):
+    """A request that did not succeed: an HTTP error status, or ``status`` 0 when no answer came
+    (connection refused, cut or timed out)."""
+
     def __init__(self, status: int, body: str, what: str):
         self.status = status
-        self.body = body
+        self.body = body[:4096]
+        self.reason, self.message = "", self.body
         try:
-            import json
-
-            self.reason = json.loads(body).get("reason", "")
-            self.message = json.loads(body).get("message", body)
-        except ValueError:
-            self.reason, self.message = "", body
-        super().__init__(f"{what}: HTTP {status} {self.reason}: {self.message}")
+            data = _json.loads(body)
+            if isinstance(data, dict):
+                self.reason = str(data.get("reason") or "")
+                self.message = str(data.get("message") or self.body)[:4096]
+        except (ValueError, RecursionError):
+            pass
+        super().__init__(f"{what}: HTTP {status} {self.reason}: {self.message}" if status
+                         else f"{what}: no answer: {self.message}")
 
     @property
     def not_found(self) -> bool:
@@ -41,6 +65,20 @@ class ApiError(Exception):
     @property
     def already_exists(self) -> bool:
         return self.status == 409 and self.reason == "AlreadyExists"
+
+    @property
+    def conflict(self) -> bool:
+        """The object changed since the resourceVersion the write was based on."""
+        return self.status == 409 and self.reason != "AlreadyExists"
+
+    @property
+    def invalid(self) -> bool:
+        """The API server refused the request itself; sending it again gives the same answer."""
+        return self.status in (400, 422)
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 0 or self.status == 429 or self.status >= 500
 
 
 @dataclass
@@ -72,7 +110,7 @@ def _load_credentials() -> _Credentials:
 
 
 class Kube:
-    def __init__(self, concurrency: int = 64, timeout: float = 30.0):
+    def __init__(self, concurrency: int = 64, timeout: httpx.Timeout = TIMEOUT):
         creds = _load_credentials()
         self._creds = creds
         ctx: ssl.SSLContext | bool
@@ -82,11 +120,12 @@ class Kube:
             ctx = False
         if creds.cert and isinstance(ctx, ssl.SSLContext):
             ctx.load_cert_chain(*creds.cert)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
+                              keepalive_expiry=30.0)
         self._client = httpx.AsyncClient(
             base_url=creds.host,
-            verify=ctx,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            transport=httpx.AsyncHTTPTransport(verify=ctx, limits=limits, socket_options=socket_options()),
         )
         self._token_read = 0.0
         self._token = creds.token
@@ -108,15 +147,20 @@ class Kube:
             headers["Content-Type"] = content_type
         if accept:
             headers["Accept"] = accept
-        import json as _json
-
         body = None if json is None else _json.dumps(json, separators=(",", ":")).encode()
         if body is not None and "Content-Type" not in headers:
             headers["Content-Type"] = "application/json"
-        resp = await self._client.request(method, path, content=body, params=params, headers=self._headers(headers))
+        try:
+            resp = await self._client.request(method, path, content=body, params=params,
+                                              headers=self._headers(headers))
+        except (httpx.TransportError, OSError) as e:  # timeouts, refused or cut connections
+            raise ApiError(0, f"{type(e).__name__}: {e}", f"{method} {path}") from None
         if resp.status_code >= 400:
             raise ApiError(resp.status_code, resp.text, f"{method} {path}")
-        return resp.json() if resp.content else {}
+        try:
+            return resp.json() if resp.content else {}
+        except (ValueError, RecursionError):
+            raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, json=body)
@@ -124,9 +168,12 @@ class Kube:
     async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, json=body, content_type=MERGE_PATCH)
 
-    async def delete(self, path: str) -> None:
+    async def delete(self, path: str, resource_version: str | None = None) -> None:
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if resource_version:
+            body["preconditions"] = {"resourceVersion": resource_version}
         try:
-            await self.request("DELETE", path, json={"propagationPolicy": "Background"})
+            await self.request("DELETE", path, json=body)
         except ApiError as e:
             if not e.not_found:
                 raise

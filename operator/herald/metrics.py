@@ -38,6 +38,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from .errors import ErrorClass
 
 __all__ = [
     "REGISTRY",
@@ -124,16 +125,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )
 
 #: ``error_class`` label values. ``none`` is for published attempts.
-ERROR_CLASSES: tuple[str, ...] = (
-    "none",
-    "rate_limited",
-    "network",
-    "server_error",
-    "unknown_outcome",
-    "auth",
-    "rejected",
-    "pod_failure",
-)
+ERROR_CLASSES: tuple[str, ...] = ("none",) + tuple(c.value for c in ErrorClass)
 FAILURE_ERROR_CLASSES: tuple[str, ...] = ERROR_CLASSES[1:]
 OUTCOMES: tuple[str, ...] = ("published", "failed")
 ATTEMPT_RESULTS: tuple[str, ...] = ("published", "failed")

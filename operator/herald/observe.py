@@ -13,6 +13,8 @@ from .reconciler import Plan
 
 log = logging.getLogger("herald.observe")
 CONTROLLER = "publications"
+# Reconcile results are counted per kind: a failure is the kind of the object that failed.
+CONTROLLERS = ("publications", "platformadapters")
 REPEATED_FAILURES = 3
 
 
@@ -27,10 +29,12 @@ class Observer:
         self._server = None
         self._known: dict[str, str] = {}
         self._firing: set[AlertKey] = set()
+        self._failed_ticks = 0
 
     async def start(self) -> None:
         self._server = metrics.start_metrics_server(self.config.metrics_port)
-        metrics.init_controller(CONTROLLER)
+        for controller in CONTROLLERS:
+            metrics.init_controller(controller)
         if self.alerter is None:
             self.alerter = Alerter.from_config(self.config.alerts_config)
         await self.alerter.start()
@@ -42,7 +46,6 @@ class Observer:
             self._server.stop()
 
     def degraded(self, reason: str) -> None:
-        metrics.record_reconcile(CONTROLLER, "error")
         self._alert(True, AlertKey(alerts.OPERATOR_DEGRADED),
                     lambda: alerts.operator_degraded(reason=reason, component="engine"))
 
@@ -57,9 +60,26 @@ class Observer:
             self._firing.discard(key)
             self.alerter.resolve(key)
 
-    def __call__(self, plan: Plan, now: datetime, seconds: float) -> None:
+    def tick(self, seconds: float, failed_units: int) -> None:
+        """One tick ended: its duration, and whether any unit in it failed to be decided."""
+        if failed_units:
+            self._failed_ticks += 1
+            if self._failed_ticks >= 3:
+                self.degraded(f"{self._failed_ticks} reconcile ticks in a row had units that failed")
+            return
+        self._failed_ticks = 0
         metrics.record_reconcile(CONTROLLER, "success", seconds)
         self._alert(False, AlertKey(alerts.OPERATOR_DEGRADED), None)
+
+    def adapters_present(self, keys: set[tuple[str, str]]) -> None:
+        """Forget the series of adapters that no longer exist."""
+        for label in [k for k in self._known if tuple(k.split("/", 1)) not in keys]:
+            metrics.forget_adapter(label, self._known.pop(label))
+
+    def __call__(self, plan: Plan, now: datetime) -> None:
+        """One unit's plan: its adapters' gauges, its finished attempts, its failures."""
+        for failure in plan.failures:
+            metrics.record_reconcile(failure.kind, "error")
         for (ns, name), g in plan.gauges.items():
             label = adapter_label(ns, name)
             if label not in self._known:
@@ -75,8 +95,6 @@ class Observer:
             metrics.set_adapter_available(label, g["available"])
             metrics.set_adapter_credentials_valid(label, g["credentials_valid"])
             self._adapter_alerts(ns, label, g)
-        for label in [k for k in self._known if tuple(k.split("/", 1)) not in plan.gauges]:
-            metrics.forget_adapter(label, self._known.pop(label))
         for obs in plan.attempts:
             self._attempt(obs)
 

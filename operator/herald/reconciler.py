@@ -7,26 +7,48 @@ the same world gives the same plan; running it after a restart continues where t
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from .admission import Candidate, Gate, Wait, admit
 from .circuit import BreakerConfig, Circuit, CircuitState
-from .durations import format_duration, format_time, parse_duration, parse_time
+from .durations import InvalidValue, format_duration, format_time, parse_duration, parse_time, safe_time
 from .errors import BREAKER_CLASSES, ErrorClass
 from .jobs import JobDefaults, build_job_spec
+from .naming import job_name
+from .redact import redact
 from .results import Outcome, read_outcome
 from .retry import Action, RetryPolicy, decide
-from .status import TERMINAL, Phase, condition, publication_conditions, publication_phase
+from .status import (
+    FINISHED, TERMINAL, Phase, condition, publication_conditions, publication_phase, upsert_condition,
+)
+from .validation import adapter_problems, publication_problems
 from .views import AdapterView, JobView, PodView, PublicationView
+
+log = logging.getLogger("herald.reconciler")
 
 DEAD_LETTER_LABEL = "herald.dev/dead-letter"
 JOB_CREATE_FAILED = "JobCreateFailed"
 ANNOTATION_CREDENTIALS_VERSION = "herald.dev/credentials-version"
 
 Key = tuple[str, str]
+
+# Stalled reasons: the object cannot progress until someone changes it (or, for a reconcile
+# error, until the operator's retry succeeds).
+INVALID_SPEC = "InvalidSpec"
+RECONCILE_ERROR = "ReconcileError"
+MAX_MESSAGE = 1024
+
+
+@dataclass(frozen=True)
+class AdapterLoad:
+    """An adapter's Jobs as admission needs them: how many run, and when recent ones started."""
+
+    running: int
+    starts: tuple[datetime, ...]
 
 
 @dataclass(frozen=True)
@@ -39,6 +61,12 @@ class World:
     secrets: Mapping[Key, str | None] = field(default_factory=dict)
     # Exact creation times of the Jobs this process created (the API keeps whole seconds).
     job_starts: Mapping[Key, datetime] = field(default_factory=dict)
+    # Per adapter, from the store's indexes; None: computed from ``jobs`` (the whole world).
+    loads: Mapping[Key, AdapterLoad] | None = None
+    # Per adapter, targets in the dead letter as stored; None: counted from ``publications``.
+    dead_letters: Mapping[Key, int] | None = None
+    # Job creates the API server refused: (namespace, Job name) -> its message.
+    create_failures: Mapping[Key, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,16 @@ class JobCreate:
     publication: Key
     target: dict[str, Any]  # the planned target status, amended if the create fails
     previous_attempt: int
+    started: EventSpec | None = None  # posted once the Job exists, never before
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An object whose decision or write failed unexpectedly; the engine retries it with backoff."""
+
+    kind: str  # publications | platformadapters
+    key: Key
+    message: str
 
 
 @dataclass
@@ -86,6 +124,8 @@ class Plan:
     events: list[EventSpec] = field(default_factory=list)
     attempts: list[AttemptObservation] = field(default_factory=list)
     gauges: dict[Key, dict[str, Any]] = field(default_factory=dict)  # per adapter
+    deletes_publications: list[Key] = field(default_factory=list)  # past spec.ttlSecondsAfterFinished
+    failures: list[Failure] = field(default_factory=list)
     wake_at: datetime | None = None
 
     def wake(self, at: datetime | None) -> None:
@@ -113,6 +153,7 @@ class _AdapterState:
     dead: int = 0
     candidates: list[tuple[Candidate, dict[str, Any], PublicationView, int]] = field(default_factory=list)
     opened: bool = False
+    problems: tuple[str, ...] = ()
 
     @property
     def platform(self) -> str:
@@ -121,12 +162,12 @@ class _AdapterState:
 
 def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) -> _AdapterState:
     st = view.status if view else {}
-    rl = st.get("rateLimit") or {}
-    cr = st.get("credentials") or {}
+    rl = _obj(st.get("rateLimit"))
+    cr = _obj(st.get("credentials"))
     valid = cr.get("valid", True) is not False
-    version = cr.get("secretResourceVersion")
-    message = cr.get("message") or ""
-    ref = ((view.spec.get("credentialsSecretRef") or {}).get("name")) if view else None
+    version = cr.get("secretResourceVersion") if isinstance(cr.get("secretResourceVersion"), str) else None
+    message = cr.get("message") if isinstance(cr.get("message"), str) else ""
+    ref = view.credentials_secret if view else None
     current = None
     if view is not None and ref:
         current = secrets.get((view.namespace, ref), "unknown")
@@ -136,20 +177,82 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
             valid, message = True, f"Secret {ref} changed"
         elif not valid and message.startswith("Secret") and message.endswith("not found") and current != "unknown":
             valid, message = True, f"Secret {ref} found"
+    problems = tuple(adapter_problems(view.spec)) if view is not None else ()
+    try:
+        breaker = BreakerConfig.from_spec(view.spec.get("circuitBreaker") if view else None)
+    except InvalidValue:
+        breaker = BreakerConfig()
+    remaining = rl.get("remaining")
     return _AdapterState(
         view=view,
         circuit=Circuit.from_status(st.get("circuit")),
-        breaker=BreakerConfig.from_spec(view.spec.get("circuitBreaker") if view else None),
-        blocked_until=parse_time(rl.get("blockedUntil")),
-        remaining=rl.get("remaining"),
-        reset_at=parse_time(rl.get("resetAt")),
+        breaker=breaker,
+        blocked_until=safe_time(rl.get("blockedUntil")),
+        remaining=remaining if isinstance(remaining, int) and not isinstance(remaining, bool)
+        and 0 <= remaining < 2**31 else None,
+        reset_at=safe_time(rl.get("resetAt")),
         creds_valid=valid,
-        creds_since=None if valid else (parse_time(cr.get("invalidSince")) or None),
+        creds_since=None if valid else safe_time(cr.get("invalidSince")),
         creds_version=version if not valid else None,
         creds_message=message if not valid else "",
-        last_published=parse_time(st.get("lastPublishedTime")),
+        last_published=safe_time(st.get("lastPublishedTime")),
         secret_version=current if current not in (None, "unknown") else None,
+        problems=problems,
     )
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def settled(pub: PublicationView) -> bool:
+    """Whether a Publication needs nothing from the operator until it changes: every target
+    published or dead-lettered with no attempt in flight, and its status up to date."""
+    status = pub.status
+    if status.get("observedGeneration") != pub.generation or status.get("phase") not in FINISHED:
+        return False
+    if pub.redrive and pub.redrive != status.get("observedRedrive"):
+        return False
+    targets = status.get("targets")
+    if not isinstance(targets, list) or len(targets) != len(pub.target_names):
+        return False
+    for t in targets:
+        if not isinstance(t, Mapping) or t.get("phase") not in TERMINAL \
+                or t.get("attempts") != t.get("observedAttempt"):
+            return False
+    return (pub.labels.get(DEAD_LETTER_LABEL) == "true") == any(t.get("deadLetter") for t in targets)
+
+
+def _target_from_status(name: str, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A target's status as last written, read defensively: fields of the wrong type (an edited or
+    damaged status) fall back to their fresh values instead of breaking the decision."""
+    t = _fresh_target(name)
+    for k, v in (stored or {}).items():
+        if k not in t:
+            continue
+        fresh = t[k]
+        if k in _INT_FIELDS:
+            if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31:
+                t[k] = v
+        elif k == "failures":
+            if isinstance(v, Mapping):
+                t[k] = {c: n for c, n in v.items() if c in _CLASS_VALUES and isinstance(n, int)
+                        and not isinstance(n, bool) and 0 <= n < 2**31}
+        elif isinstance(fresh, bool):
+            t[k] = v if isinstance(v, bool) else fresh
+        elif k == "lastBackoffSeconds":
+            t[k] = v if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e9 else None
+        else:
+            t[k] = v if isinstance(v, str) else fresh
+    t["adapter"] = name
+    if t["phase"] not in _PHASES:
+        t["phase"] = Phase.PENDING
+    return t
+
+
+_INT_FIELDS = frozenset({"attempts", "retries", "observedAttempt", "budgetStart"})
+_CLASS_VALUES = frozenset(c.value for c in ErrorClass)
+_PHASES = frozenset(v for k, v in vars(Phase).items() if k.isupper())
 
 
 def _fresh_target(adapter: str) -> dict[str, Any]:
@@ -162,7 +265,11 @@ def _fresh_target(adapter: str) -> dict[str, Any]:
     }
 
 
-def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()) -> Plan:
+def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults(),
+              publication_ttl: int | None = None) -> Plan:
+    """Decide ``world``: every Publication and adapter in it (the whole namespace, or the part the
+    store closed over a change). ``publication_ttl`` is the operator-wide default for
+    spec.ttlSecondsAfterFinished (None: finished Publications are kept)."""
     plan = Plan()
     adapters: dict[Key, _AdapterState] = {}
 
@@ -178,63 +285,145 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
     for job in world.jobs.values():
         if job.owner_uid:
             jobs_by_owner[job.owner_uid][job.target].append(job)
-        a = adapter(job.namespace, job.target)
-        # Without the exact time, assume the latest moment in the creation second: never over-admit.
-        a.starts.append(world.job_starts.get(job.key) or job.created + timedelta(seconds=1))
-        if not job.done and not job.deleting:
-            a.running += 1
+        if world.loads is None:
+            a = adapter(job.namespace, job.target)
+            # Without the exact time, assume the latest moment in the creation second: never over-admit.
+            a.starts.append(world.job_starts.get(job.key) or job.created + timedelta(seconds=1))
+            if not job.done and not job.deleting:
+                a.running += 1
+    for akey, load in (world.loads or {}).items():
+        a = adapter(*akey)
+        a.running, a.starts = load.running, list(load.starts)
     pods_by_job: dict[Key, list[PodView]] = defaultdict(list)
     for pod in world.pods.values():
         pods_by_job[(pod.namespace, pod.job)].append(pod)
 
+    # Each Publication is decided on its own: a bad spec or an unexpected error stalls only it.
     staged: list[tuple[PublicationView, list[dict[str, Any]], dict[str, Any]]] = []
+    broken: set[Key] = set()
     for pub in sorted(world.publications.values(), key=lambda p: (p.namespace, p.name)):
-        targets, extra = _reconcile_publication(pub, jobs_by_owner.get(pub.uid, {}), pods_by_job, adapter, now, plan)
+        problems = publication_problems(pub.spec)
+        if problems:
+            _stall_publication(pub, INVALID_SPEC, "; ".join(problems), now, plan)
+            continue
+        try:
+            targets, extra = _reconcile_publication(pub, jobs_by_owner.get(pub.uid, {}), pods_by_job, adapter,
+                                                    now, plan, world)
+        except Exception as e:  # a bug must not stop the others: record it, retry with backoff
+            broken.add(pub.key)
+            _reconcile_error(pub, e, now, plan)
+            continue
         staged.append((pub, targets, extra))
 
-    # Admission, per adapter, over every due target in the namespace.
+    # Admission, per adapter, over every due target that competes for it.
     for akey, a in sorted(adapters.items()):
+        a.candidates = [c for c in a.candidates if c[2].key not in broken]
         if not a.candidates:
             continue
-        gate = Gate(
-            concurrency=int((a.view.spec.get("concurrency") if a.view else 1) or 1),
-            rate_limit=_rate(a.view)[0],
-            rate_period=_rate(a.view)[1],
-            recent_starts=a.starts,
-            running=a.running,
-            paused=bool(a.view.spec.get("paused")) if a.view else False,
-            circuit=a.circuit,
-            blocked_until=a.blocked_until,
-            credentials_valid=a.creds_valid,
-            exists=a.view is not None,
-        )
-        decision = admit(gate, [c for c, *_ in a.candidates], now)
-        plan.wake(decision.wake_at)
-        started = set(decision.start)
-        for cand, t, pub, _ in a.candidates:
-            if cand.key in started:
-                _start_attempt(pub, t, a, now, defaults, plan, world.secrets)
-            else:
-                reason = decision.waiting[cand.key]
-                _set(t, Phase.QUEUED, reason, _wait_message(reason, a, now))
-                a.pending += 1
-                if reason != Wait.CREDENTIALS:
-                    t["waitingSince"] = None
-                else:
-                    t["waitingSince"] = t.get("waitingSince") or format_time(now)
-                    timeout = _policy(pub, a).credentials_timeout
-                    since = parse_time(t["waitingSince"])
-                    plan.wake(since + timedelta(seconds=timeout))
+        try:
+            _admit(a, now, defaults, plan, world)
+        except Exception as e:
+            log.exception("admission for adapter %s/%s failed", *akey)
+            plan.failures.append(Failure("platformadapters", akey, _error_text(e)))
+            for _, t, _, _ in a.candidates:
+                _set(t, Phase.QUEUED, RECONCILE_ERROR, "the operator could not decide this target; retrying")
 
+    dead_stored: dict[Key, int] = defaultdict(int)
     for pub, targets, extra in staged:
+        for name in pub.dead_letter_targets:
+            dead_stored[(pub.namespace, name)] += 1
         for t in targets:
             if t.get("deadLetter"):
                 adapter(pub.namespace, t["adapter"]).dead += 1
-        _write_publication(pub, targets, extra, now, plan)
+        try:
+            _write_publication(pub, targets, extra, now, plan, publication_ttl)
+        except Exception as e:
+            _reconcile_error(pub, e, now, plan)
+    if world.dead_letters is not None:  # the indexed count, with this tick's changes applied
+        for akey, count in world.dead_letters.items():
+            adapter(*akey).dead += count - dead_stored.get(akey, 0)
     for akey, a in adapters.items():
         if a.view is not None:
-            _write_adapter(a, now, plan)
+            try:
+                _write_adapter(a, now, plan)
+            except Exception as e:
+                log.exception("status of adapter %s/%s failed", *akey)
+                plan.failures.append(Failure("platformadapters", akey, _error_text(e)))
     return plan
+
+
+def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, world: World) -> None:
+    if a.problems:
+        for _, t, _, _ in a.candidates:
+            _set(t, Phase.QUEUED, Wait.INVALID_ADAPTER,
+                 _bound(f"the PlatformAdapter's spec is invalid: {'; '.join(a.problems)}"))
+            t["waitingSince"] = None
+            a.pending += 1
+        return
+    view = a.view
+    gate = Gate(
+        concurrency=int((view.spec.get("concurrency") if view else 1) or 1),
+        rate_limit=_rate(view)[0],
+        rate_period=_rate(view)[1],
+        recent_starts=a.starts,
+        running=a.running,
+        paused=bool(view.spec.get("paused")) if view else False,
+        circuit=a.circuit,
+        blocked_until=a.blocked_until,
+        credentials_valid=a.creds_valid,
+        exists=view is not None,
+    )
+    decision = admit(gate, [c for c, *_ in a.candidates], now)
+    plan.wake(decision.wake_at)
+    started = set(decision.start)
+    for cand, t, pub, _ in a.candidates:
+        if cand.key in started:
+            _start_attempt(pub, t, a, now, defaults, plan, world)
+        else:
+            reason = decision.waiting[cand.key]
+            _set(t, Phase.QUEUED, reason, _wait_message(reason, a, now))
+            a.pending += 1
+            if reason != Wait.CREDENTIALS:
+                t["waitingSince"] = None
+            else:
+                t["waitingSince"] = t.get("waitingSince") or format_time(now)
+                timeout = _policy(pub, a).credentials_timeout
+                since = safe_time(t["waitingSince"]) or now
+                plan.wake(since + timedelta(seconds=timeout))
+
+
+def _error_text(e: BaseException) -> str:
+    return _bound(redact(f"{type(e).__name__}: {e}", limit=MAX_MESSAGE))
+
+
+def _bound(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reconcile_error(pub: PublicationView, e: BaseException, now: datetime, plan: Plan) -> None:
+    log.exception("reconcile of Publication %s/%s failed", pub.namespace, pub.name)
+    message = _error_text(e)
+    plan.failures.append(Failure("publications", pub.key, message))
+    plan.publication_status.pop(pub.key, None)
+    plan.publication_labels.pop(pub.key, None)
+    plan.creates = [c for c in plan.creates if c.publication != pub.key]
+    plan.events = [ev for ev in plan.events if (ev.namespace, ev.name) != pub.key]
+    _stall_publication(pub, RECONCILE_ERROR, f"the operator failed to reconcile this object and retries: {message}",
+                       now, plan)
+
+
+def _stall_publication(pub: PublicationView, reason: str, message: str, now: datetime, plan: Plan) -> None:
+    """A Publication the operator cannot act on: a Stalled condition and one Warning Event."""
+    message = _bound(message)
+    prev = [c for c in (pub.status.get("conditions") or []) if isinstance(c, Mapping)] \
+        if isinstance(pub.status.get("conditions"), list) else []
+    old = next((c for c in prev if c.get("type") == "Stalled"), None)
+    stalled = condition("Stalled", True, reason, message, pub.generation, prev, now)
+    new = {"observedGeneration": pub.generation, "conditions": upsert_condition(prev, stalled)}
+    if changed(new, pub.status):
+        plan.publication_status[pub.key] = new
+    if not (old and old.get("status") == "True" and old.get("reason") == reason and old.get("message") == message):
+        plan.events.append(_event(pub, "Warning", reason, message))
 
 
 def _rate(view: AdapterView | None) -> tuple[int | None, float]:
@@ -245,7 +434,12 @@ def _rate(view: AdapterView | None) -> tuple[int | None, float]:
 
 
 def _policy(pub: PublicationView, a: _AdapterState) -> RetryPolicy:
-    return RetryPolicy.from_spec(a.view.spec.get("retryPolicy") if a.view else None, pub.spec.get("retryPolicy"))
+    """The adapter's policy with the publication's overrides; an invalid adapter policy (the
+    adapter is then stalled) leaves the publication's own."""
+    try:
+        return RetryPolicy.from_spec(a.view.spec.get("retryPolicy") if a.view else None, pub.spec.get("retryPolicy"))
+    except InvalidValue:
+        return RetryPolicy.from_spec(pub.spec.get("retryPolicy"))
 
 
 def _wait_message(reason: str, a: _AdapterState, now: datetime) -> str:
@@ -260,6 +454,7 @@ def _wait_message(reason: str, a: _AdapterState, now: datetime) -> str:
         Wait.CONCURRENCY: "waiting for a free concurrency slot",
         Wait.RATE_LIMIT: "waiting for the adapter's rate limit window",
         Wait.NO_ADAPTER: "the PlatformAdapter does not exist",
+        Wait.INVALID_ADAPTER: "the PlatformAdapter's spec is invalid",
     }.get(reason, reason)
 
 
@@ -267,9 +462,10 @@ def _set(t: dict[str, Any], phase: str, reason: str = "", message: str = "") -> 
     t["phase"], t["reason"], t["message"] = phase, reason, message
 
 
-def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan):
+def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan, world):
     spec, status = pub.spec, pub.status
-    old_targets = {t.get("adapter"): t for t in status.get("targets") or []}
+    stored = status.get("targets") if isinstance(status.get("targets"), list) else []
+    old_targets = {t.get("adapter"): t for t in stored if isinstance(t, Mapping)}
     publish_at = parse_time(spec.get("publishAt")) if spec.get("publishAt") else None
     suspended = bool(spec.get("suspend"))
     redrive = pub.redrive if pub.redrive and pub.redrive != status.get("observedRedrive") else None
@@ -280,8 +476,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan)
 
     for entry in spec.get("targets") or []:
         name = entry["adapter"]
-        t = {**_fresh_target(name), **{k: v for k, v in (old_targets.get(name) or {}).items()}}
-        t["failures"] = dict(t.get("failures") or {})
+        t = _target_from_status(name, old_targets.get(name))
         a = adapter(pub.namespace, name)
         jobs = sorted(jobs_by_target.get(name, []), key=lambda j: j.attempt)
         if jobs and jobs[-1].attempt > t["attempts"]:
@@ -293,7 +488,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan)
         if redrive and t["phase"] == Phase.FAILED:
             t.update(failures={}, budgetStart=t["attempts"], deadLetter=False, nextAttemptAt=None,
                      lastBackoffSeconds=None, waitingSince=None)
-            _set(t, Phase.PENDING, "Redriven", f"redriven ({redrive}) with a fresh retry budget")
+            _set(t, Phase.PENDING, "Redriven", _bound(f"redriven ({redrive}) with a fresh retry budget"))
             plan.events.append(_event(pub, "Normal", "Redriven", f"target {name} redriven with a fresh retry budget"))
 
         in_flight = t["attempts"] > t["observedAttempt"]
@@ -329,7 +524,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan)
             continue
         if t["phase"] == Phase.QUEUED and t["reason"] == Wait.CREDENTIALS and not a.creds_valid:
             policy = _policy(pub, a)
-            since = parse_time(t.get("waitingSince")) or now
+            since = safe_time(t.get("waitingSince")) or now
             if now >= since + timedelta(seconds=policy.credentials_timeout):
                 _dead_letter(pub, t, a, now, plan,
                              f"credentials stayed invalid for more than {format_duration(policy.credentials_timeout)}")
@@ -337,7 +532,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan)
                 continue
         due = _due(t, publish_at, pub, now)
         if due is None:  # retry later, or scheduled
-            next_at = parse_time(t.get("nextAttemptAt"))
+            next_at = safe_time(t.get("nextAttemptAt"))
             if next_at is None:
                 plan.wake(publish_at)
                 _set(t, Phase.SCHEDULED, "PublishAtInFuture", f"publishing at {format_time(publish_at)}")
@@ -358,7 +553,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan)
 
 def _due(t: dict[str, Any], publish_at: datetime | None, pub: PublicationView, now: datetime) -> datetime | None:
     """When the target became due, or None if it is not due yet."""
-    nxt = parse_time(t.get("nextAttemptAt"))
+    nxt = safe_time(t.get("nextAttemptAt"))
     if nxt is not None and nxt > now:
         return None
     if t["attempts"] == 0 and publish_at is not None and publish_at > now:
@@ -366,25 +561,35 @@ def _due(t: dict[str, Any], publish_at: datetime | None, pub: PublicationView, n
     if t["attempts"] == 0 or t["phase"] in (Phase.PENDING, Phase.CANCELLED):
         return nxt or publish_at or pub.created
     if t["phase"] == Phase.QUEUED and t["reason"] == Wait.CREDENTIALS:
-        return parse_time(t.get("waitingSince")) or now
+        return safe_time(t.get("waitingSince")) or now
     return nxt or now
 
 
-def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, secrets) -> None:
+def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) -> None:
     attempt = t["attempts"] + 1
+    secrets = world.secrets
+    name = job_name(pub.name, t["adapter"], attempt)
+    refused = world.create_failures.get((pub.namespace, name))
+    if refused is not None:
+        # The API server refused this attempt's Job: a failed attempt, decided by policy.
+        t.update(attempts=attempt, jobName=None, nextAttemptAt=None, waitingSince=None)
+        outcome = Outcome(published=False, error_class=ErrorClass.INVALID_SPEC,
+                          message=_bound(f"the API server refused Job {name}: {refused}", 900))
+        _apply_outcome(pub, t, a, outcome, None, now, plan)
+        return
     meta = {"namespace": pub.namespace, "name": pub.name, "uid": pub.uid}
     job = build_job_spec(meta, pub.spec, t["adapter"], a.view.spec, attempt, bool(t["verifyNext"]), defaults)
     ref = (a.view.spec.get("credentialsSecretRef") or {}).get("name")
     if ref and secrets.get((pub.namespace, ref)):
         job["metadata"]["annotations"][ANNOTATION_CREDENTIALS_VERSION] = secrets[(pub.namespace, ref)]
-    plan.creates.append(JobCreate(job, pub.key, t, t["attempts"]))
+    mode = " in verify mode" if t["verifyNext"] else ""
+    started = _event(pub, "Normal", "AttemptStarted",
+                     f"attempt {attempt} for {t['adapter']} started{mode} (Job {job['metadata']['name']})")
+    plan.creates.append(JobCreate(job, pub.key, t, t["attempts"], started))
     a.running += 1
     a.starts.append(now)
-    mode = " in verify mode" if t["verifyNext"] else ""
     t.update(attempts=attempt, jobName=job["metadata"]["name"], nextAttemptAt=None, waitingSince=None)
     _set(t, Phase.PUBLISHING, "JobRunning", f"attempt {attempt} running in Job {job['metadata']['name']}")
-    plan.events.append(_event(pub, "Normal", "AttemptStarted",
-                              f"attempt {attempt} for {t['adapter']} started{mode} (Job {job['metadata']['name']})"))
 
 
 def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | None, now, plan) -> None:
@@ -395,7 +600,7 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         a.reset_at = outcome.rate_limit_reset_at
     name = t["adapter"]
     if outcome.published:
-        due = parse_time(pub.spec.get("publishAt")) if pub.spec.get("publishAt") else pub.created
+        due = parse_time(pub.spec.get("publishAt")) or pub.created
         finished = outcome.finished or now
         t.update(postId=outcome.post_id, url=outcome.url, publishedTime=format_time(finished),
                  nextAttemptAt=None, verifyNext=False, waitingSince=None)
@@ -419,7 +624,7 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     decision = decide(policy, cls, t["failures"], outcome.retry_after, seed=f"{pub.uid}/{name}")
     t["failures"][cls.value] = t["failures"].get(cls.value, 0) + 1
     failed_so_far = sum(t["failures"].values())
-    t.update(lastErrorClass=cls.value, lastError=outcome.message or None)
+    t.update(lastErrorClass=cls.value, lastError=_bound(outcome.message, 2048) or None)
     detail = f"{cls.value}" + (f" ({outcome.message})" if outcome.message else "")
     budget = f" of {decision.max_attempts}" if decision.max_attempts else ""
     failed_text = f"attempt {decision.attempt_in_budget or attempt}{budget} failed: {detail}"
@@ -534,11 +739,23 @@ def _without(d: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def _write_publication(pub: PublicationView, targets, extra, now, plan) -> None:
+def _write_publication(pub: PublicationView, targets, extra, now, plan, ttl_default: int | None = None) -> None:
     status = pub.status
     suspended = bool(pub.spec.get("suspend"))
     phase = publication_phase([t["phase"] for t in targets], suspended)
-    publish_at = parse_time(pub.spec.get("publishAt")) if pub.spec.get("publishAt") else None
+    publish_at = parse_time(pub.spec.get("publishAt"))
+    completion = None
+    if phase in FINISHED:
+        completion = safe_time(status.get("completionTime")) if status.get("phase") in FINISHED else None
+        completion = completion or now
+        ttl = pub.spec.get("ttlSecondsAfterFinished")
+        ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else ttl_default
+        if ttl is not None:
+            expires = completion + timedelta(seconds=ttl)
+            if now >= expires:
+                plan.deletes_publications.append(pub.key)
+            else:
+                plan.wake(expires)
     nexts = sorted(t["nextAttemptAt"] for t in targets if t.get("nextAttemptAt") and t["phase"] == Phase.RETRYING)
     new = {
         "phase": phase,
@@ -548,10 +765,12 @@ def _write_publication(pub: PublicationView, targets, extra, now, plan) -> None:
         "totalTargets": len(targets),
         "attempts": sum(int(t["attempts"]) for t in targets),
         "nextAttemptAt": nexts[0] if nexts else (format_time(publish_at) if phase == Phase.SCHEDULED else None),
+        "completionTime": format_time(completion),
         "targets": targets,
     }
-    new["conditions"] = publication_conditions(targets, phase, publish_at, pub.generation,
-                                               list(status.get("conditions") or []), now)
+    prev = _conditions(status)
+    new["conditions"] = publication_conditions(targets, phase, publish_at, pub.generation, prev, now) + [
+        condition("Stalled", False, "NotStalled", "", pub.generation, prev, now)]
     if changed(new, status):
         plan.publication_status[pub.key] = new
     dead = any(t.get("deadLetter") for t in targets)
@@ -560,6 +779,11 @@ def _write_publication(pub: PublicationView, targets, extra, now, plan) -> None:
         plan.publication_labels[pub.key] = {DEAD_LETTER_LABEL: "true"}
     elif not dead and has_label:
         plan.publication_labels[pub.key] = {DEAD_LETTER_LABEL: None}
+
+
+def _conditions(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    found = status.get("conditions")
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
 
 
 def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
@@ -571,7 +795,7 @@ def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
         plan.wake(blocked)
     if circuit.state is CircuitState.OPEN:
         plan.wake(circuit.next_probe_at)
-    prev = list(old.get("conditions") or [])
+    prev = _conditions(old)
     available = circuit.state is not CircuitState.OPEN
     paused = bool(view.spec.get("paused"))
     new = {
@@ -592,6 +816,14 @@ def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
         condition("CredentialsValid", a.creds_valid, "Valid" if a.creds_valid else "Refused",
                   a.creds_message or "no credential failures seen", view.generation, prev, now),
     ]
+    stalled_message = _bound("; ".join(a.problems))
+    stalled = condition("Stalled", bool(a.problems), INVALID_SPEC if a.problems else "NotStalled",
+                        stalled_message, view.generation, prev, now)
+    new["conditions"].append(stalled)
+    was = next((c for c in prev if c.get("type") == "Stalled"), None)
+    if a.problems and not (was and was.get("status") == "True" and was.get("message") == stalled_message):
+        plan.events.append(EventSpec("PlatformAdapter", view.namespace, view.name, view.uid, "Warning",
+                                     INVALID_SPEC, stalled_message))
     if changed(new, old):
         plan.adapter_status[view.key] = new
     plan.gauges[view.key] = {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from .durations import parse_time
+from .durations import safe_time
 from .errors import ErrorClass
 from .redact import redact
 from .views import JobView, PodView
@@ -40,12 +40,43 @@ class Outcome:
     stop_job: bool = False  # the Job is still there but will never finish on its own
 
 
-def parse_result(message: str | None) -> dict[str, Any] | None:
-    if not message:
+# A result is one small JSON object (Kubernetes keeps at most 4 KiB of a termination message);
+# anything larger or deeper than this is not a result.
+MAX_RESULT_BYTES = 64 * 1024
+MAX_RESULT_DEPTH = 32
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of JSON arrays and objects in ``text`` (strings are skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_result(message: object) -> dict[str, Any] | None:
+    """The adapter's result object, or None when ``message`` holds none. Total: never raises."""
+    if not message or not isinstance(message, str) or len(message) > MAX_RESULT_BYTES:
+        return None
+    if _depth(message) > MAX_RESULT_DEPTH:
         return None
     try:
         data = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("outcome") not in ("published", "failed"):
         return None
@@ -86,10 +117,7 @@ def _str(v: Any) -> str | None:
 
 
 def _safe_time(v: Any) -> datetime | None:
-    try:
-        return parse_time(v) if isinstance(v, str) else None
-    except ValueError:
-        return None
+    return safe_time(v) if isinstance(v, str) else None
 
 
 def read_outcome(job: JobView, pods: Iterable[PodView]) -> Outcome | None:

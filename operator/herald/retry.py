@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
 
-from .durations import parse_duration
+from .durations import InvalidValue, parse_duration
 from .errors import POLICY_KEYS, ErrorClass
+from .fields import number, whole
 
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_RATE_LIMITED_MAX_ATTEMPTS = 20
@@ -53,12 +54,12 @@ class Backoff:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None, base: "Backoff | None" = None) -> "Backoff":
         b = base or cls()
-        spec = spec or {}
+        spec = _mapping(spec, "backoff")
         return cls(
-            initial=parse_duration(spec.get("initial"), b.initial),
-            factor=float(spec.get("factor", b.factor)),
-            max=parse_duration(spec.get("max"), b.max),
-            jitter=float(spec.get("jitter", b.jitter)),
+            initial=_duration(spec, "initial", b.initial),
+            factor=number(spec.get("factor"), b.factor, low=1.0, high=100.0, path="factor"),
+            max=_duration(spec, "max", b.max),
+            jitter=number(spec.get("jitter"), b.jitter, low=0.0, high=1.0, path="jitter"),
         )
 
 
@@ -86,31 +87,61 @@ class RetryPolicy:
 
     @classmethod
     def from_spec(cls, *specs: Mapping[str, Any] | None) -> "RetryPolicy":
-        """The policy from specs merged left to right (adapter's, then the publication's override)."""
+        """The policy from specs merged left to right (adapter's, then the publication's override).
+        Raises ``InvalidValue`` naming the field (relative to retryPolicy) for anything unusable.
+        """
         merged: dict[str, Any] = {}
         for spec in specs:
-            merged = _deep_merge(merged, dict(spec or {}))
-        max_attempts = int(merged.get("maxAttempts", DEFAULT_MAX_ATTEMPTS))
-        backoff = Backoff.from_spec(merged.get("backoff"))
+            merged = _deep_merge(merged, dict(_mapping(spec, "retryPolicy")))
+        max_attempts = whole(merged.get("maxAttempts"), DEFAULT_MAX_ATTEMPTS, low=1, high=100, path="maxAttempts")
+        backoff = _nested(lambda: Backoff.from_spec(merged.get("backoff")), "backoff")
         rules: dict[ErrorClass, ClassRule] = {}
         for error_class, key in POLICY_KEYS.items():
-            override = merged.get(key) or {}
+            override = _mapping(merged.get(key), key)
             is_rl = error_class is ErrorClass.RATE_LIMITED
             default_max = DEFAULT_RATE_LIMITED_MAX_ATTEMPTS if is_rl else max_attempts
             default_min = DEFAULT_RATE_LIMITED_MIN_DELAY if is_rl else 0.0
             rules[error_class] = ClassRule(
-                max_attempts=int(override.get("maxAttempts", default_max)),
-                backoff=Backoff.from_spec(override.get("backoff"), backoff),
-                min_delay=parse_duration(override.get("minDelay"), default_min),
+                max_attempts=whole(override.get("maxAttempts"), default_max, low=1, high=100,
+                                   path=f"{key}.maxAttempts"),
+                backoff=_nested(lambda: Backoff.from_spec(override.get("backoff"), backoff), f"{key}.backoff"),
+                min_delay=_duration(override, "minDelay", default_min, f"{key}."),
             )
-        unknown = (merged.get("unknownOutcome") or {}).get("policy", UnknownOutcomePolicy.VERIFY.value)
+        unknown = _mapping(merged.get("unknownOutcome"), "unknownOutcome").get("policy",
+                                                                              UnknownOutcomePolicy.VERIFY.value)
+        try:
+            unknown_policy = UnknownOutcomePolicy(unknown)
+        except ValueError:
+            raise InvalidValue("unknownOutcome.policy: must be Verify, Fail or Retry") from None
         return cls(
             max_attempts=max_attempts,
             backoff=backoff,
             rules=rules,
-            unknown_outcome=UnknownOutcomePolicy(unknown),
-            credentials_timeout=parse_duration(merged.get("credentialsTimeout"), DEFAULT_CREDENTIALS_TIMEOUT),
+            unknown_outcome=unknown_policy,
+            credentials_timeout=_duration(merged, "credentialsTimeout", DEFAULT_CREDENTIALS_TIMEOUT),
         )
+
+
+def _mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidValue(f"{path}: must be an object")
+    return value
+
+
+def _duration(spec: Mapping[str, Any], key: str, default: float, prefix: str = "") -> float:
+    try:
+        return parse_duration(spec.get(key), default)
+    except InvalidValue as e:
+        raise InvalidValue(f"{prefix}{key}: {e}") from None
+
+
+def _nested(make: Any, path: str) -> Any:
+    try:
+        return make()
+    except InvalidValue as e:
+        raise InvalidValue(f"{path}.{e}") from None
 
 
 def _deep_merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,6 +180,9 @@ def decide(
     """What to do after a failure of ``error_class``, given the failures already in the budget."""
     if error_class is ErrorClass.REJECTED:
         return Decision(Action.DEAD_LETTER, reason="the platform rejected the content; not retried")
+    if error_class is ErrorClass.INVALID_SPEC:
+        return Decision(Action.DEAD_LETTER,
+                        reason="the API server refused the attempt's Job; fix the PlatformAdapter, then redrive")
     if error_class is ErrorClass.AUTH:
         return Decision(Action.WAIT_CREDENTIALS, reason="credentials were refused; waiting for the Secret to change")
 

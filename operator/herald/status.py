@@ -20,6 +20,8 @@ class Phase:
 
 
 TERMINAL = frozenset({Phase.PUBLISHED, Phase.FAILED})
+# Publication phases after which nothing more happens unless the spec or a redrive says so.
+FINISHED = frozenset({Phase.PUBLISHED, Phase.FAILED, Phase.PARTIALLY_PUBLISHED})
 
 
 def publication_phase(target_phases: list[str], suspended: bool) -> str:
@@ -51,6 +53,12 @@ def condition(type_: str, ok: bool, reason: str, message: str, generation: int,
         "lastTransitionTime": since,
         "observedGeneration": generation,
     }
+
+
+def upsert_condition(previous: Iterable[Mapping[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """``previous`` with ``new`` in place of the condition of its type (appended if absent)."""
+    out = [dict(c) for c in previous if c.get("type") != new["type"]]
+    return out + [new]
 
 
 def publication_conditions(targets: list[dict[str, Any]], phase: str, publish_at: datetime | None,

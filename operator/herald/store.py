@@ -1,17 +1,36 @@
-"""The in-memory picture of the cluster that decisions are made from.
+"""The in-memory picture of the cluster that decisions are made from, with the indexes that let a
+tick look only at what changed.
 
 It is fed by the initial lists and by kopf's watch events, in any order: an object is only
 replaced by a newer resourceVersion, and a deletion leaves a tombstone so a late, older copy
 cannot bring it back.
+
+Besides the objects it keeps, updated on every event:
+- which Publications still need the operator (``active``): a Publication whose every target is
+  published or dead-lettered, and whose status is up to date, costs nothing until it changes;
+- per PlatformAdapter: its active Publications, its Jobs (running count, start times) and how many
+  of its targets sit in the dead letter;
+- per Publication its Jobs, per Job its Pods;
+- the keys that changed since the last tick (``take_dirty``).
+
+``world_for(seeds)`` closes a set of changed keys over the adapters they share and returns just
+that part of the world: the unit that one ``reconcile`` decides.
 """
 from __future__ import annotations
 
 import asyncio
+import bisect
+import logging
 import time
-from typing import Any, Callable, Mapping
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Mapping
 
-from .reconciler import World
+from .reconciler import AdapterLoad, World, settled
 from .views import AdapterView, JobView, PodView, PublicationView
+
+log = logging.getLogger("herald.store")
 
 KINDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "publications": PublicationView.from_body,
@@ -20,34 +39,82 @@ KINDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "pods": PodView.from_body,
 }
 TOMBSTONE_SECONDS = 600.0
+CREATE_FAILURE_SECONDS = 3600.0
+
+Key = tuple[str, str]
+# A unit of work: ("p", namespace, name) for a Publication, ("a", namespace, name) for an adapter.
+WorkKey = tuple[str, str, str]
 
 
 def _rv(body: Mapping[str, Any]) -> int:
     try:
-        return int(body["metadata"].get("resourceVersion") or 0)
-    except (KeyError, ValueError):
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError, AttributeError):
         return 0
+
+
+def pub_key(key: Key) -> WorkKey:
+    return ("p", key[0], key[1])
+
+
+def adapter_key(key: Key) -> WorkKey:
+    return ("a", key[0], key[1])
+
+
+@dataclass
+class _AdapterJobs:
+    """The Jobs of one adapter (name as in the Publication's target): start times and running ones."""
+
+    starts: dict[Key, datetime] = field(default_factory=dict)
+    running: set[Key] = field(default_factory=set)
+    sorted_starts: list[datetime] | None = None  # cache, rebuilt on change
+
+    def load(self, since: datetime | None) -> AdapterLoad:
+        if self.sorted_starts is None:
+            self.sorted_starts = sorted(self.starts.values())
+        i = 0 if since is None else bisect.bisect_right(self.sorted_starts, since)
+        return AdapterLoad(running=len(self.running), starts=tuple(self.sorted_starts[i:]))
 
 
 class Store:
     def __init__(self) -> None:
-        self.objects: dict[str, dict[tuple[str, str], Any]] = {k: {} for k in KINDS}
-        self._tombstones: dict[str, dict[tuple[str, str], tuple[int, float]]] = {k: {} for k in KINDS}
+        self.objects: dict[str, dict[Key, Any]] = {k: {} for k in KINDS}
+        self._tombstones: dict[str, dict[Key, tuple[int, float]]] = {k: {} for k in KINDS}
         self.changed = asyncio.Event()
-        self.secrets: dict[tuple[str, str], str | None] = {}
-        self.job_starts: dict[tuple[str, str], Any] = {}
+        self.secrets: dict[Key, str | None] = {}
+        self.job_starts: dict[Key, datetime] = {}
+        # Job creates the API server refused for good: (namespace, Job name) -> (message, when).
+        self.create_failures: dict[Key, tuple[str, float]] = {}
+        # indexes
+        self._pub_by_uid: dict[str, Key] = {}
+        self.active: set[Key] = set()
+        self._active_by_adapter: dict[Key, set[Key]] = defaultdict(set)
+        self._pub_adapters: dict[Key, tuple[str, ...]] = {}
+        self._dead_by_adapter: dict[Key, set[Key]] = defaultdict(set)
+        self._pub_dead: dict[Key, tuple[str, ...]] = {}
+        self._jobs_by_owner: dict[str, set[Key]] = defaultdict(set)
+        self._adapter_jobs: dict[Key, _AdapterJobs] = defaultdict(_AdapterJobs)
+        self._pods_by_job: dict[Key, set[Key]] = defaultdict(set)
+        self._dirty: set[WorkKey] = set()
+        self.skipped = 0  # objects that could not be read at all (no usable metadata)
 
+    # -- events ------------------------------------------------------------------------------
     def apply(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """Record a watch event or a listed/written object. Returns whether anything changed."""
-        meta = body.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        meta = body.get("metadata") if isinstance(body, Mapping) else None
+        if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+            self.skipped += 1
+            return False
+        key = (str(meta.get("namespace") or ""), meta["name"])
         rv = _rv(body)
         objects, tombs = self.objects[kind], self._tombstones[kind]
         current = objects.get(key)
         if current is not None and rv and current.rv > rv:
             return False
         if event_type == "DELETED":
-            objects.pop(key, None)
+            if current is not None:
+                self._unindex(kind, current)
+                objects.pop(key, None)
             if kind == "jobs":
                 self.job_starts.pop(key, None)
             old = tombs.get(key)
@@ -61,17 +128,26 @@ class Store:
             del tombs[key]
         if current is not None and rv and current.rv == rv:
             return False
-        view = KINDS[kind](body)
+        try:
+            view = KINDS[kind](body)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # An object Herald cannot even name: it affects nothing else.
+            self.skipped += 1
+            log.warning("cannot read %s %s/%s: %s", kind, key[0], key[1], type(e).__name__)
+            return False
         if view is None:
             return False
+        if current is not None:
+            self._unindex(kind, current)
         objects[key] = view
+        self._index(kind, view)
         self.changed.set()
         return True
 
-    def forget_missing(self, kind: str, listed: set[tuple[str, str]], list_rv: int) -> None:
+    def forget_missing(self, kind: str, listed: set[Key], list_rv: int) -> None:
         """After a full list: drop objects the list no longer has (deleted while nobody watched)."""
         for key in [k for k, v in self.objects[kind].items() if k not in listed and v.rv <= list_rv]:
-            del self.objects[kind][key]
+            self._unindex(kind, self.objects[kind].pop(key))
             self._tombstones[kind][key] = (list_rv, time.monotonic())
 
     def gc_tombstones(self) -> None:
@@ -79,8 +155,187 @@ class Store:
         for tombs in self._tombstones.values():
             for key in [k for k, (_, at) in tombs.items() if at < cutoff]:
                 del tombs[key]
+        old = time.monotonic() - CREATE_FAILURE_SECONDS
+        for key in [k for k, (_, at) in self.create_failures.items() if at < old]:
+            del self.create_failures[key]
+
+    def record_create_failure(self, job: Key, message: str, publication: Key) -> None:
+        self.create_failures[job] = (message, time.monotonic())
+        self.mark(pub_key(publication))
+
+    # -- indexes ------------------------------------------------------------------------------
+    def _index(self, kind: str, view: Any) -> None:
+        if kind == "publications":
+            self._index_publication(view)
+        elif kind == "platformadapters":
+            self.mark(adapter_key(view.key))
+        elif kind == "jobs":
+            self._index_job(view)
+        elif kind == "pods":
+            self._pods_by_job[(view.namespace, view.job)].add(view.key)
+            self._mark_job_owner((view.namespace, view.job))
+
+    def _unindex(self, kind: str, view: Any) -> None:
+        if kind == "publications":
+            key = view.key
+            self._pub_by_uid.pop(view.uid, None)
+            self.active.discard(key)
+            for name in self._pub_adapters.pop(key, ()):
+                self._active_by_adapter[(key[0], name)].discard(key)
+            for name in self._pub_dead.pop(key, ()):
+                self._dead_by_adapter[(key[0], name)].discard(key)
+            self.mark(pub_key(key))
+            for name in view.target_names:
+                self.mark(adapter_key((key[0], name)))
+        elif kind == "platformadapters":
+            self.mark(adapter_key(view.key))
+        elif kind == "jobs":
+            self._jobs_by_owner[view.owner_uid or ""].discard(view.key)
+            aj = self._adapter_jobs[(view.namespace, view.target)]
+            if aj.starts.pop(view.key, None) is not None:
+                aj.sorted_starts = None
+            if view.key in aj.running:
+                aj.running.discard(view.key)
+                self.mark(adapter_key((view.namespace, view.target)))
+            self._mark_owner(view)
+        elif kind == "pods":
+            self._pods_by_job[(view.namespace, view.job)].discard(view.key)
+            self._mark_job_owner((view.namespace, view.job))
+
+    def _index_publication(self, view: PublicationView) -> None:
+        key = view.key
+        self._pub_by_uid[view.uid] = key
+        names = view.target_names
+        if settled(view):
+            self.active.discard(key)
+        else:
+            self.active.add(key)
+            self._pub_adapters[key] = names
+            for name in names:
+                self._active_by_adapter[(key[0], name)].add(key)
+        dead = view.dead_letter_targets
+        if dead:
+            self._pub_dead[key] = dead
+            for name in dead:
+                self._dead_by_adapter[(key[0], name)].add(key)
+        self.mark(pub_key(key))
+
+    def _index_job(self, view: JobView) -> None:
+        self._jobs_by_owner[view.owner_uid or ""].add(view.key)
+        akey = (view.namespace, view.target)
+        aj = self._adapter_jobs[akey]
+        # Without the exact time, assume the latest moment in the creation second: never over-admit.
+        aj.starts[view.key] = self.job_starts.get(view.key) or view.created + timedelta(seconds=1)
+        aj.sorted_starts = None
+        if not view.done and not view.deleting:
+            if view.key not in aj.running:
+                aj.running.add(view.key)
+                self.mark(adapter_key(akey))
+        self._mark_owner(view)
+
+    def _mark_owner(self, job: JobView) -> None:
+        owner = self._pub_by_uid.get(job.owner_uid or "")
+        if owner is not None and owner in self.active:
+            self.mark(pub_key(owner))
+        elif job.done or job.deleting:
+            # A settled publication's Job finishing or going away changes nothing but the
+            # adapter's running count, which is marked above.
+            return
+        elif owner is not None:
+            self.mark(pub_key(owner))
+
+    def _mark_job_owner(self, job: Key) -> None:
+        view = self.objects["jobs"].get(job)
+        if view is not None:
+            self._mark_owner(view)
+
+    def mark(self, key: WorkKey) -> None:
+        self._dirty.add(key)
+        self.changed.set()
+
+    def mark_all(self) -> None:
+        """Everything is looked at once (after the first list): timers and retention are re-derived."""
+        for key in self.objects["publications"]:
+            self._dirty.add(pub_key(key))
+        for key in self.objects["platformadapters"]:
+            self._dirty.add(adapter_key(key))
+        self.changed.set()
+
+    def take_dirty(self) -> set[WorkKey]:
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    @property
+    def dirty(self) -> set[WorkKey]:
+        return self._dirty
+
+    # -- units of work ---------------------------------------------------------------------------
+    def close(self, seeds: Iterable[WorkKey]) -> tuple[set[Key], set[Key]]:
+        """The Publications and adapters that must be decided together with ``seeds``.
+
+        A due target competes with every other active target of its adapter (priority, concurrency,
+        rate limit), and a Publication with several targets ties their adapters together; so the
+        closure follows active Publications through the adapters they name. Settled Publications
+        are included only when they are seeds themselves."""
+        pubs: set[Key] = set()
+        adapters: set[Key] = set()
+        todo_adapters: list[Key] = []
+        for kind, ns, name in seeds:
+            if kind == "a":
+                todo_adapters.append((ns, name))
+            elif (ns, name) in self.objects["publications"]:
+                pubs.add((ns, name))
+                view = self.objects["publications"][(ns, name)]
+                todo_adapters.extend((ns, t) for t in view.target_names)
+        while todo_adapters:
+            akey = todo_adapters.pop()
+            if akey in adapters:
+                continue
+            adapters.add(akey)
+            for pkey in self._active_by_adapter.get(akey, ()):
+                if pkey not in pubs:
+                    pubs.add(pkey)
+                    todo_adapters.extend((pkey[0], t) for t in self._pub_adapters.get(pkey, ()))
+        return pubs, adapters
+
+    def world_for(self, pubs: set[Key], adapters: set[Key], now: datetime) -> World:
+        """The part of the world that ``reconcile`` needs to decide these objects."""
+        publications = {k: self.objects["publications"][k] for k in pubs if k in self.objects["publications"]}
+        adapter_views = {k: self.objects["platformadapters"][k] for k in adapters
+                         if k in self.objects["platformadapters"]}
+        jobs: dict[Key, JobView] = {}
+        pods: dict[Key, PodView] = {}
+        for view in publications.values():
+            for jkey in self._jobs_by_owner.get(view.uid, ()):
+                job = self.objects["jobs"].get(jkey)
+                if job is None:
+                    continue
+                jobs[jkey] = job
+                for pkey in self._pods_by_job.get(jkey, ()):
+                    pod = self.objects["pods"].get(pkey)
+                    if pod is not None:
+                        pods[pkey] = pod
+        loads = {}
+        for akey in adapters:
+            view = adapter_views.get(akey)
+            window = view.rate_window if view is not None else None
+            since = now - timedelta(seconds=window) if window else now
+            loads[akey] = self._adapter_jobs[akey].load(since) if akey in self._adapter_jobs \
+                else AdapterLoad(0, ())
+        return World(
+            publications=publications,
+            adapters=adapter_views,
+            jobs=jobs,
+            pods=pods,
+            secrets=dict(self.secrets),
+            job_starts={k: v for k, v in self.job_starts.items() if k in jobs},
+            loads=loads,
+            dead_letters={k: len(self._dead_by_adapter.get(k, ())) for k in adapters},
+            create_failures={k: m for k, (m, _) in self.create_failures.items()},
+        )
 
     def snapshot(self) -> World:
+        """The whole world (tests and tools; the engine works on ``world_for``)."""
         return World(
             publications=dict(self.objects["publications"]),
             adapters=dict(self.objects["platformadapters"]),

@@ -1,11 +1,29 @@
 """Compact, immutable views of the API objects Herald decides from."""
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from .durations import parse_time
+from .durations import MIN_TIME, InvalidValue, parse_duration, safe_time
+
+# status.observedRedrive holds at most this many characters; a longer annotation is recorded by digest.
+MAX_REDRIVE = 1024
+
+
+def parse_time(v: Any) -> datetime | None:
+    return safe_time(v)
+
+
+def redrive_token(value: Any) -> str | None:
+    """The ``herald.dev/redrive`` annotation as recorded in status: as is, or a digest when too long."""
+    if not value or not isinstance(value, str):
+        return None
+    if len(value) <= MAX_REDRIVE:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
 def _rv(meta: Mapping[str, Any]) -> int:
@@ -32,16 +50,38 @@ class PublicationView:
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
 
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """The adapters named in spec.targets (whatever else the spec holds)."""
+        targets = self.spec.get("targets")
+        if not isinstance(targets, list):
+            return ()
+        names = (t.get("adapter") for t in targets if isinstance(t, Mapping))
+        return tuple(dict.fromkeys(n for n in names if isinstance(n, str) and n))
+
+    @property
+    def dead_letter_targets(self) -> tuple[str, ...]:
+        """The targets whose stored status is in the dead letter."""
+        targets = self.status.get("targets")
+        if not isinstance(targets, list):
+            return ()
+        return tuple(t["adapter"] for t in targets
+                     if isinstance(t, Mapping) and t.get("deadLetter") is True and isinstance(t.get("adapter"), str))
+
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> "PublicationView":
         m = body["metadata"]
         return cls(
             namespace=m["namespace"], name=m["name"], uid=m["uid"], generation=int(m.get("generation") or 0),
-            rv=_rv(m), created=parse_time(m.get("creationTimestamp")),
+            rv=_rv(m), created=parse_time(m.get("creationTimestamp")) or MIN_TIME,
             labels=dict(m.get("labels") or {}),
-            redrive=(m.get("annotations") or {}).get("herald.dev/redrive"),
-            spec=body.get("spec") or {}, status=body.get("status") or {},
+            redrive=redrive_token((m.get("annotations") or {}).get("herald.dev/redrive")),
+            spec=_mapping(body.get("spec")), status=_mapping(body.get("status")),
         )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 @dataclass(frozen=True)
@@ -58,12 +98,29 @@ class AdapterView:
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
 
+    @property
+    def credentials_secret(self) -> str | None:
+        ref = self.spec.get("credentialsSecretRef")
+        name = ref.get("name") if isinstance(ref, Mapping) else None
+        return name if isinstance(name, str) and name else None
+
+    @property
+    def rate_window(self) -> float | None:
+        """The rate-limit period in seconds, when a rate limit is set (and readable)."""
+        rl = self.spec.get("rateLimit")
+        if not isinstance(rl, Mapping) or not rl.get("limit"):
+            return None
+        try:
+            return parse_duration(rl.get("period"), 60.0)
+        except InvalidValue:
+            return None
+
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> "AdapterView":
         m = body["metadata"]
         return cls(
             namespace=m["namespace"], name=m["name"], uid=m["uid"], generation=int(m.get("generation") or 0),
-            rv=_rv(m), spec=body.get("spec") or {}, status=body.get("status") or {},
+            rv=_rv(m), spec=_mapping(body.get("spec")), status=_mapping(body.get("status")),
         )
 
 
@@ -101,7 +158,11 @@ class JobView:
         ann = m.get("annotations") or {}
         if "herald.dev/attempt" not in ann or "herald.dev/target" not in ann:
             return None
-        owner = next((o["uid"] for o in m.get("ownerReferences") or [] if o.get("kind") == "Publication"), None)
+        try:
+            attempt = int(ann["herald.dev/attempt"])
+        except (TypeError, ValueError):
+            return None
+        owner = next((o.get("uid") for o in m.get("ownerReferences") or [] if o.get("kind") == "Publication"), None)
         st = body.get("status") or {}
         complete = failed = False
         reason = ""
@@ -114,9 +175,9 @@ class JobView:
                 failed, reason = True, c.get("reason") or ""
         return cls(
             namespace=m["namespace"], name=m["name"], uid=m["uid"], rv=_rv(m), owner_uid=owner,
-            target=ann["herald.dev/target"], attempt=int(ann["herald.dev/attempt"]),
+            target=ann["herald.dev/target"], attempt=attempt,
             verify=ann.get("herald.dev/mode") == "verify",
-            created=parse_time(m.get("creationTimestamp")),
+            created=parse_time(m.get("creationTimestamp")) or MIN_TIME,
             started=parse_time(st.get("startTime")), finished=parse_time(st.get("completionTime")),
             complete=complete, failed=failed, failed_reason=reason, active=int(st.get("active") or 0),
             deleting=bool(m.get("deletionTimestamp")),

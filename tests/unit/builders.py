@@ -156,6 +156,8 @@ class Sim:
         self.pods: dict[str, dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], str | None] = {}
         self.job_starts: dict[tuple[str, str], datetime] = {}
+        self.refuse: dict[str, str] = {}  # Job name -> the API server's message when it refuses the create
+        self.create_failures: dict[tuple[str, str], str] = {}  # refused creates, as the engine records them
         self.events: list[Any] = []
         self.plans: list[Plan] = []
         self._rv = 1000
@@ -194,6 +196,7 @@ class Sim:
             publications={(self.ns, n): PublicationView.from_body(b) for n, b in self.publications.items()},
             adapters={(self.ns, n): AdapterView.from_body(b) for n, b in self.adapters.items()},
             jobs=jobs, pods=pods, secrets=dict(self.secrets), job_starts=dict(self.job_starts),
+            create_failures=dict(self.create_failures),
         )
 
     def reconcile(self, now: datetime) -> Plan:
@@ -205,12 +208,18 @@ class Sim:
             m = jc.manifest
             name = m["metadata"]["name"]
             assert name not in self.jobs, f"Job {name} created twice"
+            if name in self.refuse:  # what the engine does with a refused create
+                self.create_failures[(self.ns, name)] = self.refuse[name]
+                jc.target.update(attempts=jc.previous_attempt, jobName=None, phase="Queued", reason="JobRefused")
+                continue
             body = copy.deepcopy(m)
             body["metadata"].update(uid=f"uid-job-{name}", resourceVersion=self.next_rv(),
                                     creationTimestamp=ts(now.replace(microsecond=0)))
             body["status"] = {"active": 1, "startTime": ts(now.replace(microsecond=0))}
             self.jobs[name] = body
             self.job_starts[(self.ns, name)] = now
+            if jc.started is not None:  # the engine posts it once the Job exists
+                self.events.append(jc.started)
         for _, name in plan.deletes:
             self.jobs.pop(name, None)
             for pod_name in [p for p, b in self.pods.items() if b["metadata"]["labels"]["job-name"] == name]:

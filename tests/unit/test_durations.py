@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from herald.durations import DURATION_PATTERN, format_duration, format_time, parse_duration, parse_time
+from herald.durations import (
+    DURATION_PATTERN, MAX_DURATION, InvalidValue, format_duration, format_time, parse_duration, parse_time,
+)
 
 from .builders import DETERMINISTIC
 
@@ -74,10 +76,65 @@ def test_any_text_matching_the_crd_pattern_parses_to_the_sum_of_its_parts(parts)
     text = "".join(f"{n}{u}" for n, u in parts)
     assert re.match(DURATION_PATTERN, text)
     expected = sum(n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+    if expected > MAX_DURATION:  # above the documented maximum: a classified error naming the bound
+        with pytest.raises(InvalidValue, match="720h"):
+            parse_duration(text)
+        return
     assert parse_duration(text) == pytest.approx(expected)
     # ... and its short form, read back, is within half a second of it (the form rounds to seconds).
     if expected >= 1:
         assert abs(parse_duration(format_duration(expected)) - expected) <= 0.5
+
+
+@pytest.mark.parametrize("text", ["99999999h", "1e400h", "720h1ms", "9" * 70 + "s", "1.5.5s", "h", "-1s"])
+def test_overflowing_or_malformed_durations_are_a_classified_error(text):
+    with pytest.raises(InvalidValue):
+        parse_duration(text)
+
+
+def test_the_maximum_duration_is_accepted():
+    assert parse_duration("720h") == MAX_DURATION
+
+
+@DETERMINISTIC
+@given(st.one_of(st.text(max_size=80), st.integers(), st.floats(), st.none(), st.booleans(),
+                 st.lists(st.integers(), max_size=2)))
+def test_parse_duration_is_total(value):
+    """Any input: a number of seconds within [0, 720h], or InvalidValue; never another exception."""
+    try:
+        seconds = parse_duration(value, 1.0)
+    except InvalidValue:
+        return
+    assert 0 <= seconds <= MAX_DURATION
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2030-06-01t09:00:00z",
+                                  "2030-06-01T09:00:00+25:00", "2030-02-30T09:00:00Z", "2030-06-01", "tomorrow",
+                                  "2030-06-01T09:00:00", "x" * 1000])
+def test_times_the_api_server_may_hold_but_python_cannot_use_are_a_classified_error(text):
+    with pytest.raises(InvalidValue):
+        parse_time(text)
+
+
+@DETERMINISTIC
+@given(st.one_of(st.text(max_size=40), st.from_regex(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z"),
+                 st.integers(), st.none()))
+def test_parse_time_is_total_and_what_it_returns_formats_back(value):
+    """Any input: None, a UTC time that format_time writes as RFC 3339 with a four-digit year and
+    that parses back, or InvalidValue."""
+    try:
+        t = parse_time(value)
+    except InvalidValue:
+        return
+    if t is None:
+        return
+    text = format_time(t)
+    assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$", text)
+    assert abs((parse_time(text) - t).total_seconds()) < 0.001
+
+
+def test_format_time_pads_the_year_the_api_server_needs_four_digits():
+    assert format_time(datetime(999, 1, 1, tzinfo=timezone.utc)) == "0999-01-01T00:00:00Z"
 
 
 def test_parse_time_accepts_z_and_offsets_and_returns_utc():

@@ -27,7 +27,8 @@ def names(plan) -> list[str]:
 
 
 def reasons(plan) -> list[str]:
-    return [e.reason for e in plan.events]
+    """Every Event the plan posts: its own, and each created Job's AttemptStarted (posted after the create)."""
+    return [e.reason for e in plan.events] + [c.started.reason for c in plan.creates if c.started]
 
 
 def env_of(manifest) -> dict[str, str]:

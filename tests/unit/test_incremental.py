@@ -1,0 +1,148 @@
+"""A tick decides only what changed: the store closes the changed keys over the adapters they
+compete for, settled Publications stay out, and deciding a unit gives the same result as deciding
+the whole world."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from herald.reconciler import reconcile
+from herald.store import Store
+
+from .builders import DETERMINISTIC, NS, T0, Sim, at, failed, published
+
+A, B, C = "mastodon-main", "bluesky-main", "slack-main"
+
+
+def store_of(s: Sim) -> Store:
+    store = Store()
+    for body in s.adapters.values():
+        store.apply("platformadapters", "ADDED", body)
+    for body in s.publications.values():
+        store.apply("publications", "ADDED", body)
+    for body in s.jobs.values():
+        store.apply("jobs", "ADDED", body)
+    for body in s.pods.values():
+        store.apply("pods", "ADDED", body)
+    store.job_starts.update(s.job_starts)
+    return store
+
+
+def settle(s: Sim, name: str, adapter: str = A, now: datetime = T0) -> None:
+    """Publish ``name`` through its whole life."""
+    s.step(now)
+    s.finish(name, adapter, published(f"post-{name}"), now=now)
+    s.step(now)
+
+
+def test_settled_publications_are_not_in_the_unit_of_a_new_one():
+    s = Sim()
+    s.add_adapter(A, concurrency=100)
+    for i in range(50):
+        s.add_publication(f"old-{i}")
+    s.step(T0)
+    for i in range(50):
+        s.finish(f"old-{i}", A, published(), now=at(1))
+    s.step(at(1))
+    assert all(s.status(f"old-{i}")["phase"] == "Published" for i in range(50))
+    s.add_publication("new")
+    store = store_of(s)
+    assert store.active == {(NS, "new")}
+    store.take_dirty()
+    store.apply("publications", "MODIFIED", {**s.publications["new"],
+                                             "metadata": {**s.publications["new"]["metadata"], "resourceVersion": "99999"}})
+    pubs, adapters = store.close(store.take_dirty())
+    assert pubs == {(NS, "new")} and adapters == {(NS, A)}
+
+
+def test_a_unit_spans_the_adapters_its_publications_share():
+    s = Sim()
+    for name in (A, B, C):
+        s.add_adapter(name)
+    s.add_publication("ab", targets=[A, B])
+    s.add_publication("b", targets=[B])
+    s.add_publication("c", targets=[C])
+    store = store_of(s)
+    pubs, adapters = store.close([("p", NS, "ab")])
+    assert pubs == {(NS, "ab"), (NS, "b")} and adapters == {(NS, A), (NS, B)}
+    pubs, adapters = store.close([("a", NS, C)])
+    assert pubs == {(NS, "c")} and adapters == {(NS, C)}
+
+
+def test_rate_window_and_running_count_include_settled_publications_jobs():
+    """A Publication published a moment ago is settled, but its Job still counts against the
+    adapter's rate limit window."""
+    s = Sim()
+    s.add_adapter(A, rateLimit={"limit": 1, "period": "60s"}, concurrency=5)
+    s.add_publication("first")
+    settle(s, "first", now=T0)
+    s.add_publication("second")
+    store = store_of(s)
+    pubs, adapters = store.close([("p", NS, "second")])
+    assert pubs == {(NS, "second")}
+    plan = reconcile(store.world_for(pubs, adapters, at(10)), at(10))
+    assert plan.creates == []
+    (t,) = plan.publication_status[(NS, "second")]["targets"]
+    assert t["reason"] == "RateLimitWindow"
+    assert plan.wake_at is not None and plan.wake_at > at(59)
+
+
+def test_dead_letter_count_comes_from_the_index_not_the_unit():
+    s = Sim()
+    s.add_adapter(A, concurrency=5)
+    s.add_publication("dead")
+    s.step(T0)
+    s.finish("dead", A, failed("rejected"), now=at(1))
+    s.step(at(1))
+    s.add_publication("new")
+    store = store_of(s)
+    pubs, adapters = store.close([("p", NS, "new")])
+    assert (NS, "dead") not in pubs
+    plan = reconcile(store.world_for(pubs, adapters, at(2)), at(2))
+    assert plan.gauges[(NS, A)]["dead_letter"] == 1
+
+
+scenario = st.lists(st.tuples(st.sampled_from(["new", "ok", "fail", "reject"]), st.sampled_from([A, B]),
+                              st.integers(min_value=0, max_value=3)), min_size=1, max_size=12)
+
+
+@DETERMINISTIC
+@given(scenario)
+def test_deciding_a_unit_equals_deciding_the_whole_world(steps):
+    """Drive a namespace through random events; at every step, the decision for the unit of each
+    changed key equals the whole-world decision for the objects in that unit."""
+    s = Sim()
+    s.add_adapter(A, concurrency=2, rateLimit={"limit": 3, "period": "30s"})
+    s.add_adapter(B, concurrency=1)
+    now = T0
+    n = 0
+    for i, (what, adapter, prio) in enumerate(steps):
+        now = at(i * 7)
+        if what == "new":
+            n += 1
+            s.add_publication(f"p{n}", targets=[adapter], priority=prio)
+        else:
+            running = [b for b in s.jobs.values() if b["status"].get("active")
+                       and b["metadata"]["annotations"]["herald.dev/target"] == adapter]
+            if running:
+                job = running[0]
+                owner = job["metadata"]["ownerReferences"][0]["uid"].removeprefix("uid-pub-")
+                result = {"ok": published(), "fail": failed("server_error"), "reject": failed("rejected")}[what]
+                s.finish(owner, adapter, result, now=now)
+        whole = reconcile(s.world(), now)
+        store = store_of(s)
+        for seed in sorted(store.take_dirty()):
+            pubs, adapters = store.close([seed])
+            unit = reconcile(store.world_for(pubs, adapters, now), now)
+            for key in pubs:
+                assert json.dumps(unit.publication_status.get(key), sort_keys=True, default=str) == \
+                    json.dumps(whole.publication_status.get(key), sort_keys=True, default=str), key
+            assert sorted(c.manifest["metadata"]["name"] for c in unit.creates) == sorted(
+                c.manifest["metadata"]["name"] for c in whole.creates if c.publication in pubs)
+            for key in adapters:
+                assert unit.adapter_status.get(key) == whole.adapter_status.get(key), key
+                assert unit.gauges.get(key) == whole.gauges.get(key), key
+        s.apply(whole, now)
