@@ -29,7 +29,9 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 from .durations import format_time
 from .jobs import JobDefaults
 from .kube import ApiError, Kube, collection
-from .reconciler import JOB_CREATE_FAILED, EventSpec, JobCreate, Plan, changed, progress_only, reconcile
+from .reconciler import (
+    JOB_CREATE_FAILED, EventSpec, JobCreate, Plan, changed, progress_only, reconcile, with_target,
+)
 from .redact import redact
 from .status import Phase
 from .store import Key, Store, WorkKey, adapter_key, pub_key
@@ -415,21 +417,19 @@ class Engine:
             if jc.publication in held:  # the held status must now be written, amended
                 plan.publication_status[jc.publication] = held.pop(jc.publication)
                 self._held.pop(jc.publication, None)
-            t = jc.target
             message = redact(f"cannot create Job {m['name']}: {e.message}", limit=600)
             if e.invalid:
                 # Refused for good: the next decision turns it into a failed attempt (invalid_spec).
                 log.warning("the API server refused Job %s/%s: %s", job[0], job[1], e.status)
                 self.store.record_create_failure(job, redact(e.message, limit=600), jc.publication)
-                t.update(attempts=jc.previous_attempt, jobName=None, nextAttemptAt=None)
-                t.update(phase=Phase.QUEUED, reason=JOB_REFUSED, message=message)
+                self._amend(plan, jc, phase=Phase.QUEUED, reason=JOB_REFUSED, message=message, nextAttemptAt=None)
                 return
             n = self._create_failures.get(jc.publication, 0) + 1
             self._create_failures[jc.publication] = n
             delay = min(60.0, 2.0 ** n)
             log.warning("cannot create Job %s/%s (try %d, next in %.0fs): %s", job[0], job[1], n, delay, e)
-            t.update(attempts=jc.previous_attempt, jobName=None, nextAttemptAt=format_time(now + timedelta(seconds=delay)))
-            t.update(phase=Phase.QUEUED, reason=JOB_CREATE_FAILED, message=message)
+            self._amend(plan, jc, phase=Phase.QUEUED, reason=JOB_CREATE_FAILED, message=message,
+                        nextAttemptAt=format_time(now + timedelta(seconds=delay)))
             if n == 1:
                 plan.events.append(EventSpec("Publication", m["namespace"], jc.publication[1], "", "Warning",
                                              JOB_CREATE_FAILED, message))
@@ -439,6 +439,14 @@ class Engine:
         self.store.apply("jobs", "ADDED", created)
         if jc.started is not None:
             self._post(jc.started, now)
+
+    @staticmethod
+    def _amend(plan: Plan, jc: JobCreate, **fields: Any) -> None:
+        """The attempt did not start: its target goes back to the attempt before, with ``fields``."""
+        status = plan.publication_status.get(jc.publication)
+        if status is not None:
+            plan.publication_status[jc.publication] = with_target(
+                status, jc.target, attempts=jc.previous_attempt, jobName=None, **fields)
 
     async def _delete_job(self, key: Key) -> None:
         try:

@@ -18,6 +18,10 @@ from .circuit import BreakerConfig, Circuit, CircuitState
 from .durations import InvalidValue, format_duration, format_time, parse_duration, parse_time, safe_time
 from .errors import BREAKER_CLASSES, ErrorClass
 from .jobs import JobDefaults, build_job_spec
+from .models import (
+    AdapterStatus, Condition, CredentialsStatus, CircuitStatus, PublicationStatus, QueueStatus, RateLimitStatus,
+    TargetStatus,
+)
 from .naming import job_name
 from .redact import redact
 from .results import Outcome, read_outcome
@@ -96,11 +100,11 @@ class AttemptObservation:
     failed_attempts: int = 0  # failed attempts of this target since its last success or redrive
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobCreate:
     manifest: dict[str, Any]
     publication: Key
-    target: dict[str, Any]  # the planned target status, amended if the create fails
+    target: str  # the adapter: its entry in the publication's planned status is amended if the create fails
     previous_attempt: int
     started: EventSpec | None = None  # posted once the Job exists, never before
 
@@ -151,7 +155,7 @@ class _AdapterState:
     starts: list[datetime] = field(default_factory=list)
     pending: int = 0
     dead: int = 0
-    candidates: list[tuple[Candidate, dict[str, Any], PublicationView, int]] = field(default_factory=list)
+    candidates: list[tuple[Candidate, TargetStatus, PublicationView, int]] = field(default_factory=list)
     opened: bool = False
     problems: tuple[str, ...] = ()
 
@@ -223,46 +227,9 @@ def settled(pub: PublicationView) -> bool:
     return (pub.labels.get(DEAD_LETTER_LABEL) == "true") == any(t.get("deadLetter") for t in targets)
 
 
-def _target_from_status(name: str, stored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A target's status as last written, read defensively: fields of the wrong type (an edited or
-    damaged status) fall back to their fresh values instead of breaking the decision."""
-    t = _fresh_target(name)
-    for k, v in (stored or {}).items():
-        if k not in t:
-            continue
-        fresh = t[k]
-        if k in _INT_FIELDS:
-            if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31:
-                t[k] = v
-        elif k == "failures":
-            if isinstance(v, Mapping):
-                t[k] = {c: n for c, n in v.items() if c in _CLASS_VALUES and isinstance(n, int)
-                        and not isinstance(n, bool) and 0 <= n < 2**31}
-        elif isinstance(fresh, bool):
-            t[k] = v if isinstance(v, bool) else fresh
-        elif k == "lastBackoffSeconds":
-            t[k] = v if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e9 else None
-        else:
-            t[k] = v if isinstance(v, str) else fresh
-    t["adapter"] = name
-    if t["phase"] not in _PHASES:
-        t["phase"] = Phase.PENDING
-    return t
-
-
-_INT_FIELDS = frozenset({"attempts", "retries", "observedAttempt", "budgetStart"})
-_CLASS_VALUES = frozenset(c.value for c in ErrorClass)
-_PHASES = frozenset(v for k, v in vars(Phase).items() if k.isupper())
-
-
-def _fresh_target(adapter: str) -> dict[str, Any]:
-    return {
-        "adapter": adapter, "phase": Phase.PENDING, "reason": "", "message": "",
-        "attempts": 0, "retries": 0, "jobName": None, "lastErrorClass": None, "lastError": None,
-        "lastBackoffSeconds": None, "nextAttemptAt": None, "postId": None, "url": None,
-        "publishedTime": None, "observedAttempt": 0, "verifyNext": False, "budgetStart": 0,
-        "failures": {}, "deadLetter": False, "waitingSince": None,
-    }
+def _update(t: TargetStatus, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(t, name, value)
 
 
 def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults(),
@@ -299,7 +266,7 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
         pods_by_job[(pod.namespace, pod.job)].append(pod)
 
     # Each Publication is decided on its own: a bad spec or an unexpected error stalls only it.
-    staged: list[tuple[PublicationView, list[dict[str, Any]], dict[str, Any]]] = []
+    staged: list[tuple[PublicationView, list[TargetStatus], dict[str, Any]]] = []
     broken: set[Key] = set()
     for pub in sorted(world.publications.values(), key=lambda p: (p.namespace, p.name)):
         problems = publication_problems(pub.spec)
@@ -326,15 +293,15 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
             log.exception("admission for adapter %s/%s failed", *akey)
             plan.failures.append(Failure("platformadapters", akey, _error_text(e)))
             for _, t, _, _ in a.candidates:
-                _set(t, Phase.QUEUED, RECONCILE_ERROR, "the operator could not decide this target; retrying")
+                t.set(Phase.QUEUED, RECONCILE_ERROR, "the operator could not decide this target; retrying")
 
     dead_stored: dict[Key, int] = defaultdict(int)
     for pub, targets, extra in staged:
         for name in pub.dead_letter_targets:
             dead_stored[(pub.namespace, name)] += 1
         for t in targets:
-            if t.get("deadLetter"):
-                adapter(pub.namespace, t["adapter"]).dead += 1
+            if t.dead_letter:
+                adapter(pub.namespace, t.adapter).dead += 1
         try:
             _write_publication(pub, targets, extra, now, plan, publication_ttl)
         except Exception as e:
@@ -355,9 +322,9 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
 def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, world: World) -> None:
     if a.problems:
         for _, t, _, _ in a.candidates:
-            _set(t, Phase.QUEUED, Wait.INVALID_ADAPTER,
+            t.set(Phase.QUEUED, Wait.INVALID_ADAPTER,
                  _bound(f"the PlatformAdapter's spec is invalid: {'; '.join(a.problems)}"))
-            t["waitingSince"] = None
+            t.waiting_since = None
             a.pending += 1
         return
     view = a.view
@@ -381,14 +348,14 @@ def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, w
             _start_attempt(pub, t, a, now, defaults, plan, world)
         else:
             reason = decision.waiting[cand.key]
-            _set(t, Phase.QUEUED, reason, _wait_message(reason, a, now))
+            t.set(Phase.QUEUED, reason, _wait_message(reason, a, now))
             a.pending += 1
             if reason != Wait.CREDENTIALS:
-                t["waitingSince"] = None
+                t.waiting_since = None
             else:
-                t["waitingSince"] = t.get("waitingSince") or format_time(now)
+                t.waiting_since = t.waiting_since or format_time(now)
                 timeout = _policy(pub, a).credentials_timeout
-                since = safe_time(t["waitingSince"]) or now
+                since = safe_time(t.waiting_since) or now
                 plan.wake(since + timedelta(seconds=timeout))
 
 
@@ -458,10 +425,6 @@ def _wait_message(reason: str, a: _AdapterState, now: datetime) -> str:
     }.get(reason, reason)
 
 
-def _set(t: dict[str, Any], phase: str, reason: str = "", message: str = "") -> None:
-    t["phase"], t["reason"], t["message"] = phase, reason, message
-
-
 def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan, world):
     spec, status = pub.spec, pub.status
     stored = status.get("targets") if isinstance(status.get("targets"), list) else []
@@ -469,62 +432,62 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
     publish_at = parse_time(spec.get("publishAt")) if spec.get("publishAt") else None
     suspended = bool(spec.get("suspend"))
     redrive = pub.redrive if pub.redrive and pub.redrive != status.get("observedRedrive") else None
-    targets: list[dict[str, Any]] = []
+    targets: list[TargetStatus] = []
     extra: dict[str, Any] = {"observedRedrive": status.get("observedRedrive")}
     if pub.redrive and pub.redrive != status.get("observedRedrive"):
         extra["observedRedrive"] = pub.redrive
 
     for entry in spec.get("targets") or []:
         name = entry["adapter"]
-        t = _target_from_status(name, old_targets.get(name))
+        t = TargetStatus.from_status(name, old_targets.get(name))
         a = adapter(pub.namespace, name)
         jobs = sorted(jobs_by_target.get(name, []), key=lambda j: j.attempt)
-        if jobs and jobs[-1].attempt > t["attempts"]:
+        if jobs and jobs[-1].attempt > t.attempts:
             # The Job exists but the status write after creating it was lost: adopt it.
-            t["attempts"] = jobs[-1].attempt
-            t["jobName"] = jobs[-1].name
-        latest = next((j for j in reversed(jobs) if j.attempt == t["attempts"]), None)
+            t.attempts = jobs[-1].attempt
+            t.job_name = jobs[-1].name
+        latest = next((j for j in reversed(jobs) if j.attempt == t.attempts), None)
 
-        if redrive and t["phase"] == Phase.FAILED:
-            t.update(failures={}, budgetStart=t["attempts"], deadLetter=False, nextAttemptAt=None,
-                     lastBackoffSeconds=None, waitingSince=None)
-            _set(t, Phase.PENDING, "Redriven", _bound(f"redriven ({redrive}) with a fresh retry budget"))
+        if redrive and t.phase == Phase.FAILED:
+            _update(t, failures={}, budget_start=t.attempts, dead_letter=False, next_attempt_at=None,
+                     last_backoff_seconds=None, waiting_since=None)
+            t.set(Phase.PENDING, "Redriven", _bound(f"redriven ({redrive}) with a fresh retry budget"))
             plan.events.append(_event(pub, "Normal", "Redriven", f"target {name} redriven with a fresh retry budget"))
 
-        in_flight = t["attempts"] > t["observedAttempt"]
+        in_flight = t.attempts > t.observed_attempt
         if in_flight:
             outcome: Outcome | None
             if latest is None:
                 outcome = Outcome(published=False, error_class=ErrorClass.UNKNOWN_OUTCOME,
-                                  message=f"Job {t['jobName']} disappeared before it finished")
+                                  message=f"Job {t.job_name} disappeared before it finished")
             else:
                 outcome = read_outcome(latest, pods_by_job.get(latest.key, []))
             if outcome is None:
                 if suspended:
                     plan.deletes.append(latest.key)
-                    t["observedAttempt"] = t["attempts"]
-                    _set(t, Phase.CANCELLED, "Suspended", f"attempt {t['attempts']} stopped: publication suspended")
+                    t.observed_attempt = t.attempts
+                    t.set(Phase.CANCELLED, "Suspended", f"attempt {t.attempts} stopped: publication suspended")
                     plan.events.append(_event(pub, "Normal", "AttemptCancelled",
-                                              f"attempt {t['attempts']} of {name} cancelled (suspend)"))
+                                              f"attempt {t.attempts} of {name} cancelled (suspend)"))
                 else:
-                    _set(t, Phase.PUBLISHING, "JobRunning", f"attempt {t['attempts']} running in Job {latest.name}")
+                    t.set(Phase.PUBLISHING, "JobRunning", f"attempt {t.attempts} running in Job {latest.name}")
                 targets.append(t)
                 continue
             if outcome.stop_job and latest is not None:
                 plan.deletes.append(latest.key)
             _apply_outcome(pub, t, a, outcome, latest, now, plan)
 
-        if t["phase"] in TERMINAL:
+        if t.phase in TERMINAL:
             targets.append(t)
             continue
         if suspended:
-            if t["phase"] != Phase.CANCELLED:
-                _set(t, Phase.CANCELLED, "Suspended", "publication suspended")
+            if t.phase != Phase.CANCELLED:
+                t.set(Phase.CANCELLED, "Suspended", "publication suspended")
             targets.append(t)
             continue
-        if t["phase"] == Phase.QUEUED and t["reason"] == Wait.CREDENTIALS and not a.creds_valid:
+        if t.phase == Phase.QUEUED and t.reason == Wait.CREDENTIALS and not a.creds_valid:
             policy = _policy(pub, a)
-            since = safe_time(t.get("waitingSince")) or now
+            since = safe_time(t.waiting_since) or now
             if now >= since + timedelta(seconds=policy.credentials_timeout):
                 _dead_letter(pub, t, a, now, plan,
                              f"credentials stayed invalid for more than {format_duration(policy.credentials_timeout)}")
@@ -532,16 +495,16 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
                 continue
         due = _due(t, publish_at, pub, now)
         if due is None:  # retry later, or scheduled
-            next_at = safe_time(t.get("nextAttemptAt"))
+            next_at = safe_time(t.next_attempt_at)
             if next_at is None:
                 plan.wake(publish_at)
-                _set(t, Phase.SCHEDULED, "PublishAtInFuture", f"publishing at {format_time(publish_at)}")
+                t.set(Phase.SCHEDULED, "PublishAtInFuture", f"publishing at {format_time(publish_at)}")
             else:
                 plan.wake(next_at)
-                if t["phase"] == Phase.CANCELLED:  # resumed after a suspend, during a backoff
-                    _set(t, Phase.RETRYING, "BackoffScheduled", f"next attempt at {t['nextAttemptAt']}")
-                elif t["reason"] != JOB_CREATE_FAILED:
-                    t["phase"] = Phase.RETRYING
+                if t.phase == Phase.CANCELLED:  # resumed after a suspend, during a backoff
+                    t.set(Phase.RETRYING, "BackoffScheduled", f"next attempt at {t.next_attempt_at}")
+                elif t.reason != JOB_CREATE_FAILED:
+                    t.phase = Phase.RETRYING
             targets.append(t)
             continue
         cand = Candidate(key=(pub.namespace, pub.name, name), priority=int(spec.get("priority") or 0),
@@ -551,61 +514,61 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
     return targets, extra
 
 
-def _due(t: dict[str, Any], publish_at: datetime | None, pub: PublicationView, now: datetime) -> datetime | None:
+def _due(t: TargetStatus, publish_at: datetime | None, pub: PublicationView, now: datetime) -> datetime | None:
     """When the target became due, or None if it is not due yet."""
-    nxt = safe_time(t.get("nextAttemptAt"))
+    nxt = safe_time(t.next_attempt_at)
     if nxt is not None and nxt > now:
         return None
-    if t["attempts"] == 0 and publish_at is not None and publish_at > now:
+    if t.attempts == 0 and publish_at is not None and publish_at > now:
         return None
-    if t["attempts"] == 0 or t["phase"] in (Phase.PENDING, Phase.CANCELLED):
+    if t.attempts == 0 or t.phase in (Phase.PENDING, Phase.CANCELLED):
         return nxt or publish_at or pub.created
-    if t["phase"] == Phase.QUEUED and t["reason"] == Wait.CREDENTIALS:
-        return safe_time(t.get("waitingSince")) or now
+    if t.phase == Phase.QUEUED and t.reason == Wait.CREDENTIALS:
+        return safe_time(t.waiting_since) or now
     return nxt or now
 
 
 def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) -> None:
-    attempt = t["attempts"] + 1
+    attempt = t.attempts + 1
     secrets = world.secrets
-    name = job_name(pub.name, t["adapter"], attempt)
+    name = job_name(pub.name, t.adapter, attempt)
     refused = world.create_failures.get((pub.namespace, name))
     if refused is not None:
         # The API server refused this attempt's Job: a failed attempt, decided by policy.
-        t.update(attempts=attempt, jobName=None, nextAttemptAt=None, waitingSince=None)
+        _update(t, attempts=attempt, job_name=None, next_attempt_at=None, waiting_since=None)
         outcome = Outcome(published=False, error_class=ErrorClass.INVALID_SPEC,
                           message=_bound(f"the API server refused Job {name}: {refused}", 900))
         _apply_outcome(pub, t, a, outcome, None, now, plan)
         return
     meta = {"namespace": pub.namespace, "name": pub.name, "uid": pub.uid}
-    job = build_job_spec(meta, pub.spec, t["adapter"], a.view.spec, attempt, bool(t["verifyNext"]), defaults)
+    job = build_job_spec(meta, pub.spec, t.adapter, a.view.spec, attempt, bool(t.verify_next), defaults)
     ref = (a.view.spec.get("credentialsSecretRef") or {}).get("name")
     if ref and secrets.get((pub.namespace, ref)):
         job["metadata"]["annotations"][ANNOTATION_CREDENTIALS_VERSION] = secrets[(pub.namespace, ref)]
-    mode = " in verify mode" if t["verifyNext"] else ""
+    mode = " in verify mode" if t.verify_next else ""
     started = _event(pub, "Normal", "AttemptStarted",
-                     f"attempt {attempt} for {t['adapter']} started{mode} (Job {job['metadata']['name']})")
-    plan.creates.append(JobCreate(job, pub.key, t, t["attempts"], started))
+                     f"attempt {attempt} for {t.adapter} started{mode} (Job {job['metadata']['name']})")
+    plan.creates.append(JobCreate(job, pub.key, t.adapter, t.attempts, started))
     a.running += 1
     a.starts.append(now)
-    t.update(attempts=attempt, jobName=job["metadata"]["name"], nextAttemptAt=None, waitingSince=None)
-    _set(t, Phase.PUBLISHING, "JobRunning", f"attempt {attempt} running in Job {job['metadata']['name']}")
+    _update(t, attempts=attempt, job_name=job["metadata"]["name"], next_attempt_at=None, waiting_since=None)
+    t.set(Phase.PUBLISHING, "JobRunning", f"attempt {attempt} running in Job {job['metadata']['name']}")
 
 
 def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | None, now, plan) -> None:
-    attempt = t["attempts"]
-    t["observedAttempt"] = attempt
+    attempt = t.attempts
+    t.observed_attempt = attempt
     if outcome.rate_limit_remaining is not None:
         a.remaining = outcome.rate_limit_remaining
         a.reset_at = outcome.rate_limit_reset_at
-    name = t["adapter"]
+    name = t.adapter
     if outcome.published:
         due = parse_time(pub.spec.get("publishAt")) or pub.created
         finished = outcome.finished or now
-        t.update(postId=outcome.post_id, url=outcome.url, publishedTime=format_time(finished),
-                 nextAttemptAt=None, verifyNext=False, waitingSince=None)
+        _update(t, post_id=outcome.post_id, url=outcome.url, published_time=format_time(finished),
+                 next_attempt_at=None, verify_next=False, waiting_since=None)
         how = "verified an earlier post" if outcome.verified else "published"
-        _set(t, Phase.PUBLISHED, "Published", f"attempt {attempt} {how}" + (f": {outcome.post_id}" if outcome.post_id else ""))
+        t.set(Phase.PUBLISHED, "Published", f"attempt {attempt} {how}" + (f": {outcome.post_id}" if outcome.post_id else ""))
         a.circuit = a.circuit.record_success()
         if not a.creds_valid:  # a post went through: the credentials work
             a.creds_valid, a.creds_since, a.creds_version, a.creds_message = True, None, None, ""
@@ -621,10 +584,10 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
 
     cls = outcome.error_class or ErrorClass.POD_FAILURE
     policy = _policy(pub, a)
-    decision = decide(policy, cls, t["failures"], outcome.retry_after, seed=f"{pub.uid}/{name}")
-    t["failures"][cls.value] = t["failures"].get(cls.value, 0) + 1
-    failed_so_far = sum(t["failures"].values())
-    t.update(lastErrorClass=cls.value, lastError=_bound(outcome.message, 2048) or None)
+    decision = decide(policy, cls, t.failures, outcome.retry_after, seed=f"{pub.uid}/{name}")
+    t.failures[cls.value] = t.failures.get(cls.value, 0) + 1
+    failed_so_far = sum(t.failures.values())
+    _update(t, last_error_class=cls.value, last_error=_bound(outcome.message, 2048) or None)
     detail = f"{cls.value}" + (f" ({outcome.message})" if outcome.message else "")
     budget = f" of {decision.max_attempts}" if decision.max_attempts else ""
     failed_text = f"attempt {decision.attempt_in_budget or attempt}{budget} failed: {detail}"
@@ -646,8 +609,8 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         plan.events.append(_event(pub, "Warning", "AttemptFailed", f"attempt {attempt} for {name} failed: {detail}"))
         plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
                                                 retried=True, failed_attempts=failed_so_far))
-        t.update(retries=t["retries"] + 1, lastBackoffSeconds=0.0, nextAttemptAt=format_time(now))
-        _set(t, Phase.RETRYING, "RetryAuth", f"{failed_text}; the Secret changed since, retrying with it now")
+        _update(t, retries=t.retries + 1, last_backoff_seconds=0.0, next_attempt_at=format_time(now))
+        t.set(Phase.RETRYING, "RetryAuth", f"{failed_text}; the Secret changed since, retrying with it now")
         plan.wake(now)
         return
     if cls is ErrorClass.AUTH:
@@ -666,15 +629,15 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     if decision.action is Action.WAIT_CREDENTIALS:
         plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
                                                 failed_attempts=failed_so_far))
-        t.update(waitingSince=format_time(now), nextAttemptAt=None, lastBackoffSeconds=None)
-        _set(t, Phase.QUEUED, Wait.CREDENTIALS, f"{failed_text}; waiting for the Secret to change")
+        _update(t, waiting_since=format_time(now), next_attempt_at=None, last_backoff_seconds=None)
+        t.set(Phase.QUEUED, Wait.CREDENTIALS, f"{failed_text}; waiting for the Secret to change")
         return
     at = now + timedelta(seconds=decision.delay)
-    t.update(retries=t["retries"] + 1, lastBackoffSeconds=decision.delay, nextAttemptAt=format_time(at),
+    _update(t, retries=t.retries + 1, last_backoff_seconds=decision.delay, next_attempt_at=format_time(at),
              # Once an outcome was unknown, every later attempt verifies first, until one succeeds.
-             verifyNext=decision.verify or bool(t.get("verifyNext")))
+             verify_next=decision.verify or bool(t.verify_next))
     verify = " in verify mode" if decision.verify else ""
-    _set(t, Phase.RETRYING, f"Retry{_camel(cls.value)}",
+    t.set(Phase.RETRYING, f"Retry{_camel(cls.value)}",
          f"{failed_text}; next attempt{verify} in {format_duration(decision.delay)} at {format_time(at)}")
     plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome, retried=True,
                                             failed_attempts=failed_so_far))
@@ -686,13 +649,20 @@ def _camel(s: str) -> str:
 
 
 def _dead_letter(pub, t, a, now, plan, message: str) -> None:
-    t.update(deadLetter=True, nextAttemptAt=None, waitingSince=None)
-    _set(t, Phase.FAILED, "DeadLetter", message)
-    plan.events.append(_event(pub, "Warning", "DeadLetter", f"target {t['adapter']} moved to the dead letter: {message}"))
+    _update(t, dead_letter=True, next_attempt_at=None, waiting_since=None)
+    t.set(Phase.FAILED, "DeadLetter", message)
+    plan.events.append(_event(pub, "Warning", "DeadLetter", f"target {t.adapter} moved to the dead letter: {message}"))
 
 
 def _event(pub: PublicationView, type_: str, reason: str, message: str) -> EventSpec:
     return EventSpec("Publication", pub.namespace, pub.name, pub.uid, type_, reason, message)
+
+
+def with_target(status: Mapping[str, Any], adapter: str, **fields: Any) -> dict[str, Any]:
+    """A copy of a planned publication status whose target ``adapter`` has ``fields`` (camelCase)
+    changed, and whose totals follow; for the engine when a planned Job create fails."""
+    targets = [dict(t, **fields) if t.get("adapter") == adapter else dict(t) for t in status.get("targets") or []]
+    return {**status, "targets": targets, "attempts": sum(int(t.get("attempts") or 0) for t in targets)}
 
 
 def clean(value: Any) -> Any:
@@ -717,11 +687,12 @@ def progress_only(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
 
     Such a change may be held back briefly: an attempt that ends soon is then written once,
     with its outcome, instead of twice."""
-    old_targets = {t.get("adapter"): t for t in old.get("targets") or []}
+    stored = old.get("targets") if isinstance(old.get("targets"), list) else []
+    old_targets = {t.get("adapter"): t for t in stored if isinstance(t, Mapping)}
     top = _PROGRESS_FIELDS + ("targets",)
     if not old_targets:  # no status yet: compare with what a fresh status would hold
-        old_targets = {t["adapter"]: _fresh_target(t["adapter"]) for t in new.get("targets") or []}
-        top += ("observedGeneration", "totalTargets", "publishedTargets", "observedRedrive")
+        old_targets = {t["adapter"]: TargetStatus(adapter=t["adapter"]).to_status() for t in new.get("targets") or []}
+        top += ("observedGeneration", "totalTargets", "publishedTargets", "observedRedrive", "completionTime")
     if len(old_targets) != len(new.get("targets") or []):
         return False
     for t in new.get("targets") or []:
@@ -742,7 +713,7 @@ def _without(d: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 def _write_publication(pub: PublicationView, targets, extra, now, plan, ttl_default: int | None = None) -> None:
     status = pub.status
     suspended = bool(pub.spec.get("suspend"))
-    phase = publication_phase([t["phase"] for t in targets], suspended)
+    phase = publication_phase([t.phase for t in targets], suspended)
     publish_at = parse_time(pub.spec.get("publishAt"))
     completion = None
     if phase in FINISHED:
@@ -756,24 +727,26 @@ def _write_publication(pub: PublicationView, targets, extra, now, plan, ttl_defa
                 plan.deletes_publications.append(pub.key)
             else:
                 plan.wake(expires)
-    nexts = sorted(t["nextAttemptAt"] for t in targets if t.get("nextAttemptAt") and t["phase"] == Phase.RETRYING)
-    new = {
-        "phase": phase,
-        "observedGeneration": pub.generation,
-        "observedRedrive": extra.get("observedRedrive"),
-        "publishedTargets": sum(1 for t in targets if t["phase"] == Phase.PUBLISHED),
-        "totalTargets": len(targets),
-        "attempts": sum(int(t["attempts"]) for t in targets),
-        "nextAttemptAt": nexts[0] if nexts else (format_time(publish_at) if phase == Phase.SCHEDULED else None),
-        "completionTime": format_time(completion),
-        "targets": targets,
-    }
+    nexts = sorted(t.next_attempt_at for t in targets if t.next_attempt_at and t.phase == Phase.RETRYING)
     prev = _conditions(status)
-    new["conditions"] = publication_conditions(targets, phase, publish_at, pub.generation, prev, now) + [
-        condition("Stalled", False, "NotStalled", "", pub.generation, prev, now)]
+    conditions = publication_conditions([t.to_status() for t in targets], phase, publish_at, pub.generation,
+                                        prev, now)
+    conditions.append(condition("Stalled", False, "NotStalled", "", pub.generation, prev, now))
+    new = PublicationStatus(
+        phase=phase,
+        observed_generation=pub.generation,
+        observed_redrive=extra.get("observedRedrive"),
+        published_targets=sum(1 for t in targets if t.phase == Phase.PUBLISHED),
+        total_targets=len(targets),
+        attempts=sum(t.attempts for t in targets),
+        next_attempt_at=nexts[0] if nexts else (format_time(publish_at) if phase == Phase.SCHEDULED else None),
+        completion_time=format_time(completion),
+        targets=targets,
+        conditions=[Condition.model_validate(c) for c in conditions],
+    ).to_status()
     if changed(new, status):
         plan.publication_status[pub.key] = new
-    dead = any(t.get("deadLetter") for t in targets)
+    dead = any(t.dead_letter for t in targets)
     has_label = pub.labels.get(DEAD_LETTER_LABEL) == "true"
     if dead and not has_label:
         plan.publication_labels[pub.key] = {DEAD_LETTER_LABEL: "true"}
@@ -798,17 +771,7 @@ def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
     prev = _conditions(old)
     available = circuit.state is not CircuitState.OPEN
     paused = bool(view.spec.get("paused"))
-    new = {
-        "observedGeneration": view.generation,
-        "queue": {"pending": a.pending, "running": a.running},
-        "lastPublishedTime": format_time(a.last_published),
-        "circuit": circuit.to_status(),
-        "rateLimit": {"blockedUntil": format_time(blocked), "remaining": a.remaining,
-                      "resetAt": format_time(a.reset_at)},
-        "credentials": {"valid": a.creds_valid, "invalidSince": format_time(a.creds_since),
-                        "secretResourceVersion": a.creds_version, "message": a.creds_message},
-    }
-    new["conditions"] = [
+    conditions = [
         condition("Available", available and not paused,
                   "CircuitOpen" if not available else ("Paused" if paused else "CircuitClosed" if circuit.state is CircuitState.CLOSED else "HalfOpen"),
                   f"circuit {circuit.state.value}" + (f" until {format_time(circuit.next_probe_at)}" if not available else ""),
@@ -819,7 +782,18 @@ def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
     stalled_message = _bound("; ".join(a.problems))
     stalled = condition("Stalled", bool(a.problems), INVALID_SPEC if a.problems else "NotStalled",
                         stalled_message, view.generation, prev, now)
-    new["conditions"].append(stalled)
+    conditions.append(stalled)
+    new = AdapterStatus(
+        observed_generation=view.generation,
+        queue=QueueStatus(pending=a.pending, running=a.running),
+        last_published_time=format_time(a.last_published),
+        circuit=CircuitStatus.model_validate(circuit.to_status()),
+        rate_limit=RateLimitStatus(blocked_until=format_time(blocked), remaining=a.remaining,
+                                   reset_at=format_time(a.reset_at)),
+        credentials=CredentialsStatus(valid=a.creds_valid, invalid_since=format_time(a.creds_since),
+                                      secret_resource_version=a.creds_version, message=a.creds_message),
+        conditions=[Condition.model_validate(c) for c in conditions],
+    ).to_status()
     was = next((c for c in prev if c.get("type") == "Stalled"), None)
     if a.problems and not (was and was.get("status") == "True" and was.get("message") == stalled_message):
         plan.events.append(EventSpec("PlatformAdapter", view.namespace, view.name, view.uid, "Warning",

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from herald.durations import format_time
-from herald.reconciler import Plan, World, reconcile
+from herald.reconciler import Plan, World, reconcile, with_target
 from herald.views import AdapterView, JobView, PodView, PublicationView
 
 UTC = timezone.utc
@@ -210,7 +210,10 @@ class Sim:
             assert name not in self.jobs, f"Job {name} created twice"
             if name in self.refuse:  # what the engine does with a refused create
                 self.create_failures[(self.ns, name)] = self.refuse[name]
-                jc.target.update(attempts=jc.previous_attempt, jobName=None, phase="Queued", reason="JobRefused")
+                key = jc.publication
+                plan.publication_status[key] = with_target(plan.publication_status[key], jc.target,
+                                                           attempts=jc.previous_attempt, jobName=None, phase="Queued",
+                                                           reason="JobRefused")
                 continue
             body = copy.deepcopy(m)
             body["metadata"].update(uid=f"uid-job-{name}", resourceVersion=self.next_rv(),
