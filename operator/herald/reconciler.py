@@ -695,15 +695,17 @@ def progress_only(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
         top += ("observedGeneration", "totalTargets", "publishedTargets", "observedRedrive", "completionTime")
     if len(old_targets) != len(new.get("targets") or []):
         return False
+    started = False  # only a change that records a started attempt may wait
     for t in new.get("targets") or []:
         o = old_targets.get(t["adapter"])
         if o is None:
             return False
         if t["phase"] == Phase.PUBLISHING and int(t.get("observedAttempt") or 0) == int(o.get("observedAttempt") or 0):
+            started = started or clean(t) != clean(o)
             t, o = _without(t, _PROGRESS_TARGET_FIELDS), _without(o, _PROGRESS_TARGET_FIELDS)
         if clean(t) != clean(o):
             return False
-    return clean(_without(new, top)) == clean(_without(old, top))
+    return started and clean(_without(new, top)) == clean(_without(old, top))
 
 
 def _without(d: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

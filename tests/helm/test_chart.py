@@ -346,6 +346,40 @@ def test_peering_cluster_wide():
     assert roles["herald-system-herald"]["rules"] == NAMESPACED_RULES
 
 
+# -- the redrive admission policy -------------------------------------------------------------------
+
+def test_redrive_policy_is_on_by_default_for_the_watched_namespaces():
+    objs = objects(values={"watchNamespaces": ["news", "blog"]})
+    policy = objs.one("ValidatingAdmissionPolicy")
+    binding = objs.one("ValidatingAdmissionPolicyBinding")
+    # Cluster-scoped: named after the release namespace and release, like the ClusterRoles.
+    assert policy["metadata"]["name"] == binding["metadata"]["name"] == "herald-system-herald-redrive"
+    assert "namespace" not in policy["metadata"] and "namespace" not in binding["metadata"]
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["news", "blog"]}]
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule == {"apiGroups": ["herald.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                    "resources": ["publications"]}
+    [check] = policy["spec"]["validations"]
+    assert "1024" in check["expression"] and "metadata.annotations[herald.dev/redrive]" in check["message"]
+    assert policy["metadata"]["labels"]["app.kubernetes.io/component"] == "admission"
+
+
+def test_redrive_policy_defaults_to_the_release_namespace_and_to_every_namespace_cluster_wide():
+    binding = objects().one("ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == ["herald-system"]
+    binding = objects(values={"rbac.clusterWide": True}).one("ValidatingAdmissionPolicyBinding")
+    assert "matchResources" not in binding["spec"]
+
+
+def test_redrive_policy_can_be_turned_off():
+    kinds = {o["kind"] for o in objects(values={"admissionPolicy.enabled": False})}
+    assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}, kinds
+
+
 # -- the schema and other refusals --------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting,key", [
@@ -354,6 +388,7 @@ def test_peering_cluster_wide():
     ("rbac.clusterwide=true", "clusterwide"),
     ("metrics.serviceMonitor.enable=true", "enable"),
     ("peering.priority=10", "priority"),
+    ("admissionPolicy.enable=false", "enable"),
 ])
 def test_unknown_keys_are_rejected_by_the_schema(setting, key):
     proc = helm("template", "herald", str(CHART), "--set", setting, check=False)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 import re
 from datetime import datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from herald.circuit import BreakerConfig
 from herald.durations import DURATION_PATTERN, parse_duration
@@ -216,7 +219,7 @@ def test_publication_spec_fields():
     spec = _at(PUBLICATION, ".spec")
     assert spec["required"] == ["content", "targets"]
     assert set(spec["properties"]) == {"content", "targets", "publishAt", "priority", "retryPolicy", "suspend",
-                                       "truncate"}
+                                       "truncate", "ttlSecondsAfterFinished"}
     content = spec["properties"]["content"]
     assert content["required"] == ["text"]
     assert set(content["properties"]) == {"text", "title", "link", "media", "tags"}
@@ -231,7 +234,12 @@ def test_publication_spec_fields():
     assert targets["x-kubernetes-list-type"] == "map"
     assert targets["x-kubernetes-list-map-keys"] == ["adapter"]
     assert set(targets["items"]["properties"]["overrides"]["properties"]) == {"text", "title", "link", "tags"}
-    assert spec["properties"]["publishAt"]["format"] == "date-time"
+    publish_at = spec["properties"]["publishAt"]
+    # No format: CEL would see a date-time as a timestamp, parsed (or failed) before any rule could look at the
+    # string; the rule checks the string itself, then timestamp(), and the UTC range.
+    assert "format" not in publish_at and publish_at["maxLength"] == 64
+    (rule,) = publish_at["x-kubernetes-validations"]
+    assert "timestamp(self)" in rule["rule"] and rule["message"].startswith("spec.publishAt must be an RFC 3339")
     prio = spec["properties"]["priority"]
     assert (prio["default"], prio["minimum"], prio["maximum"], prio["format"]) == (0, -1000, 1000, "int32")
     assert spec["properties"]["suspend"]["default"] is False
@@ -241,7 +249,7 @@ def test_publication_spec_fields():
 def test_publication_status_fields():
     status = _at(PUBLICATION, ".status")
     assert set(status["properties"]) == {"phase", "observedGeneration", "observedRedrive", "conditions",
-                                         "publishedTargets", "totalTargets", "attempts", "nextAttemptAt", "targets"}
+                                         "publishedTargets", "totalTargets", "attempts", "nextAttemptAt", "completionTime", "targets"}
     assert status["properties"]["phase"]["enum"] == [
         "Pending", "Scheduled", "Queued", "Publishing", "Retrying", "Published", "PartiallyPublished", "Failed",
         "Cancelled",
@@ -285,8 +293,18 @@ def test_platformadapter_spec_fields():
     assert tol["effect"]["enum"] == ["NoSchedule", "PreferNoSchedule", "NoExecute"]
     assert tol["tolerationSeconds"]["format"] == "int64"
     for name in ("podLabels", "podAnnotations"):
-        (rule,) = tpl[name]["x-kubernetes-validations"]
-        assert "herald.dev/" in rule["rule"] and rule["message"].startswith(f"spec.jobTemplate.{name}")
+        rules = tpl[name]["x-kubernetes-validations"]
+        assert all(r["message"].startswith(f"spec.jobTemplate.{name}") for r in rules)
+        reserved = " ".join(r["rule"] for r in rules if "startsWith" in r["rule"])
+        for key in ("'herald.dev/'", "'batch.kubernetes.io/'", "'controller-uid'", "'job-name'"):
+            assert key in reserved, (name, key)
+        assert any("k.matches(" in r["rule"] for r in rules), f"{name}: keys are not checked as qualified names"
+    for name in ("podLabels", "nodeSelector"):
+        values = tpl[name]["additionalProperties"]
+        assert (values["maxLength"], values["pattern"]) == (63, r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+    resources = " ".join(r["rule"] for r in tpl["resources"]["x-kubernetes-validations"])
+    assert "quantity(string(self.limits['cpu'])).compareTo" in resources
+    assert "quantity(string(self.limits['memory'])).compareTo" in resources
 
 
 def test_platformadapter_status_fields():
@@ -447,7 +465,7 @@ def test_the_validator_notices_mistakes():
     broken["spec"]["content"].pop("text")
     broken["spec"]["targets"] = []
     broken["spec"]["content"]["tags"] = ["two words"]
-    broken["spec"]["publishAt"] = "tomorrow"
+    broken["spec"]["publishAt"] = "tomorrow at nine, or the day after, whichever comes first; or never" * 2
     broken["spec"]["priority"] = 5000
     broken["spec"]["colour"] = "red"
     errors = "\n".join(_errors(broken, schema, ""))
@@ -463,3 +481,175 @@ def test_every_field_is_in_the_api_reference(crd):
         name = re.sub(r"(\[\]|\{\})+$", "", path).rsplit(".", 1)[-1]
         if name and name not in ("apiVersion", "kind", "metadata"):
             assert f"`{name}`" in doc, f"{path} is not documented in docs/api.md"
+
+
+# ---------------------------------------------------------------------------- what the operator can use
+# Admission refuses what the operator cannot use (tests/integration/test_crd_validation.py checks the rules on a
+# real API server); here, the arguments the rules rest on.
+
+MAX_DURATION = "720h"
+_UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def _duration_rules(crd: dict) -> dict[str, dict]:
+    return {path: rule for path, node in _walk(_schema(crd)) if node.get("pattern") == DURATION_PATTERN
+            for rule in node.get("x-kubernetes-validations", []) if MAX_DURATION in rule["rule"]}
+
+
+def _safe_form(crd: dict) -> str:
+    """The duration form the rules call duration() on (the one regex in every duration rule but the pattern)."""
+    forms = {m for rule in _duration_rules(crd).values() for m in re.findall(r"matches\('([^']*)'\)", rule["rule"])}
+    forms.discard("^([0-9]+([.][0-9]+)?(ms|s|m|h))+$")
+    (form,) = forms
+    return form
+
+
+@BOTH
+def test_every_duration_field_is_at_most_720h(crd):
+    fields = [path for path, node in _walk(_schema(crd)) if node.get("pattern") == DURATION_PATTERN]
+    rules = _duration_rules(crd)
+    assert sorted(rules) == sorted(fields)
+    for path, rule in rules.items():
+        named = path.lstrip(".")
+        assert f"duration(self) <= duration('{MAX_DURATION}')" in rule["rule"], path
+        assert rule["message"] == f"{named} must be at most 720h (30 days)", path
+        assert rule["messageExpression"] == f"'{named} (' + self + ') must be at most 720h (30 days)'", path
+        assert _at(crd, path)["maxLength"] == 32, path
+    assert len(rules) == {"platformadapters.herald.dev": 17, "publications.herald.dev": 14}[crd["metadata"]["name"]]
+
+
+@BOTH
+def test_rules_comparing_durations_only_parse_the_safe_form(crd):
+    """duration() fails on values too large for Go's time.Duration; every call must sit behind the safe form."""
+    safe = _safe_form(crd)
+    for path, node in _walk(_schema(crd)):
+        for rule in node.get("x-kubernetes-validations", []):
+            for field in re.findall(r"duration\(self\.(\w+)\)", rule["rule"]):
+                assert f"!self.{field}.matches('{safe}') ||" in rule["rule"], (path, field)
+            if "duration(self)" in rule["rule"]:
+                assert f"self.matches('{safe}') && duration(self)" in rule["rule"], path
+
+
+def _ns(text: str) -> Fraction:
+    return sum((Fraction(m.group(1)) * _UNIT_NS[m.group(3)]
+                for m in re.finditer(r"([0-9]+([.][0-9]+)?)(ms|s|m|h)", text)), Fraction(0))
+
+
+_part = st.tuples(st.integers(0, 3), st.text("0123456789", min_size=1, max_size=14),
+                  st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=4).map(lambda f: "." + f)),
+                  st.sampled_from(["ms", "s", "m", "h"]))
+
+
+SAFE_FORM = re.compile(_safe_form(ADAPTER))
+
+
+def test_both_crds_use_one_safe_form():
+    assert _safe_form(PUBLICATION) == SAFE_FORM.pattern
+
+
+@settings(max_examples=500)
+@given(st.lists(_part, min_size=1, max_size=6))
+def test_the_safe_duration_form_cannot_overflow_and_everything_else_is_above_720h(parts):
+    text = "".join("0" * zeros + digits + fraction + unit for zeros, digits, fraction, unit in parts)
+    assume(len(text) <= 32)
+    assert re.fullmatch(DURATION_PATTERN[1:-1], text)
+    if SAFE_FORM.search(text):
+        # Go's time.ParseDuration fails above 2^63-1 ns (about 2562047h); keep a margin for its rounding.
+        assert _ns(text) < 2**63 - 10**12, text
+    else:
+        assert _ns(text) > 720 * _UNIT_NS["h"], text
+
+
+def test_the_safe_duration_form_takes_the_edges():
+    safe = SAFE_FORM.pattern
+    for ok in ("720h", "99999h", "999999m", "99999999s", "99999999999ms", "000000000000001h", "1.5h", "719h59m59.999s"):
+        assert re.search(safe, ok), ok
+    for big in ("100000h", "1000000m", "100000000s", "100000000000ms", "99999999h"):
+        assert not re.search(safe, big), big
+        assert _ns(big) > 720 * _UNIT_NS["h"]
+
+
+def _payload_budget() -> int:
+    [rule] = [r for r in _at(PUBLICATION, ".spec")["x-kubernetes-validations"] if r.get("fieldPath") == ".targets"]
+    return int(re.search(r"<= (\d+)\)$", rule["rule"].strip()).group(1))
+
+
+def _annotations_budget() -> int:
+    [rule] = [r for r in _at(ADAPTER, ".spec.jobTemplate.podAnnotations")["x-kubernetes-validations"]
+              if ".sum()" in r["rule"]]
+    return int(re.search(r"<= (\d+)$", rule["rule"].strip()).group(1))
+
+
+def _payload_bytes(spec: dict, target: str) -> int:
+    """What the payload rule counts for one target (the same sums, in Python)."""
+    from herald.jobs import target_content
+
+    content = target_content(spec, target)
+    size = 0
+    for key in ("text", "title", "link"):
+        size += len(content.get(key, "").encode())
+    size += sum(len(t.encode()) for t in content.get("tags", []))
+    size += sum(len(m["url"].encode()) + len(m.get("altText", "").encode()) for m in spec["content"].get("media", []))
+    return size
+
+
+def test_the_largest_job_the_crds_allow_has_annotations_under_256_kib():
+    """A Publication and a PlatformAdapter at every limit the CRDs set make a Job whose pod annotations (the
+    payload, Herald's own and jobTemplate.podAnnotations) stay under the API server's 256 KiB."""
+    from herald.jobs import JobDefaults, build_job_spec
+
+    budget, user_budget = _payload_budget(), _annotations_budget()
+    assert (budget, user_budget) == (65536, 32768)
+    content_schema = _at(PUBLICATION, ".spec.content")["properties"]
+    tag = content_schema["tags"]["items"]
+    # The worst case per budget byte: control characters in tags (6 bytes of JSON each, the tags pattern lets them
+    # through), astral characters elsewhere (a 12-byte surrogate pair escape for 4 bytes of UTF-8).
+    tags = ["\x01" * tag["maxLength"]] * content_schema["tags"]["maxItems"]
+    media = [{"url": "http://a", "altText": "a"}] * content_schema["media"]["maxItems"]
+    content = {"title": "t", "link": "http://a", "media": media, "tags": tags, "text": ""}
+    spec = {"content": content, "targets": [{"adapter": "a" * 63}], "truncate": True}
+    left = budget - _payload_bytes(spec, "a" * 63)
+    content["text"] = "\U0001F600" * (left // 4) + "a" * (left % 4)
+    assert _payload_bytes(spec, "a" * 63) == budget
+    key = "example.com/" + "k" * 63
+    adapter_spec = {"platform": "mastodon", "jobTemplate": {"podAnnotations": {
+        key: "\u00e9" * ((user_budget - len(key)) // 2) + "x" * ((user_budget - len(key)) % 2)}}}
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in adapter_spec["jobTemplate"]["podAnnotations"].items()) \
+        == user_budget
+    pub = {"apiVersion": "herald.dev/v1alpha1", "kind": "Publication", "metadata": {"name": "p" * 253}, "spec": spec}
+    assert _errors(pub, _schema(PUBLICATION), "") == []
+
+    meta = {"namespace": "n" * 63, "name": "p" * 253, "uid": "0" * 36}
+    job = build_job_spec(meta, spec, "a" * 63, adapter_spec, attempt=99999, verify=True, defaults=JobDefaults())
+    annotations = job["spec"]["template"]["metadata"]["annotations"]
+    total = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+    assert total <= 256 * 1024, f"{total} bytes of pod annotations"
+    assert total > 200 * 1024, "the worst case above is not near the limit any more: tighten it"
+
+
+def test_legacy_crds_are_the_crds_without_the_new_rules():
+    """tests/support/legacy_crds.py: the CRDs as they were before admission refused what the operator cannot use."""
+    from tests.support.legacy_crds import ADDED_RULES, legacy_manifests
+
+    legacy = legacy_manifests()
+    strict = {ADAPTER["metadata"]["name"]: ADAPTER, PUBLICATION["metadata"]["name"]: PUBLICATION}
+    assert set(legacy) == set(strict)
+    for name, crd in legacy.items():
+        rules = [r for _, node in _walk(_schema(crd)) for r in node.get("x-kubernetes-validations", [])]
+        assert not [r for r in rules if any(re.search(p, r["message"]) for p in ADDED_RULES)]
+        # The rules comparing durations stay, with their guard (laxer than before: see legacy_crds.py).
+        assert len([r for r in rules if "duration(" in r["rule"]]) == \
+            {"platformadapters.herald.dev": 8, "publications.herald.dev": 6}[name]
+        assert len(rules) < len([r for _, n in _walk(_schema(strict[name])) for r in n.get("x-kubernetes-validations", [])])
+    publish_at = _at(legacy["publications.herald.dev"], ".spec.publishAt")
+    assert publish_at == {"type": "string", "description": publish_at["description"], "format": "date-time"}
+    labels = _at(legacy["platformadapters.herald.dev"], ".spec.jobTemplate.podLabels")
+    assert labels["additionalProperties"] == {"type": "string"}
+    assert [r["rule"] for r in labels["x-kubernetes-validations"]] == ["self.all(k, !k.startsWith('herald.dev/'))"]
+
+
+def test_the_api_reference_names_the_maximums():
+    doc = (ROOT / "docs" / "api.md").read_text()
+    for text in ("`720h`", "65536 bytes", "32768 bytes", "256 KiB", "herald.dev/redrive", "1024 characters",
+                 "crds/policies/herald-redrive-policy.yaml", "admissionPolicy.enabled"):
+        assert text in doc, text

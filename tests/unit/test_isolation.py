@@ -254,3 +254,17 @@ def test_any_adapter_result_is_a_decision_for_its_target_only(result, exit_code)
         if rl.get(key):
             assert len(rl[key]) >= 20 and rl[key][4] == "-"
     assert format_time(T0)  # the clock itself is fine
+
+
+def test_a_stalled_status_is_written_at_once_never_held_as_progress():
+    """Only a status that records a started attempt may wait to be merged with its outcome; a
+    Stalled condition on a Publication with no status yet is news the user needs now."""
+    from herald.reconciler import progress_only
+
+    s = sim_with_control()
+    s.add_publication("poison", publishAt="2030-06-01t09:00:00z")
+    plan = reconcile(s.world(), T0)
+    new = plan.publication_status[(s.ns, "poison")]
+    assert progress_only(new, {}) is False
+    started = plan.publication_status[(s.ns, "control")]
+    assert progress_only(started, {}) is True
