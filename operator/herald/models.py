@@ -19,6 +19,9 @@ from .status import Phase
 _PHASES = frozenset(v for k, v in vars(Phase).items() if k.isupper())
 _CLASSES = frozenset(c.value for c in ErrorClass)
 _MAX_INT = 2**31 - 1
+# maxLength of the target's string fields in the Publication CRD's status schema.
+_TARGET_LIMITS = {"reason": 1024, "message": 32768, "lastError": 32768, "jobName": 253, "postId": 1024,
+                  "url": 4096}
 
 
 class _Model(BaseModel):
@@ -55,6 +58,14 @@ class TargetStatus(_Model):
 
     def set(self, phase: str, reason: str = "", message: str = "") -> None:
         self.phase, self.reason, self.message = phase, reason, message
+
+    def to_status(self) -> dict[str, Any]:
+        """The API form, each string within the CRD's limit (a status write is never refused)."""
+        out = super().to_status()
+        for key, limit in _TARGET_LIMITS.items():
+            if isinstance(out.get(key), str) and len(out[key]) > limit:
+                out[key] = out[key][: limit - 1] + "…"
+        return out
 
     @classmethod
     def from_status(cls, adapter: str, stored: Mapping[str, Any] | None) -> "TargetStatus":

@@ -19,6 +19,10 @@ class Phase:
     CANCELLED = "Cancelled"
 
 
+# metav1.Condition's limits (the CRDs declare the same).
+MAX_REASON = 1024
+MAX_CONDITION_MESSAGE = 32768
+
 TERMINAL = frozenset({Phase.PUBLISHED, Phase.FAILED})
 # Publication phases after which nothing more happens unless the spec or a redrive says so.
 FINISHED = frozenset({Phase.PUBLISHED, Phase.FAILED, Phase.PARTIALLY_PUBLISHED})
@@ -48,8 +52,8 @@ def condition(type_: str, ok: bool, reason: str, message: str, generation: int,
     return {
         "type": type_,
         "status": status,
-        "reason": reason,
-        "message": message,
+        "reason": reason[:MAX_REASON],
+        "message": message if len(message) <= MAX_CONDITION_MESSAGE else message[: MAX_CONDITION_MESSAGE - 1] + "…",
         "lastTransitionTime": since,
         "observedGeneration": generation,
     }

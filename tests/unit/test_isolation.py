@@ -268,3 +268,21 @@ def test_a_stalled_status_is_written_at_once_never_held_as_progress():
     assert progress_only(new, {}) is False
     started = plan.publication_status[(s.ns, "control")]
     assert progress_only(started, {}) is True
+
+
+def test_statuses_stay_within_the_crd_limits_whatever_the_adapters_say():
+    """64 targets failing with long messages: the Retrying condition joins them all, and is clipped
+    to 32768 characters rather than refused by the API server."""
+    s = Sim()
+    names = [f"a{i}" for i in range(64)]
+    for n in names:
+        s.add_adapter(n, circuitBreaker={"failureThreshold": 100})
+    s.add_publication("wide", targets=names)
+    s.step(T0)
+    for n in names:
+        s.finish("wide", n, failed("server_error", message="x" * 5000), now=at(1))
+    plan = s.step(at(1))
+    status = plan.publication_status[(s.ns, "wide")]
+    assert all(len(c["message"]) <= 32768 for c in status["conditions"])
+    assert condition_of(s.status("wide"), "Retrying")["message"].endswith("…")
+    assert all(len(t["lastError"]) <= 32768 and len(t["message"]) <= 32768 for t in status["targets"])
