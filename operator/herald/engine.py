@@ -179,10 +179,13 @@ class Engine:
             if self._timers:
                 timeout = min(timeout, max(0.0, (self._timers[0][0] - utcnow()).total_seconds() + 0.002))
             timeout = min(timeout, max(0.0, next_resync - time.monotonic()))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the wait ends, and the operator would then never stop on SIGTERM.
             try:
-                await asyncio.wait_for(self.store.changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.store.changed.wait()
                 await asyncio.sleep(self.coalesce)  # let a burst of watch events land in one tick
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.store.changed.clear()
             if time.monotonic() >= next_resync:

@@ -285,8 +285,8 @@ class Store:
                 todo_adapters.append((ns, name))
             elif (ns, name) in self.objects["publications"]:
                 pubs.add((ns, name))
-                view = self.objects["publications"][(ns, name)]
-                todo_adapters.extend((ns, t) for t in view.target_names)
+                if (ns, name) in self.active:  # a settled one competes for nothing: it is decided alone
+                    todo_adapters.extend((ns, t) for t in self._pub_adapters.get((ns, name), ()))
         while todo_adapters:
             akey = todo_adapters.pop()
             if akey in adapters:

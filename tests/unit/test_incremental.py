@@ -56,6 +56,9 @@ def test_settled_publications_are_not_in_the_unit_of_a_new_one():
                                              "metadata": {**s.publications["new"]["metadata"], "resourceVersion": "99999"}})
     pubs, adapters = store.close(store.take_dirty())
     assert pubs == {(NS, "new")} and adapters == {(NS, A)}
+    # A settled one that changes (or is looked at after a restart) is decided alone: it competes
+    # for nothing, so a unit of it never waits on its adapter's unit, nor the other way round.
+    assert store.close([("p", NS, "old-7")]) == ({(NS, "old-7")}, set())
 
 
 def test_a_unit_spans_the_adapters_its_publications_share():
