@@ -83,6 +83,7 @@ demo-kwok: venv cluster-up
 
 bench: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/python bench/publications.py
+	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/python bench/scale.py
 
 clean: cluster-down
 	rm -rf $(VENV)

@@ -121,12 +121,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--retained", type=int, default=3000, help="finished publications kept, in the cluster part")
     parser.add_argument("--new", type=int, default=20, help="new publications measured per cluster run")
+    parser.add_argument("--crds", default=str(ROOT / "crds"), help="directory of CRDs to apply, in the cluster part")
     args = parser.parse_args()
     results: dict = {"pure": pure([int(s) for s in args.sizes.split(",")], args.samples)}
     if not args.pure:
         from bench.scale_cluster import cluster_part
 
-        results["cluster"] = cluster_part(args.retained, args.new)
+        results["cluster"] = cluster_part(args.retained, args.new, crds=Path(args.crds))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
