@@ -11,6 +11,7 @@ Reports, in one run on the same cluster:
   3. the operator's peak RSS.
 Results are printed and written to bench/results/publications-<N>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,8 +31,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from herald.jobs import JobDefaults, build_job_spec  # noqa: E402
-from herald.kube import Kube, collection  # noqa: E402
+from herald.jobs import JobDefaults, build_job_spec
+from herald.kube import Kube, collection
 
 GV = "herald.dev/v1alpha1"
 SUCCESS = '{"outcome":"published","postId":"1"}'
@@ -44,7 +45,7 @@ def kubectl(*args: str, input: str | None = None) -> str:
 
 async def apiserver_writes(kube: Kube) -> dict[tuple[str, str, str], float]:
     """Write requests by (verb, resource, subresource), from the API server's metrics."""
-    resp = await kube._client.get("/metrics", headers=kube._headers())  # noqa: SLF001
+    resp = await kube._client.get("/metrics", headers=kube._headers())
     out: dict[tuple[str, str, str], float] = {}
     for line in resp.text.splitlines():
         if not line.startswith("apiserver_request_total{"):
@@ -67,15 +68,25 @@ async def create_namespace(kube: Kube, name: str) -> None:
 
 def adapter(paused: bool = False) -> dict:
     return {
-        "apiVersion": GV, "kind": "PlatformAdapter", "metadata": {"name": "bench"},
-        "spec": {"platform": "webhook", "concurrency": 1000, "paused": paused,
-                 "jobTemplate": {"podAnnotations": {"kwok.herald.dev/message": SUCCESS}, "ttlSecondsAfterFinished": 3600}},
+        "apiVersion": GV,
+        "kind": "PlatformAdapter",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "platform": "webhook",
+            "concurrency": 1000,
+            "paused": paused,
+            "jobTemplate": {"podAnnotations": {"kwok.herald.dev/message": SUCCESS}, "ttlSecondsAfterFinished": 3600},
+        },
     }
 
 
 def publication(i: int) -> dict:
-    return {"apiVersion": GV, "kind": "Publication", "metadata": {"name": f"pub-{i:05d}"},
-            "spec": {"content": {"text": f"benchmark publication {i}"}, "targets": [{"adapter": "bench"}]}}
+    return {
+        "apiVersion": GV,
+        "kind": "Publication",
+        "metadata": {"name": f"pub-{i:05d}"},
+        "spec": {"content": {"text": f"benchmark publication {i}"}, "targets": [{"adapter": "bench"}]},
+    }
 
 
 async def gather_bounded(coros, limit: int = 64):
@@ -103,10 +114,20 @@ async def wait_jobs(kube: Kube, ns: str, n: int, timeout: float) -> float:
     while len(seen) < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(seen)} of {n} jobs after {timeout}s")
-        params = {"watch": "1", "resourceVersion": rv, "labelSelector": "herald.dev/publication",
-                  "timeoutSeconds": "60", "allowWatchBookmarks": "true"}
-        async with kube._client.stream("GET", collection("batch/v1", "jobs", ns), params=params,  # noqa: SLF001
-                                       headers=kube._headers(), timeout=None) as resp:  # noqa: SLF001
+        params = {
+            "watch": "1",
+            "resourceVersion": rv,
+            "labelSelector": "herald.dev/publication",
+            "timeoutSeconds": "60",
+            "allowWatchBookmarks": "true",
+        }
+        async with kube._client.stream(
+            "GET",
+            collection("batch/v1", "jobs", ns),
+            params=params,
+            headers=kube._headers(),
+            timeout=None,
+        ) as resp:
             async for line in resp.aiter_lines():
                 if not line:
                     continue
@@ -123,8 +144,9 @@ async def wait_jobs(kube: Kube, ns: str, n: int, timeout: float) -> float:
 async def floor(kube: Kube, ns: str, n: int, concurrency: int) -> float:
     """The least an operator must do: create N Jobs and patch N statuses, with a plain async client."""
     await kube.create(collection(GV, "platformadapters", ns), adapter(paused=True))
-    pubs = await gather_bounded((kube.create(collection(GV, "publications", ns), publication(i)) for i in range(n)),
-                                concurrency)
+    pubs = await gather_bounded(
+        (kube.create(collection(GV, "publications", ns), publication(i)) for i in range(n)), concurrency
+    )
     spec = adapter()["spec"]
     defaults = JobDefaults()
 
@@ -132,8 +154,10 @@ async def floor(kube: Kube, ns: str, n: int, concurrency: int) -> float:
         meta = {"namespace": ns, "name": p["metadata"]["name"], "uid": p["metadata"]["uid"]}
         job = build_job_spec(meta, p["spec"], "bench", spec, 1, False, defaults)
         await kube.create(collection("batch/v1", "jobs", ns), job)
-        await kube.merge_patch(f"/apis/{GV}/namespaces/{ns}/publications/{meta['name']}/status",
-                               {"status": {"phase": "Publishing", "attempts": 1}})
+        await kube.merge_patch(
+            f"/apis/{GV}/namespaces/{ns}/publications/{meta['name']}/status",
+            {"status": {"phase": "Publishing", "attempts": 1}},
+        )
 
     start = time.monotonic()
     await gather_bounded((one(p) for p in pubs), concurrency)
@@ -182,7 +206,7 @@ async def main() -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/publications.herald.dev", "--timeout=60s")
     kube = Kube(concurrency=args.concurrency)
-    stamp = datetime.now(timezone.utc).strftime("%H%M%S")
+    stamp = datetime.now(UTC).strftime("%H%M%S")
 
     # 1. The floor, in its own namespace.
     floor_ns = f"bench-floor-{stamp}"
@@ -194,10 +218,15 @@ async def main() -> None:
     ns = f"bench-herald-{stamp}"
     await create_namespace(kube, ns)
     await kube.create(collection(GV, "platformadapters", ns), adapter())
-    log = open(ROOT / "bench" / "results" / f"operator-{n}.log", "w")
+    log = open(ROOT / "bench" / "results" / f"operator-{n}.log", "w")  # noqa: SIM115 - the operator's lifetime
     env = dict(os.environ, HERALD_METRICS_PORT="18090", PYTHONUNBUFFERED="1")
-    op = subprocess.Popen([sys.executable, "-m", "herald", "-n", ns, "--health-port", "18091"],
-                          env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    op = subprocess.Popen(
+        [sys.executable, "-m", "herald", "-n", ns, "--health-port", "18091"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as h:
@@ -213,12 +242,16 @@ async def main() -> None:
         before = await apiserver_writes(kube)
         start = time.monotonic()
         watcher = asyncio.create_task(wait_jobs(kube, ns, n, args.timeout))
-        await gather_bounded((kube.create(collection(GV, "publications", ns), publication(i)) for i in range(n)),
-                             args.concurrency)
+        await gather_bounded(
+            (kube.create(collection(GV, "publications", ns), publication(i)) for i in range(n)), args.concurrency
+        )
         applied = time.monotonic() - start
         t_herald = await watcher - start
-        print(f"herald: applied {n} publications in {applied:.2f}s; every first-attempt Job existed after "
-              f"{t_herald:.2f}s", flush=True)
+        print(
+            f"herald: applied {n} publications in {applied:.2f}s; every first-attempt Job existed after "
+            f"{t_herald:.2f}s",
+            flush=True,
+        )
         deadline = time.monotonic() + args.timeout
         while await published_count(kube, ns) < n:
             if time.monotonic() > deadline:
@@ -236,7 +269,9 @@ async def main() -> None:
             name = f"lone-{i:03d}"
             await kube.create(collection(GV, "publications", ns), {**publication(0), "metadata": {"name": name}})
             deadline = time.monotonic() + 60
-            while (await kube.get(f"/apis/{GV}/namespaces/{ns}/publications/{name}")).get("status", {}).get("phase") != "Published":
+            while (await kube.get(f"/apis/{GV}/namespaces/{ns}/publications/{name}")).get("status", {}).get(
+                "phase"
+            ) != "Published":
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{name} was not published")
                 await asyncio.sleep(0.2)

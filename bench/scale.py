@@ -18,6 +18,7 @@
 
 Results are printed and written to bench/results/scale.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "operator"))
 
-from herald.durations import format_time  # noqa: E402
-from herald.naming import job_name  # noqa: E402
-from herald.reconciler import reconcile  # noqa: E402
-from herald.store import Store  # noqa: E402
-from tests.unit.builders import T0, adapter_body, job_body, pod_body, publication_body, termination  # noqa: E402
+from herald.durations import format_time
+from herald.naming import job_name
+from herald.reconciler import reconcile
+from herald.store import Store
+from tests.unit.builders import T0, adapter_body, job_body, pod_body, publication_body, termination
 
 NS = "bench"
 A = "mastodon-main"
@@ -50,15 +51,42 @@ def finished_publication(i: int) -> tuple[dict, dict, dict]:
     uid = f"uid-{name}"
     job = job_name(name, A, 1)
     done = format_time(T0 - timedelta(hours=1))
-    target = {"adapter": A, "phase": "Published", "reason": "Published", "message": "attempt 1 published: 1",
-              "attempts": 1, "retries": 0, "jobName": job, "observedAttempt": 1, "postId": "1",
-              "publishedTime": done, "verifyNext": False, "budgetStart": 0, "failures": {}, "deadLetter": False}
-    status = {"phase": "Published", "observedGeneration": 1, "publishedTargets": 1, "totalTargets": 1,
-              "attempts": 1, "completionTime": done, "targets": [target], "conditions": []}
+    target = {
+        "adapter": A,
+        "phase": "Published",
+        "reason": "Published",
+        "message": "attempt 1 published: 1",
+        "attempts": 1,
+        "retries": 0,
+        "jobName": job,
+        "observedAttempt": 1,
+        "postId": "1",
+        "publishedTime": done,
+        "verifyNext": False,
+        "budgetStart": 0,
+        "failures": {},
+        "deadLetter": False,
+    }
+    status = {
+        "phase": "Published",
+        "observedGeneration": 1,
+        "publishedTargets": 1,
+        "totalTargets": 1,
+        "attempts": 1,
+        "completionTime": done,
+        "targets": [target],
+        "conditions": [],
+    }
     pub = publication_body(name, ns=NS, uid=uid, rv=10 + i, created=T0 - timedelta(days=1), status=status)
     jb = job_body(job, ns=NS, owner_uid=uid, created=T0 - timedelta(days=1), complete=True, rv=10 + i)
-    pod = pod_body(job, ns=NS, name=f"{job}-pod", phase="Succeeded", rv=10 + i,
-                   terminated=termination({"outcome": "published", "postId": "1"}, 0))
+    pod = pod_body(
+        job,
+        ns=NS,
+        name=f"{job}-pod",
+        phase="Succeeded",
+        rv=10 + i,
+        terminated=termination({"outcome": "published", "postId": "1"}, 0),
+    )
     return pub, jb, pod
 
 
@@ -105,9 +133,15 @@ def pure(sizes: list[int], samples: int) -> dict:
                 reconcile(store.snapshot(), T0)
                 whole.append(time.perf_counter() - t)
             out["whole_world_ms"][str(r)] = statistics.median(whole) * 1000
-        print(f"R={r:>7}: tick {out['tick_ms'][str(r)]['median']:.3f} ms (p90 {out['tick_ms'][str(r)]['p90']:.3f})"
-              + (f"; whole-world reconcile {out['whole_world_ms'][str(r)]:.0f} ms" if str(r) in out["whole_world_ms"] else ""),
-              flush=True)
+        print(
+            f"R={r:>7}: tick {out['tick_ms'][str(r)]['median']:.3f} ms (p90 {out['tick_ms'][str(r)]['p90']:.3f})"
+            + (
+                f"; whole-world reconcile {out['whole_world_ms'][str(r)]:.0f} ms"
+                if str(r) in out["whole_world_ms"]
+                else ""
+            ),
+            flush=True,
+        )
         del store
     base = out["tick_ms"]["0"]["median"]
     out["ratio_to_empty"] = {r: v["median"] / base for r, v in out["tick_ms"].items()}

@@ -1,4 +1,5 @@
 """Shared fixtures: one cluster per session, a fresh namespace per test."""
+
 from __future__ import annotations
 
 import os
@@ -7,11 +8,11 @@ import re
 import pytest
 from hypothesis import settings
 
+from tests.support.cluster import ROOT, Cluster, start_cluster, unique_name
+
 # Property tests explore the same examples on every run: a red CI run can be reproduced, never a fluke.
 settings.register_profile("herald", derandomize=True, database=None, deadline=None, print_blob=True)
 settings.load_profile("herald")
-
-from tests.support.cluster import ROOT, Cluster, start_cluster, unique_name
 
 
 def _tools_on_path() -> None:

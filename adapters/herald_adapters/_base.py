@@ -64,7 +64,9 @@ class Context:
             failed(
                 error_class,
                 self.redact(message),
-                retry_after_seconds=retry_after if error_class in (ErrorClass.RATE_LIMITED, ErrorClass.SERVER_ERROR) else None,
+                retry_after_seconds=retry_after
+                if error_class in (ErrorClass.RATE_LIMITED, ErrorClass.SERVER_ERROR)
+                else None,
                 rate_limit=rate_limit,
                 response_seconds=self.http.last_seconds,
             )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Mapping
 
 import httpx
 
@@ -77,7 +77,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         if when is None:
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     if seconds > 366 * 86400:  # nonsense
         return None
@@ -93,7 +93,7 @@ def parse_reset(value: str | None, now: datetime) -> datetime | None:
     try:
         if number is not None:
             if number >= _EPOCH_THRESHOLD:
-                return datetime.fromtimestamp(number, tz=timezone.utc)
+                return datetime.fromtimestamp(number, tz=UTC)
             if number < 0:
                 return None
             return now + timedelta(seconds=number)
@@ -101,7 +101,7 @@ def parse_reset(value: str | None, now: datetime) -> datetime | None:
     except (ValueError, OverflowError, OSError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return when
 
 

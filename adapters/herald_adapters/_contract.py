@@ -6,10 +6,11 @@ import enum
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +19,7 @@ MAX_RESULT_BYTES = 4096
 MAX_MESSAGE_CHARS = 400
 
 
-class ErrorClass(str, enum.Enum):
+class ErrorClass(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     NETWORK = "network"
     SERVER_ERROR = "server_error"
@@ -27,7 +28,7 @@ class ErrorClass(str, enum.Enum):
     REJECTED = "rejected"
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     PUBLISH = "publish"
     VERIFY = "verify"
 
@@ -63,7 +64,7 @@ class Payload(_Model):
 
 
 def rfc3339(value: datetime) -> str:
-    value = value.astimezone(timezone.utc).replace(microsecond=0)
+    value = value.astimezone(UTC).replace(microsecond=0)
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -176,7 +177,7 @@ class Settings:
     timeout_seconds: float
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         problems: list[str] = []
 

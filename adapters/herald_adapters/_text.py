@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ._contract import Content, ErrorClass, fail
 
@@ -71,9 +71,7 @@ def _joins(cluster: str, ch: str) -> bool:
         return True
     if prev in ("LV", "V") and cur in ("V", "T"):
         return True
-    if prev in ("LVT", "T") and cur == "T":
-        return True
-    return False
+    return bool(prev in ("LVT", "T") and cur == "T")
 
 
 def graphemes(text: str) -> list[str]:

@@ -9,7 +9,7 @@ and a second createRecord cannot make a second post.
 from __future__ import annotations
 
 import hashlib
-from datetime import timezone
+from datetime import UTC
 
 from ._base import Context, get_str, json_body
 from ._contract import AdapterError, ErrorClass, Result, fail
@@ -25,8 +25,13 @@ MAX_IMAGE_BYTES = 1_000_000
 MAX_TAG_GRAPHEMES = 64
 
 _AUTH_ERRORS = {
-    "AuthenticationRequired", "ExpiredToken", "InvalidToken", "AccountTakedown",
-    "AccountDeactivated", "AuthFactorTokenRequired", "InvalidEmail",
+    "AuthenticationRequired",
+    "ExpiredToken",
+    "InvalidToken",
+    "AccountTakedown",
+    "AccountDeactivated",
+    "AuthFactorTokenRequired",
+    "InvalidEmail",
 }
 
 # TIDs: 53 bits of microseconds since the Unix epoch and 10 bits of clock id,
@@ -51,18 +56,22 @@ def facets(text: str) -> list[dict]:
     out = []
     for start, end in find_urls(text):
         byte_start, byte_end = utf8_offsets(text, start, end)
-        out.append({
-            "index": {"byteStart": byte_start, "byteEnd": byte_end},
-            "features": [{"$type": "app.bsky.richtext.facet#link", "uri": text[start:end]}],
-        })
+        out.append(
+            {
+                "index": {"byteStart": byte_start, "byteEnd": byte_end},
+                "features": [{"$type": "app.bsky.richtext.facet#link", "uri": text[start:end]}],
+            }
+        )
     for start, end, tag in find_hashtags(text):
         if count_graphemes(tag) > MAX_TAG_GRAPHEMES or any(s <= start < e for s, e in find_urls(text)):
             continue
         byte_start, byte_end = utf8_offsets(text, start, end)
-        out.append({
-            "index": {"byteStart": byte_start, "byteEnd": byte_end},
-            "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": tag}],
-        })
+        out.append(
+            {
+                "index": {"byteStart": byte_start, "byteEnd": byte_end},
+                "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": tag}],
+            }
+        )
     return sorted(out, key=lambda f: f["index"]["byteStart"])
 
 
@@ -84,12 +93,17 @@ def publish(ctx: Context) -> Result:
     base = ctx.endpoint(DEFAULT_ENDPOINT)
     content = ctx.payload.content
     body, suffix = compose(content, hashtags=True)
-    text, _ = fit(body, suffix, Limit(PLATFORM, TEXT_LIMIT, count_graphemes, "graphemes"), truncate=ctx.payload.truncate)
+    text, _ = fit(
+        body, suffix, Limit(PLATFORM, TEXT_LIMIT, count_graphemes, "graphemes"), truncate=ctx.payload.truncate
+    )
 
     what = "createSession"
     response = ctx.http.request(
-        "POST", f"{base}/xrpc/com.atproto.server.createSession",
-        json={"identifier": identifier, "password": password}, what=what, creates_post=False,
+        "POST",
+        f"{base}/xrpc/com.atproto.server.createSession",
+        json={"identifier": identifier, "password": password},
+        what=what,
+        creates_post=False,
     )
     if not response.is_success:
         raise _failure(ctx, response, what)
@@ -108,7 +122,9 @@ def publish(ctx: Context) -> Result:
         existing = _get_record(ctx, base, auth, did, rkey)
         if existing is not None:
             return ctx.published(
-                post_id=get_str(existing, "uri"), url=post_url, verified=True,
+                post_id=get_str(existing, "uri"),
+                url=post_url,
+                verified=True,
                 message="verify: found the record an earlier attempt created",
             )
 
@@ -120,7 +136,10 @@ def publish(ctx: Context) -> Result:
 
     what = "createRecord"
     response = ctx.http.request(
-        "POST", f"{base}/xrpc/com.atproto.repo.createRecord", headers=auth, what=what,
+        "POST",
+        f"{base}/xrpc/com.atproto.repo.createRecord",
+        headers=auth,
+        what=what,
         json={"repo": did, "collection": COLLECTION, "rkey": rkey, "record": record},
     )
     if not response.is_success:
@@ -133,7 +152,9 @@ def publish(ctx: Context) -> Result:
                 existing = None
             if existing is not None:
                 return ctx.published(
-                    post_id=get_str(existing, "uri"), url=post_url, verified=True if ctx.verifying else None,
+                    post_id=get_str(existing, "uri"),
+                    url=post_url,
+                    verified=True if ctx.verifying else None,
                     message="the record already existed: an earlier attempt created it",
                 )
         raise error
@@ -149,7 +170,10 @@ def publish(ctx: Context) -> Result:
 def _get_record(ctx: Context, base: str, auth: dict, did: str, rkey: str) -> dict | None:
     what = "getRecord"
     response = ctx.http.request(
-        "GET", f"{base}/xrpc/com.atproto.repo.getRecord", headers=auth, what=what,
+        "GET",
+        f"{base}/xrpc/com.atproto.repo.getRecord",
+        headers=auth,
+        what=what,
         params={"repo": did, "collection": COLLECTION, "rkey": rkey},
     )
     if response.is_success:
@@ -170,8 +194,12 @@ def _embed(ctx: Context, base: str, auth: dict) -> dict | None:
             item = download(ctx, media, max_bytes=MAX_IMAGE_BYTES, platform=PLATFORM)
             what = "uploadBlob"
             response = ctx.http.request(
-                "POST", f"{base}/xrpc/com.atproto.repo.uploadBlob", what=what, content=item.data,
-                headers={**auth, "Content-Type": item.content_type}, creates_post=False,
+                "POST",
+                f"{base}/xrpc/com.atproto.repo.uploadBlob",
+                what=what,
+                content=item.data,
+                headers={**auth, "Content-Type": item.content_type},
+                creates_post=False,
             )
             if not response.is_success:
                 raise _failure(ctx, response, what)
@@ -189,6 +217,5 @@ def _embed(ctx: Context, base: str, auth: dict) -> dict | None:
 
 
 def _now(ctx: Context) -> str:
-    now = ctx.http.now().astimezone(timezone.utc)
+    now = ctx.http.now().astimezone(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-

@@ -10,8 +10,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from . import __version__, bluesky, discord, mastodon, slack, telegram, webhook
 from ._base import Context
@@ -77,7 +77,11 @@ def run(settings: Settings, redact: Redactor, http: Http) -> Result:
         ctx = Context(settings=settings, payload=payload, credentials=credentials, http=http, redact=redact)
         log.info(
             "%s: %s, attempt %s of %s to %s",
-            settings.platform, settings.mode.value, settings.attempt, settings.publication, settings.target,
+            settings.platform,
+            settings.mode.value,
+            settings.attempt,
+            settings.publication,
+            settings.target,
         )
         return adapter(ctx)
     except AdapterError as exc:
@@ -135,7 +139,8 @@ def _main(env: Mapping[str, str], redact: Redactor) -> int:
     except (Exception, Terminated) as exc:
         terminated = isinstance(exc, Terminated)
         log.error(
-            "%s", "terminated by SIGTERM" if terminated else f"adapter crashed: {type(exc).__name__}: {exc}",
+            "%s",
+            "terminated by SIGTERM" if terminated else f"adapter crashed: {type(exc).__name__}: {exc}",
             exc_info=not terminated,
         )
         if not http.may_have_posted:

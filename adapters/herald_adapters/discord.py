@@ -25,7 +25,9 @@ def publish(ctx: Context) -> Result:
     ctx.redact.add(urlsplit(webhook_url).path.rstrip("/").rsplit("/", 1)[-1])
     content = ctx.payload.content
     body, suffix = compose(content, hashtags=False)
-    text, _ = fit(body, suffix, Limit(PLATFORM, CONTENT_LIMIT, count_code_points, "characters"), truncate=ctx.payload.truncate)
+    text, _ = fit(
+        body, suffix, Limit(PLATFORM, CONTENT_LIMIT, count_code_points, "characters"), truncate=ctx.payload.truncate
+    )
     message: dict = {"content": text, "allowed_mentions": {"parse": []}}
     if content.media:
         message["embeds"] = [{"image": {"url": m.url}} for m in content.media[:MAX_EMBEDS]]
@@ -50,12 +52,17 @@ def publish(ctx: Context) -> Result:
         raise ctx.failure(response, what=what, detail=detail, error_class=error_class, retry_after=retry_after)
     message_id = get_str(data, "id")
     channel_id, guild_id = get_str(data, "channel_id"), get_str(data, "guild_id")
-    url = f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}" if guild_id and channel_id and message_id else None
+    url = (
+        f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+        if guild_id and channel_id and message_id
+        else None
+    )
     return ctx.published(
         response,
         post_id=message_id,
         url=url,
-        message="posted via execute webhook" + (" (verify: Discord offers no lookup; posted again)" if ctx.verifying else ""),
+        message="posted via execute webhook"
+        + (" (verify: Discord offers no lookup; posted again)" if ctx.verifying else ""),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ._base import Context, get_str, json_body
 from ._contract import ErrorClass, Result, fail
@@ -48,7 +48,9 @@ def publish(ctx: Context) -> Result:
     if media_ids:
         status["media_ids"] = media_ids
     headers = {**auth, "Idempotency-Key": ctx.key}
-    response = ctx.http.request("POST", f"{base}/api/v1/statuses", json=status, headers=headers, what="POST /api/v1/statuses")
+    response = ctx.http.request(
+        "POST", f"{base}/api/v1/statuses", json=status, headers=headers, what="POST /api/v1/statuses"
+    )
     data = json_body(response)
     if not response.is_success:
         raise ctx.failure(response, what="POST /api/v1/statuses", detail=get_str(data, "error"))
@@ -56,7 +58,10 @@ def publish(ctx: Context) -> Result:
         response,
         post_id=get_str(data, "id"),
         url=get_str(data, "url") or get_str(data, "uri"),
-        message="posted" + (" (verify: not found among recent statuses; re-sent with the same Idempotency-Key)" if ctx.verifying else ""),
+        message="posted"
+        + (
+            " (verify: not found among recent statuses; re-sent with the same Idempotency-Key)" if ctx.verifying else ""
+        ),
     )
 
 
@@ -75,7 +80,10 @@ def _find_existing(ctx: Context, base: str, auth: dict, text: str) -> dict | Non
     if not account_id:
         raise fail(ErrorClass.SERVER_ERROR, "verify_credentials returned no account id")
     statuses = _get(
-        ctx, f"{base}/api/v1/accounts/{account_id}/statuses", auth, "account statuses",
+        ctx,
+        f"{base}/api/v1/accounts/{account_id}/statuses",
+        auth,
+        "account statuses",
         params={"limit": LOOKUP_LIMIT, "exclude_reblogs": "true", "exclude_replies": "true"},
     )
     wanted = _normalise(text)
@@ -94,8 +102,13 @@ def _upload(ctx: Context, base: str, auth: dict, media) -> str:
     what = "POST /api/v2/media"
     data_fields = {"description": item.alt_text} if item.alt_text else {}
     response = ctx.http.request(
-        "POST", f"{base}/api/v2/media", headers=auth, what=what,
-        files={"file": (item.filename, item.data, item.content_type)}, data=data_fields, creates_post=False,
+        "POST",
+        f"{base}/api/v2/media",
+        headers=auth,
+        what=what,
+        files={"file": (item.filename, item.data, item.content_type)},
+        data=data_fields,
+        creates_post=False,
     )
     data = json_body(response)
     if not response.is_success:
@@ -137,4 +150,4 @@ def _parse_time(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value or "")
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -19,10 +19,24 @@ METADATA_EVENT = "herald_publication"
 HISTORY_LIMIT = 100
 
 _AUTH_ERRORS = {
-    "not_authed", "invalid_auth", "account_inactive", "token_revoked", "token_expired",
-    "no_permission", "missing_scope", "not_allowed_token_type", "ekm_access_denied",
-    "access_denied", "org_login_required", "team_access_not_granted", "invalid_token",
-    "no_service", "no_service_id", "no_team", "team_disabled", "action_prohibited",
+    "not_authed",
+    "invalid_auth",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "no_permission",
+    "missing_scope",
+    "not_allowed_token_type",
+    "ekm_access_denied",
+    "access_denied",
+    "org_login_required",
+    "team_access_not_granted",
+    "invalid_token",
+    "no_service",
+    "no_service_id",
+    "no_team",
+    "team_disabled",
+    "action_prohibited",
     "not_in_channel",
 }
 _SERVER_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "rollup_error"}
@@ -42,7 +56,9 @@ def classify_slack_error(code: str) -> ErrorClass:
 
 def _text(ctx: Context) -> str:
     body, suffix = compose(ctx.payload.content, hashtags=False)
-    text, _ = fit(body, suffix, Limit(PLATFORM, TEXT_LIMIT, count_code_points, "characters"), truncate=ctx.payload.truncate)
+    text, _ = fit(
+        body, suffix, Limit(PLATFORM, TEXT_LIMIT, count_code_points, "characters"), truncate=ctx.payload.truncate
+    )
     return text
 
 
@@ -62,7 +78,9 @@ def _publish_webhook(ctx: Context, url: str) -> Result:
         note = " (verify: incoming webhooks offer no lookup; posted again)" if ctx.verifying else ""
         return ctx.published(response, message="posted via incoming webhook; Slack returns no message id" + note)
     code = body_snippet(response, 80)
-    error_class = classify_slack_error(code) if response.status_code not in (429,) and response.status_code < 500 else None
+    error_class = (
+        classify_slack_error(code) if response.status_code not in (429,) and response.status_code < 500 else None
+    )
     if error_class is ErrorClass.REJECTED and response.status_code in (401, 403):
         error_class = ErrorClass.AUTH
     raise ctx.failure(response, what=what, detail=code or None, error_class=error_class)
@@ -86,14 +104,18 @@ def _find_existing(ctx: Context, token: str, channel: str) -> dict | None:
     """Verify mode: the channel's recent messages carrying our idempotency key in their metadata.
     Needs the channels:history (or groups:history) scope."""
     data = _api(
-        ctx, "conversations.history", token, "GET",
+        ctx,
+        "conversations.history",
+        token,
+        "GET",
         params={"channel": channel, "limit": HISTORY_LIMIT, "include_all_metadata": "true"},
     )
     for message in data.get("messages") or []:
         metadata = message.get("metadata") or {}
-        if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get(
-            "idempotency_key"
-        ) == ctx.key:
+        if (
+            metadata.get("event_type") == METADATA_EVENT
+            and (metadata.get("event_payload") or {}).get("idempotency_key") == ctx.key
+        ):
             return message
     return None
 
@@ -109,7 +131,10 @@ def _publish_bot(ctx: Context, token: str, channel: str) -> Result:
                 message="verify: found the message an earlier attempt posted",
             )
     data = _api(
-        ctx, "chat.postMessage", token, "POST",
+        ctx,
+        "chat.postMessage",
+        token,
+        "POST",
         json={
             "channel": channel,
             "text": text,

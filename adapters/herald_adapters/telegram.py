@@ -45,7 +45,8 @@ def publish(ctx: Context) -> Result:
         response,
         post_id=message_id,
         url=message_url(result.get("chat") or {}, message_id),
-        message=f"posted with {method}" + (" (verify: Telegram offers no lookup; posted again)" if ctx.verifying else ""),
+        message=f"posted with {method}"
+        + (" (verify: Telegram offers no lookup; posted again)" if ctx.verifying else ""),
     )
 
 

@@ -63,6 +63,7 @@ def publish(ctx: Context) -> Result:
         post_id=get_str(data, "postId") or get_str(data, "id"),
         url=get_str(data, "url"),
         verified=True if (replayed and ctx.verifying) else None,
-        message="replayed: the receiver already had this idempotency key" if replayed
+        message="replayed: the receiver already had this idempotency key"
+        if replayed
         else f"HTTP {response.status_code}" + (" (verify: the receiver reported no replay)" if ctx.verifying else ""),
     )

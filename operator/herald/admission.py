@@ -1,9 +1,10 @@
 """Queue admission per PlatformAdapter: who may start an attempt now, and who waits and why. Pure."""
+
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Hashable, Iterable, Sequence
 
 from .circuit import Circuit, CircuitState
 

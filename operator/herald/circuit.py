@@ -1,16 +1,18 @@
 """The per-adapter circuit breaker. Pure: state in, state out; the caller persists it in status."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import Enum
-from typing import Any, Mapping
+from enum import StrEnum
+from typing import Any
 
 from .durations import InvalidValue, format_time, parse_duration, safe_time
 from .fields import whole
 
 
-class CircuitState(str, Enum):
+class CircuitState(StrEnum):
     CLOSED = "Closed"
     OPEN = "Open"
     HALF_OPEN = "HalfOpen"
@@ -23,7 +25,7 @@ class BreakerConfig:
     max_cooldown: float = 1800.0
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any] | None) -> "BreakerConfig":
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> BreakerConfig:
         """Raises ``InvalidValue`` naming the field (relative to circuitBreaker)."""
         if spec is not None and not isinstance(spec, Mapping):
             raise InvalidValue("must be an object")
@@ -50,7 +52,7 @@ class Circuit:
     next_probe_at: datetime | None = None
     opens: int = 0  # consecutive openings without a success in between; doubles the cooldown
 
-    def at(self, now: datetime) -> "Circuit":
+    def at(self, now: datetime) -> Circuit:
         """The circuit as time passes: an Open circuit turns HalfOpen when its cooldown is over."""
         if self.state is CircuitState.OPEN and self.next_probe_at is not None and now >= self.next_probe_at:
             return replace(self, state=CircuitState.HALF_OPEN)
@@ -65,13 +67,15 @@ class Circuit:
             return 0 if running > 0 else 1
         return 1 << 30
 
-    def record_success(self) -> "Circuit":
+    def record_success(self) -> Circuit:
         return Circuit()
 
-    def record_failure(self, now: datetime, config: BreakerConfig) -> "Circuit":
+    def record_failure(self, now: datetime, config: BreakerConfig) -> Circuit:
         c = self.at(now)
         failures = c.consecutive_failures + 1
-        if c.state is CircuitState.HALF_OPEN or (c.state is CircuitState.CLOSED and failures >= config.failure_threshold):
+        if c.state is CircuitState.HALF_OPEN or (
+            c.state is CircuitState.CLOSED and failures >= config.failure_threshold
+        ):
             opens = c.opens + 1
             cooldown = min(config.cooldown * (2 ** (opens - 1)), config.max_cooldown)
             return Circuit(CircuitState.OPEN, failures, now, now + timedelta(seconds=cooldown), opens)
@@ -87,7 +91,7 @@ class Circuit:
         }
 
     @classmethod
-    def from_status(cls, status: Mapping[str, Any] | None) -> "Circuit":
+    def from_status(cls, status: Mapping[str, Any] | None) -> Circuit:
         """The circuit recorded in status; a damaged record reads as what it can be, never raises."""
         if not status or not isinstance(status, Mapping):
             return cls()

@@ -1,4 +1,5 @@
 """The operator's own configuration, from the environment (the Helm chart sets it)."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ class OperatorConfig(BaseModel):
     test_wedge_on: str = ""
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "OperatorConfig":
+    def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
         e = os.environ if env is None else env
         raw = {
             "namespaces": [n for n in e.get("HERALD_NAMESPACES", "").split(",") if n.strip()],

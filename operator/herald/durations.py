@@ -5,10 +5,11 @@ message fit for a condition; nothing else escapes, whatever the input. Durations
 ``MAX_DURATION`` (720h, the same bound the CRDs' CEL rules enforce) and times lie in years
 1 to 9999 in UTC, the range the API server can store and give back.
 """
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _PART = re.compile(r"(\d{1,12}(?:\.\d{1,9})?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -18,11 +19,9 @@ MAX_DURATION_TEXT = "720h"
 _MAX_TEXT = 64
 
 # RFC 3339 as the API server writes it: upper-case T and Z, an offset of at most 23:59.
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
-)
-MIN_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
-MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$")
+MIN_TIME = datetime(1, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 class InvalidValue(ValueError):
@@ -59,7 +58,7 @@ def format_duration(seconds: float) -> str:
     """A short human form: 0s, 250ms, 4s, 1m30s, 2h."""
     if seconds < 1 and seconds > 0:
         return f"{round(seconds * 1000)}ms"
-    s = int(round(seconds))
+    s = round(seconds)
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     out = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{sec}s" if sec or not (h or m) else "")
@@ -76,7 +75,7 @@ def parse_time(text: object) -> datetime | None:
         raise InvalidValue(f"{text!r} is not an RFC 3339 time such as 2030-06-01T09:00:00Z")
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        utc = parsed.astimezone(timezone.utc)
+        utc = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise InvalidValue(f"{text!r} is not a valid time (years 0001 to 9999 in UTC)") from None
     return utc
@@ -98,7 +97,7 @@ def clamp_time(t: datetime) -> datetime:
 def format_time(t: datetime | None) -> str | None:
     if t is None:
         return None
-    t = clamp_time(t.astimezone(timezone.utc))
+    t = clamp_time(t.astimezone(UTC))
     base = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
     if t.microsecond:
         return f"{base}.{t.microsecond // 1000:03d}Z"

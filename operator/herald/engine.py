@@ -13,24 +13,34 @@ finished Publication costs nothing per tick.
                                                                                      │
     Store.apply ◄── API answer ◄── Kube (create Job, patch status with resourceVersion, Events)
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 import logging
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .durations import format_time
 from .jobs import JobDefaults
 from .kube import ApiError, Kube, collection
 from .reconciler import (
-    JOB_CREATE_FAILED, EventSpec, JobCreate, Plan, changed, progress_only, reconcile, with_target,
+    JOB_CREATE_FAILED,
+    EventSpec,
+    JobCreate,
+    Plan,
+    changed,
+    progress_only,
+    reconcile,
+    with_target,
 )
 from .redact import redact
 from .status import Phase
@@ -44,7 +54,7 @@ JOB_REFUSED = "JobRefused"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,16 @@ class EngineSettings:
 
 
 class Engine:
-    def __init__(self, kube: Kube, store: Store, defaults: JobDefaults, namespaces: Iterable[str] | None = None,
-                 observer: Any = None, coalesce: float = 0.01, settings: EngineSettings = EngineSettings()):
+    def __init__(
+        self,
+        kube: Kube,
+        store: Store,
+        defaults: JobDefaults,
+        namespaces: Iterable[str] | None = None,
+        observer: Any = None,
+        coalesce: float = 0.01,
+        settings: EngineSettings = EngineSettings(),
+    ):
         self.kube = kube
         self.store = store
         self.defaults = defaults
@@ -111,10 +129,8 @@ class Engine:
         for task in (self._task, self._resync_task):
             if task:
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                except (asyncio.CancelledError, Exception):
-                    pass
 
     def health(self) -> tuple[bool, str]:
         """Whether the loop is alive: running, and ticking while work is due."""
@@ -130,8 +146,7 @@ class Engine:
         return self.health()[0]
 
     def work_due(self) -> bool:
-        return bool(self.store.dirty or self._deferred
-                    or (self._timers and self._timers[0][0] <= utcnow()))
+        return bool(self.store.dirty or self._deferred or (self._timers and self._timers[0][0] <= utcnow()))
 
     async def resync(self) -> None:
         """List everything once: the picture is then complete even if watch events were missed."""
@@ -280,8 +295,15 @@ class Engine:
                 self.observer(plan, now)
             except Exception:
                 log.exception("observer failed")
-        if plan.creates or plan.deletes or plan.publication_status or plan.publication_labels \
-                or plan.adapter_status or plan.events or plan.deletes_publications:
+        if (
+            plan.creates
+            or plan.deletes
+            or plan.publication_status
+            or plan.publication_labels
+            or plan.adapter_status
+            or plan.events
+            or plan.deletes_publications
+        ):
             self._busy |= keys
             task = asyncio.create_task(self._execute(keys, plan, held, now))
             self._tasks.add(task)
@@ -323,7 +345,8 @@ class Engine:
             view = self.store.objects["platformadapters"].get(key)
             last = self._adapter_written.get(key)
             counts_only = view is not None and not changed(
-                {k: v for k, v in new.items() if k not in ("queue", "lastPublishedTime")}, view.status)
+                {k: v for k, v in new.items() if k not in ("queue", "lastPublishedTime")}, view.status
+            )
             if counts_only and last is not None and now - last < window:
                 del plan.adapter_status[key]
                 plan.wake(last + window)
@@ -403,8 +426,7 @@ class Engine:
         pubs = set(plan.publication_status) | set(plan.publication_labels)
         await asyncio.gather(
             *(self._bounded(self._write_publication(k, plan)) for k in pubs),
-            *(self._bounded(self._patch_status("platformadapters", k, s))
-              for k, s in plan.adapter_status.items()),
+            *(self._bounded(self._patch_status("platformadapters", k, s)) for k, s in plan.adapter_status.items()),
         )
         for e in plan.events:
             self._post(e, now)
@@ -429,13 +451,22 @@ class Engine:
                 return
             n = self._create_failures.get(jc.publication, 0) + 1
             self._create_failures[jc.publication] = n
-            delay = min(60.0, 2.0 ** n)
+            delay = min(60.0, 2.0**n)
             log.warning("cannot create Job %s/%s (try %d, next in %.0fs): %s", job[0], job[1], n, delay, e)
-            self._amend(plan, jc, phase=Phase.QUEUED, reason=JOB_CREATE_FAILED, message=message,
-                        nextAttemptAt=format_time(now + timedelta(seconds=delay)))
+            self._amend(
+                plan,
+                jc,
+                phase=Phase.QUEUED,
+                reason=JOB_CREATE_FAILED,
+                message=message,
+                nextAttemptAt=format_time(now + timedelta(seconds=delay)),
+            )
             if n == 1:
-                plan.events.append(EventSpec("Publication", m["namespace"], jc.publication[1], "", "Warning",
-                                             JOB_CREATE_FAILED, message))
+                plan.events.append(
+                    EventSpec(
+                        "Publication", m["namespace"], jc.publication[1], "", "Warning", JOB_CREATE_FAILED, message
+                    )
+                )
             return
         self._create_failures.pop(jc.publication, None)
         self.store.job_starts[job] = utcnow()
@@ -449,7 +480,8 @@ class Engine:
         status = plan.publication_status.get(jc.publication)
         if status is not None:
             plan.publication_status[jc.publication] = with_target(
-                status, jc.target, attempts=jc.previous_attempt, jobName=None, **fields)
+                status, jc.target, attempts=jc.previous_attempt, jobName=None, **fields
+            )
 
     async def _delete_job(self, key: Key) -> None:
         try:
@@ -462,8 +494,9 @@ class Engine:
         if view is None:
             return
         try:
-            await self.kube.delete(f"/apis/{GROUP_VERSION}/namespaces/{key[0]}/publications/{key[1]}",
-                                   resource_version=str(view.rv))
+            await self.kube.delete(
+                f"/apis/{GROUP_VERSION}/namespaces/{key[0]}/publications/{key[1]}", resource_version=str(view.rv)
+            )
             log.info("deleted Publication %s/%s: its ttlSecondsAfterFinished passed", *key)
         except ApiError as e:
             if e.conflict:
@@ -510,8 +543,12 @@ class Engine:
         kept = updated.get("status") if isinstance(updated, Mapping) else None
         if isinstance(kept, Mapping) and changed(status, kept):
             if (kind, key) not in self._pruned:
-                log.warning("the API server did not keep the status written to %s %s/%s as sent; is the CRD "
-                            "older than the operator? (kubectl apply --server-side -f crds/)", kind, *key)
+                log.warning(
+                    "the API server did not keep the status written to %s %s/%s as sent; is the CRD "
+                    "older than the operator? (kubectl apply --server-side -f crds/)",
+                    kind,
+                    *key,
+                )
             self._pruned[(kind, key)] = _fingerprint(status)
         else:
             self._pruned.pop((kind, key), None)
@@ -547,8 +584,13 @@ class Engine:
         stamp = format_time(now)
         body = {
             "metadata": {"name": f"{e.name[:200]}.{random.getrandbits(64):016x}", "namespace": e.namespace},
-            "involvedObject": {"apiVersion": GROUP_VERSION, "kind": e.kind, "name": e.name,
-                               "namespace": e.namespace, "uid": uid},
+            "involvedObject": {
+                "apiVersion": GROUP_VERSION,
+                "kind": e.kind,
+                "name": e.name,
+                "namespace": e.namespace,
+                "uid": uid,
+            },
             "reason": e.reason[:128],
             "message": redact(e.message, limit=1000),
             "type": e.type,

@@ -1,10 +1,11 @@
 """Error classes: what an attempt's failure was, from the adapter's result or the pod's fate."""
+
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorClass(str, Enum):
+class ErrorClass(StrEnum):
     RATE_LIMITED = "rate_limited"
     NETWORK = "network"
     SERVER_ERROR = "server_error"
@@ -16,7 +17,7 @@ class ErrorClass(str, Enum):
     INVALID_SPEC = "invalid_spec"
 
     @classmethod
-    def from_result(cls, value: object) -> "ErrorClass":
+    def from_result(cls, value: object) -> ErrorClass:
         """An adapter-reported class; anything unrecognised is treated as an unknown outcome,
         so a failure Herald cannot understand is never blindly re-posted."""
         try:

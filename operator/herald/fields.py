@@ -1,5 +1,6 @@
 """Reading numbers out of API objects, which may hold anything: bounded, and never raising
 anything but ``InvalidValue`` (with the field's path) — or, with ``clamp``, never raising."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,11 @@ def number(value: Any, default: float, *, low: float, high: float, path: str = "
     """A finite number in [low, high]; ``default`` when unset."""
     if value is None:
         return default
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-            and low <= value <= high:
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    ):
         return float(value)
     raise InvalidValue(f"{path}: must be a number from {low:g} to {high:g}".lstrip(": "))

@@ -1,9 +1,11 @@
 """kopf registrations. Thin: they feed the store and start/stop the engine."""
+
 from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import kopf
 
@@ -45,8 +47,14 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
 
     observer = observe.Observer(config)
     await observer.start()
-    engine = Engine(kube, store, config.job_defaults(), config.namespaces or None, observer=observer,
-                    settings=config.engine_settings())
+    engine = Engine(
+        kube,
+        store,
+        config.job_defaults(),
+        config.namespaces or None,
+        observer=observer,
+        settings=config.engine_settings(),
+    )
     memo.store, memo.kube, memo.engine, memo.observer = store, kube, engine, observer
     await engine.start()
     log.info("Herald engine started (%s)", ", ".join(config.namespaces) or "all namespaces")

@@ -1,9 +1,11 @@
 """``build_job_spec``: the Job for one attempt of one target. Pure."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .naming import idempotency_key, job_name, label_value
 
@@ -164,7 +166,8 @@ def build_job_spec(
             "parallelism": 1,
             "activeDeadlineSeconds": int(tpl.get("activeDeadlineSeconds") or defaults.active_deadline_seconds),
             "ttlSecondsAfterFinished": int(
-                tpl["ttlSecondsAfterFinished"] if tpl.get("ttlSecondsAfterFinished") is not None
+                tpl["ttlSecondsAfterFinished"]
+                if tpl.get("ttlSecondsAfterFinished") is not None
                 else defaults.ttl_seconds_after_finished
             ),
             "template": {

@@ -3,6 +3,7 @@
 kopf does the watching; this client does the rest with one pooled HTTP connection set.
 Credentials come from the kubeconfig (KUBECONFIG) or the in-cluster ServiceAccount.
 """
+
 from __future__ import annotations
 
 import json as _json
@@ -11,8 +12,9 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import httpx
 
@@ -33,8 +35,12 @@ USER_TIMEOUT_MS = 10_000
 
 def socket_options() -> list[tuple[int, int, int]]:
     opts = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-                        ("TCP_KEEPCNT", KEEPALIVE_COUNT), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+    ):
         if hasattr(socket, name):  # Linux; elsewhere the request timeouts still apply
             opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
     return opts
@@ -55,8 +61,9 @@ class ApiError(Exception):
                 self.message = str(data.get("message") or self.body)[:4096]
         except (ValueError, RecursionError):
             pass
-        super().__init__(f"{what}: HTTP {status} {self.reason}: {self.message}" if status
-                         else f"{what}: no answer: {self.message}")
+        super().__init__(
+            f"{what}: HTTP {status} {self.reason}: {self.message}" if status else f"{what}: no answer: {self.message}"
+        )
 
     @property
     def not_found(self) -> bool:
@@ -120,8 +127,7 @@ class Kube:
             ctx = False
         if creds.cert and isinstance(ctx, ssl.SSLContext):
             ctx.load_cert_chain(*creds.cert)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
-                              keepalive_expiry=30.0)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30.0)
         self._client = httpx.AsyncClient(
             base_url=creds.host,
             timeout=timeout,
@@ -140,8 +146,16 @@ class Kube:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
-                      content_type: str | None = None, accept: str | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+    ) -> dict[str, Any]:
         headers = {}
         if content_type:
             headers["Content-Type"] = content_type
@@ -151,8 +165,7 @@ class Kube:
         if body is not None and "Content-Type" not in headers:
             headers["Content-Type"] = "application/json"
         try:
-            resp = await self._client.request(method, path, content=body, params=params,
-                                              headers=self._headers(headers))
+            resp = await self._client.request(method, path, content=body, params=params, headers=self._headers(headers))
         except (httpx.TransportError, OSError) as e:  # timeouts, refused or cut connections
             raise ApiError(0, f"{type(e).__name__}: {e}", f"{method} {path}") from None
         if resp.status_code >= 400:

@@ -38,64 +38,65 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
 from .errors import ErrorClass
 
 __all__ = [
-    "REGISTRY",
+    "ADAPTER_AVAILABLE",
+    "ADAPTER_CREDENTIALS_VALID",
+    "ADAPTER_RATE_LIMITED",
+    "ALERTS_SENT",
+    "ALERT_RESULTS",
+    "ATTEMPTS",
+    "ATTEMPT_DURATION",
+    "ATTEMPT_RESULTS",
+    "BUILD_INFO",
+    "CIRCUIT_STATE",
+    "CIRCUIT_STATES",
     "CONTENT_TYPE_LATEST",
+    "DEAD_LETTER_TARGETS",
     "DURATION_BUCKETS",
     "ERROR_CLASSES",
     "FAILURE_ERROR_CLASSES",
-    "OUTCOMES",
-    "ATTEMPT_RESULTS",
-    "ALERT_RESULTS",
-    "RECONCILE_RESULTS",
-    "CIRCUIT_STATES",
-    "PUBLICATIONS",
-    "ATTEMPTS",
-    "RETRIES",
-    "QUEUE_DEPTH",
-    "RUNNING_JOBS",
-    "DEAD_LETTER_TARGETS",
-    "ATTEMPT_DURATION",
-    "PLATFORM_RESPONSE",
-    "PUBLISH_LATENCY",
-    "CIRCUIT_STATE",
-    "RATE_LIMIT_REMAINING",
-    "ADAPTER_RATE_LIMITED",
-    "ADAPTER_AVAILABLE",
-    "ADAPTER_CREDENTIALS_VALID",
-    "ALERTS_SENT",
-    "RECONCILE_TOTAL",
-    "RECONCILE_ERRORS",
-    "RECONCILE_TIME",
     "LAST_RECONCILE_TIMESTAMP",
-    "BUILD_INFO",
-    "normalise_error_class",
-    "init_adapter",
-    "forget_adapter",
-    "record_publication",
-    "record_attempt",
-    "record_retry",
-    "observe_publish_latency",
-    "observe_platform_response",
-    "observe_attempt_duration",
-    "set_queue_depth",
-    "set_running_jobs",
-    "set_dead_letter_targets",
-    "set_circuit_state",
-    "set_rate_limit_remaining",
-    "set_adapter_rate_limited",
-    "set_adapter_available",
-    "set_adapter_credentials_valid",
-    "record_alert_sent",
-    "init_controller",
-    "record_reconcile",
-    "reconcile_timer",
+    "OUTCOMES",
+    "PLATFORM_RESPONSE",
+    "PUBLICATIONS",
+    "PUBLISH_LATENCY",
+    "QUEUE_DEPTH",
+    "RATE_LIMIT_REMAINING",
+    "RECONCILE_ERRORS",
+    "RECONCILE_RESULTS",
+    "RECONCILE_TIME",
+    "RECONCILE_TOTAL",
+    "REGISTRY",
+    "RETRIES",
+    "RUNNING_JOBS",
+    "MetricsServer",
     "ReconcileTimer",
     "exposition",
+    "forget_adapter",
+    "init_adapter",
+    "init_controller",
+    "normalise_error_class",
+    "observe_attempt_duration",
+    "observe_platform_response",
+    "observe_publish_latency",
+    "reconcile_timer",
+    "record_alert_sent",
+    "record_attempt",
+    "record_publication",
+    "record_reconcile",
+    "record_retry",
+    "set_adapter_available",
+    "set_adapter_credentials_valid",
+    "set_adapter_rate_limited",
+    "set_circuit_state",
+    "set_dead_letter_targets",
+    "set_queue_depth",
+    "set_rate_limit_remaining",
+    "set_running_jobs",
     "start_metrics_server",
-    "MetricsServer",
 ]
 
 # Counters and histograms would otherwise each carry an extra ``*_created``
@@ -125,7 +126,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )
 
 #: ``error_class`` label values. ``none`` is for published attempts.
-ERROR_CLASSES: tuple[str, ...] = ("none",) + tuple(c.value for c in ErrorClass)
+ERROR_CLASSES: tuple[str, ...] = ("none", *tuple(c.value for c in ErrorClass))
 FAILURE_ERROR_CLASSES: tuple[str, ...] = ERROR_CLASSES[1:]
 OUTCOMES: tuple[str, ...] = ("published", "failed")
 ATTEMPT_RESULTS: tuple[str, ...] = ("published", "failed")
@@ -278,11 +279,11 @@ BUILD_INFO = Gauge(
 
 
 def _herald_version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("herald")
-    except Exception:  # pragma: no cover - not installed as a distribution
+    except PackageNotFoundError:  # pragma: no cover - not installed as a distribution
         return "unknown"
 
 

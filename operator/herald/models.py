@@ -6,9 +6,11 @@ the merge-patch body, with every field present (None where the API should drop i
 older operator — field by field: a field of the wrong type falls back to its fresh value, so one
 bad field never stops the decision.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -20,13 +22,13 @@ _PHASES = frozenset(v for k, v in vars(Phase).items() if k.isupper())
 _CLASSES = frozenset(c.value for c in ErrorClass)
 _MAX_INT = 2**31 - 1
 # maxLength of the target's string fields in the Publication CRD's status schema.
-_TARGET_LIMITS = {"reason": 1024, "message": 32768, "lastError": 32768, "jobName": 253, "postId": 1024,
-                  "url": 4096}
+_TARGET_LIMITS = {"reason": 1024, "message": 32768, "lastError": 32768, "jobName": 253, "postId": 1024, "url": 4096}
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
-                              validate_assignment=False)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", validate_assignment=False
+    )
 
     def to_status(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
@@ -68,7 +70,7 @@ class TargetStatus(_Model):
         return out
 
     @classmethod
-    def from_status(cls, adapter: str, stored: Mapping[str, Any] | None) -> "TargetStatus":
+    def from_status(cls, adapter: str, stored: Mapping[str, Any] | None) -> TargetStatus:
         t = cls(adapter=adapter)
         if not isinstance(stored, Mapping):
             return t
@@ -88,8 +90,11 @@ def _lenient(name: str, value: Any, fresh: Any) -> Any:
     if name == "failures":
         if not isinstance(value, Mapping):
             return fresh
-        return {c: n for c, n in value.items()
-                if c in _CLASSES and isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _MAX_INT}
+        return {
+            c: n
+            for c, n in value.items()
+            if c in _CLASSES and isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= _MAX_INT
+        }
     if name == "last_backoff_seconds":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9
         return float(value) if ok else None

@@ -1,4 +1,5 @@
 """Deterministic names: one Job name per (publication, target, attempt), and the idempotency key."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Turns each tick's plan into metrics and into Herald's own alerts."""
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,11 @@ class Observer:
             self._server.stop()
 
     def degraded(self, reason: str) -> None:
-        self._alert(True, AlertKey(alerts.OPERATOR_DEGRADED),
-                    lambda: alerts.operator_degraded(reason=reason, component="engine"))
+        self._alert(
+            True,
+            AlertKey(alerts.OPERATOR_DEGRADED),
+            lambda: alerts.operator_degraded(reason=reason, component="engine"),
+        )
 
     def _alert(self, firing: bool, key: AlertKey, make) -> None:
         """Notify when a condition starts, resolve when it ends (the alerter re-sends while firing)."""
@@ -100,18 +104,30 @@ class Observer:
 
     def _adapter_alerts(self, ns: str, label: str, g: dict) -> None:
         platform = g["platform"]
-        self._alert(g["circuit"] is CircuitState.OPEN, AlertKey(alerts.ADAPTER_CIRCUIT_OPEN, label, ns),
-                    lambda: alerts.circuit_opened(adapter=label, namespace=ns, platform=platform))
-        self._alert(not g["credentials_valid"], AlertKey(alerts.ADAPTER_CREDENTIALS_INVALID, label, ns),
-                    lambda: alerts.credentials_invalid(adapter=label, namespace=ns, platform=platform,
-                                                       reason=g["credentials_message"]))
+        self._alert(
+            g["circuit"] is CircuitState.OPEN,
+            AlertKey(alerts.ADAPTER_CIRCUIT_OPEN, label, ns),
+            lambda: alerts.circuit_opened(adapter=label, namespace=ns, platform=platform),
+        )
+        self._alert(
+            not g["credentials_valid"],
+            AlertKey(alerts.ADAPTER_CREDENTIALS_INVALID, label, ns),
+            lambda: alerts.credentials_invalid(
+                adapter=label, namespace=ns, platform=platform, reason=g["credentials_message"]
+            ),
+        )
         threshold = self.config.queue_alert_threshold
-        self._alert(g["pending"] > threshold, AlertKey(alerts.ADAPTER_QUEUE_OVERLOADED, label, ns),
-                    lambda: alerts.queue_overloaded(adapter=label, namespace=ns, depth=g["pending"],
-                                                    threshold=threshold))
+        self._alert(
+            g["pending"] > threshold,
+            AlertKey(alerts.ADAPTER_QUEUE_OVERLOADED, label, ns),
+            lambda: alerts.queue_overloaded(adapter=label, namespace=ns, depth=g["pending"], threshold=threshold),
+        )
         exhausted = g["rate_limited"] or g["remaining"] == 0
-        self._alert(exhausted, AlertKey(alerts.ADAPTER_RATE_LIMIT_EXHAUSTED, label, ns),
-                    lambda: alerts.rate_limit_exhausted(adapter=label, namespace=ns))
+        self._alert(
+            exhausted,
+            AlertKey(alerts.ADAPTER_RATE_LIMIT_EXHAUSTED, label, ns),
+            lambda: alerts.rate_limit_exhausted(adapter=label, namespace=ns),
+        )
 
     def _attempt(self, obs) -> None:
         label = adapter_label(obs.namespace, obs.adapter)
@@ -119,8 +135,9 @@ class Observer:
         error_class = o.error_class.value if o.error_class else None
         duration = (o.finished - o.started).total_seconds() if o.started and o.finished else None
         result = "published" if o.published else "failed"
-        metrics.record_attempt(label, obs.platform, result, error_class,
-                               duration_seconds=duration, response_seconds=o.response_seconds)
+        metrics.record_attempt(
+            label, obs.platform, result, error_class, duration_seconds=duration, response_seconds=o.response_seconds
+        )
         if o.published:
             metrics.record_publication(label, obs.platform, "published")
             if obs.latency is not None:
@@ -129,12 +146,24 @@ class Observer:
         if obs.retried:
             metrics.record_retry(label, error_class)
         if obs.failed_attempts == REPEATED_FAILURES and self.alerter is not None:
-            self.alerter.notify(alerts.repeated_failure(adapter=label, namespace=obs.namespace,
-                                                        publication=obs.publication, attempts=obs.failed_attempts,
-                                                        error_class=error_class))
+            self.alerter.notify(
+                alerts.repeated_failure(
+                    adapter=label,
+                    namespace=obs.namespace,
+                    publication=obs.publication,
+                    attempts=obs.failed_attempts,
+                    error_class=error_class,
+                )
+            )
         if obs.dead_letter:
             metrics.record_publication(label, obs.platform, "failed")
             if self.alerter is not None:
-                self.alerter.notify(alerts.publication_dead_lettered(
-                    adapter=label, namespace=obs.namespace, publication=obs.publication, error_class=error_class,
-                    message=o.message))
+                self.alerter.notify(
+                    alerts.publication_dead_lettered(
+                        adapter=label,
+                        namespace=obs.namespace,
+                        publication=obs.publication,
+                        error_class=error_class,
+                        message=o.message,
+                    )
+                )

@@ -5,13 +5,15 @@ Secrets' versions, and returns a ``Plan``: Jobs to create or delete, statuses an
 Events to emit, observations for metrics and alerts, and when to look again. Running it twice on
 the same world gives the same plan; running it after a restart continues where the last one ended.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .admission import Candidate, Gate, Wait, admit
 from .circuit import BreakerConfig, Circuit, CircuitState
@@ -19,7 +21,13 @@ from .durations import InvalidValue, format_duration, format_time, parse_duratio
 from .errors import BREAKER_CLASSES, ErrorClass
 from .jobs import JobDefaults, build_job_spec
 from .models import (
-    AdapterStatus, Condition, CredentialsStatus, CircuitStatus, PublicationStatus, QueueStatus, RateLimitStatus,
+    AdapterStatus,
+    CircuitStatus,
+    Condition,
+    CredentialsStatus,
+    PublicationStatus,
+    QueueStatus,
+    RateLimitStatus,
     TargetStatus,
 )
 from .naming import job_name
@@ -27,7 +35,13 @@ from .redact import redact
 from .results import Outcome, read_outcome
 from .retry import Action, RetryPolicy, decide
 from .status import (
-    FINISHED, TERMINAL, Phase, condition, publication_conditions, publication_phase, upsert_condition,
+    FINISHED,
+    TERMINAL,
+    Phase,
+    condition,
+    publication_conditions,
+    publication_phase,
+    upsert_condition,
 )
 from .validation import adapter_problems, publication_problems
 from .views import AdapterView, JobView, PodView, PublicationView
@@ -192,8 +206,9 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
         circuit=Circuit.from_status(st.get("circuit")),
         breaker=breaker,
         blocked_until=safe_time(rl.get("blockedUntil")),
-        remaining=remaining if isinstance(remaining, int) and not isinstance(remaining, bool)
-        and 0 <= remaining < 2**31 else None,
+        remaining=remaining
+        if isinstance(remaining, int) and not isinstance(remaining, bool) and 0 <= remaining < 2**31
+        else None,
         reset_at=safe_time(rl.get("resetAt")),
         creds_valid=valid,
         creds_since=None if valid else safe_time(cr.get("invalidSince")),
@@ -221,8 +236,11 @@ def settled(pub: PublicationView) -> bool:
     if not isinstance(targets, list) or len(targets) != len(pub.target_names):
         return False
     for t in targets:
-        if not isinstance(t, Mapping) or t.get("phase") not in TERMINAL \
-                or t.get("attempts") != t.get("observedAttempt"):
+        if (
+            not isinstance(t, Mapping)
+            or t.get("phase") not in TERMINAL
+            or t.get("attempts") != t.get("observedAttempt")
+        ):
             return False
     return (pub.labels.get(DEAD_LETTER_LABEL) == "true") == any(t.get("deadLetter") for t in targets)
 
@@ -232,8 +250,12 @@ def _update(t: TargetStatus, **fields: Any) -> None:
         setattr(t, name, value)
 
 
-def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults(),
-              publication_ttl: int | None = None) -> Plan:
+DEFAULT_JOBS = JobDefaults()
+
+
+def reconcile(
+    world: World, now: datetime, defaults: JobDefaults = DEFAULT_JOBS, publication_ttl: int | None = None
+) -> Plan:
     """Decide ``world``: every Publication and adapter in it (the whole namespace, or the part the
     store closed over a change). ``publication_ttl`` is the operator-wide default for
     spec.ttlSecondsAfterFinished (None: finished Publications are kept)."""
@@ -274,9 +296,10 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
             _stall_publication(pub, INVALID_SPEC, "; ".join(problems), now, plan)
             continue
         try:
-            targets, extra = _reconcile_publication(pub, jobs_by_owner.get(pub.uid, {}), pods_by_job, adapter,
-                                                    now, plan, world)
-        except Exception as e:  # a bug must not stop the others: record it, retry with backoff
+            targets, extra = _reconcile_publication(
+                pub, jobs_by_owner.get(pub.uid, {}), pods_by_job, adapter, now, plan, world
+            )
+        except Exception as e:  # noqa: BLE001 - a bug in one object must not stop the others; retried
             broken.add(pub.key)
             _reconcile_error(pub, e, now, plan)
             continue
@@ -304,7 +327,7 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
                 adapter(pub.namespace, t.adapter).dead += 1
         try:
             _write_publication(pub, targets, extra, now, plan, publication_ttl)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - isolation
             _reconcile_error(pub, e, now, plan)
     if world.dead_letters is not None:  # the indexed count, with this tick's changes applied
         for akey, count in world.dead_letters.items():
@@ -322,8 +345,11 @@ def reconcile(world: World, now: datetime, defaults: JobDefaults = JobDefaults()
 def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, world: World) -> None:
     if a.problems:
         for _, t, _, _ in a.candidates:
-            t.set(Phase.QUEUED, Wait.INVALID_ADAPTER,
-                 _bound(f"the PlatformAdapter's spec is invalid: {'; '.join(a.problems)}"))
+            t.set(
+                Phase.QUEUED,
+                Wait.INVALID_ADAPTER,
+                _bound(f"the PlatformAdapter's spec is invalid: {'; '.join(a.problems)}"),
+            )
             t.waiting_since = None
             a.pending += 1
         return
@@ -375,15 +401,19 @@ def _reconcile_error(pub: PublicationView, e: BaseException, now: datetime, plan
     plan.publication_labels.pop(pub.key, None)
     plan.creates = [c for c in plan.creates if c.publication != pub.key]
     plan.events = [ev for ev in plan.events if (ev.namespace, ev.name) != pub.key]
-    _stall_publication(pub, RECONCILE_ERROR, f"the operator failed to reconcile this object and retries: {message}",
-                       now, plan)
+    _stall_publication(
+        pub, RECONCILE_ERROR, f"the operator failed to reconcile this object and retries: {message}", now, plan
+    )
 
 
 def _stall_publication(pub: PublicationView, reason: str, message: str, now: datetime, plan: Plan) -> None:
     """A Publication the operator cannot act on: a Stalled condition and one Warning Event."""
     message = _bound(message)
-    prev = [c for c in (pub.status.get("conditions") or []) if isinstance(c, Mapping)] \
-        if isinstance(pub.status.get("conditions"), list) else []
+    prev = (
+        [c for c in (pub.status.get("conditions") or []) if isinstance(c, Mapping)]
+        if isinstance(pub.status.get("conditions"), list)
+        else []
+    )
     old = next((c for c in prev if c.get("type") == "Stalled"), None)
     stalled = condition("Stalled", True, reason, message, pub.generation, prev, now)
     new = {"observedGeneration": pub.generation, "conditions": upsert_condition(prev, stalled)}
@@ -411,8 +441,11 @@ def _policy(pub: PublicationView, a: _AdapterState) -> RetryPolicy:
 
 def _wait_message(reason: str, a: _AdapterState, now: datetime) -> str:
     circuit = a.circuit.at(now)
-    probe = "a probe attempt is running" if circuit.state is CircuitState.HALF_OPEN \
+    probe = (
+        "a probe attempt is running"
+        if circuit.state is CircuitState.HALF_OPEN
         else f"next probe at {format_time(circuit.next_probe_at)}"
+    )
     return {
         Wait.PAUSED: "the adapter is paused",
         Wait.CIRCUIT_OPEN: f"circuit {circuit.state.value}; {probe}",
@@ -449,8 +482,15 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
         latest = next((j for j in reversed(jobs) if j.attempt == t.attempts), None)
 
         if redrive and t.phase == Phase.FAILED:
-            _update(t, failures={}, budget_start=t.attempts, dead_letter=False, next_attempt_at=None,
-                     last_backoff_seconds=None, waiting_since=None)
+            _update(
+                t,
+                failures={},
+                budget_start=t.attempts,
+                dead_letter=False,
+                next_attempt_at=None,
+                last_backoff_seconds=None,
+                waiting_since=None,
+            )
             t.set(Phase.PENDING, "Redriven", _bound(f"redriven ({redrive}) with a fresh retry budget"))
             plan.events.append(_event(pub, "Normal", "Redriven", f"target {name} redriven with a fresh retry budget"))
 
@@ -458,8 +498,11 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
         if in_flight:
             outcome: Outcome | None
             if latest is None:
-                outcome = Outcome(published=False, error_class=ErrorClass.UNKNOWN_OUTCOME,
-                                  message=f"Job {t.job_name} disappeared before it finished")
+                outcome = Outcome(
+                    published=False,
+                    error_class=ErrorClass.UNKNOWN_OUTCOME,
+                    message=f"Job {t.job_name} disappeared before it finished",
+                )
             else:
                 outcome = read_outcome(latest, pods_by_job.get(latest.key, []))
             if outcome is None:
@@ -467,8 +510,9 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
                     plan.deletes.append(latest.key)
                     t.observed_attempt = t.attempts
                     t.set(Phase.CANCELLED, "Suspended", f"attempt {t.attempts} stopped: publication suspended")
-                    plan.events.append(_event(pub, "Normal", "AttemptCancelled",
-                                              f"attempt {t.attempts} of {name} cancelled (suspend)"))
+                    plan.events.append(
+                        _event(pub, "Normal", "AttemptCancelled", f"attempt {t.attempts} of {name} cancelled (suspend)")
+                    )
                 else:
                     t.set(Phase.PUBLISHING, "JobRunning", f"attempt {t.attempts} running in Job {latest.name}")
                 targets.append(t)
@@ -489,8 +533,14 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
             policy = _policy(pub, a)
             since = safe_time(t.waiting_since) or now
             if now >= since + timedelta(seconds=policy.credentials_timeout):
-                _dead_letter(pub, t, a, now, plan,
-                             f"credentials stayed invalid for more than {format_duration(policy.credentials_timeout)}")
+                _dead_letter(
+                    pub,
+                    t,
+                    a,
+                    now,
+                    plan,
+                    f"credentials stayed invalid for more than {format_duration(policy.credentials_timeout)}",
+                )
                 targets.append(t)
                 continue
         due = _due(t, publish_at, pub, now)
@@ -507,8 +557,9 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
                     t.phase = Phase.RETRYING
             targets.append(t)
             continue
-        cand = Candidate(key=(pub.namespace, pub.name, name), priority=int(spec.get("priority") or 0),
-                         due=due, created=pub.created)
+        cand = Candidate(
+            key=(pub.namespace, pub.name, name), priority=int(spec.get("priority") or 0), due=due, created=pub.created
+        )
         a.candidates.append((cand, t, pub, 0))
         targets.append(t)
     return targets, extra
@@ -536,8 +587,11 @@ def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) 
     if refused is not None:
         # The API server refused this attempt's Job: a failed attempt, decided by policy.
         _update(t, attempts=attempt, job_name=None, next_attempt_at=None, waiting_since=None)
-        outcome = Outcome(published=False, error_class=ErrorClass.INVALID_SPEC,
-                          message=_bound(f"the API server refused Job {name}: {refused}", 900))
+        outcome = Outcome(
+            published=False,
+            error_class=ErrorClass.INVALID_SPEC,
+            message=_bound(f"the API server refused Job {name}: {refused}", 900),
+        )
         _apply_outcome(pub, t, a, outcome, None, now, plan)
         return
     meta = {"namespace": pub.namespace, "name": pub.name, "uid": pub.uid}
@@ -546,8 +600,12 @@ def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) 
     if ref and secrets.get((pub.namespace, ref)):
         job["metadata"]["annotations"][ANNOTATION_CREDENTIALS_VERSION] = secrets[(pub.namespace, ref)]
     mode = " in verify mode" if t.verify_next else ""
-    started = _event(pub, "Normal", "AttemptStarted",
-                     f"attempt {attempt} for {t.adapter} started{mode} (Job {job['metadata']['name']})")
+    started = _event(
+        pub,
+        "Normal",
+        "AttemptStarted",
+        f"attempt {attempt} for {t.adapter} started{mode} (Job {job['metadata']['name']})",
+    )
     plan.creates.append(JobCreate(job, pub.key, t.adapter, t.attempts, started))
     a.running += 1
     a.starts.append(now)
@@ -565,21 +623,53 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     if outcome.published:
         due = parse_time(pub.spec.get("publishAt")) or pub.created
         finished = outcome.finished or now
-        _update(t, post_id=outcome.post_id, url=outcome.url, published_time=format_time(finished),
-                 next_attempt_at=None, verify_next=False, waiting_since=None)
+        _update(
+            t,
+            post_id=outcome.post_id,
+            url=outcome.url,
+            published_time=format_time(finished),
+            next_attempt_at=None,
+            verify_next=False,
+            waiting_since=None,
+        )
         how = "verified an earlier post" if outcome.verified else "published"
-        t.set(Phase.PUBLISHED, "Published", f"attempt {attempt} {how}" + (f": {outcome.post_id}" if outcome.post_id else ""))
+        t.set(
+            Phase.PUBLISHED,
+            "Published",
+            f"attempt {attempt} {how}" + (f": {outcome.post_id}" if outcome.post_id else ""),
+        )
         a.circuit = a.circuit.record_success()
         if not a.creds_valid:  # a post went through: the credentials work
             a.creds_valid, a.creds_since, a.creds_version, a.creds_message = True, None, None, ""
         a.last_published = max(filter(None, [a.last_published, finished]))
-        plan.events.append(_event(pub, "Normal", "AttemptSucceeded", f"attempt {attempt} for {name} {how}"
-                                  + (f" (post {outcome.post_id})" if outcome.post_id else "")))
+        plan.events.append(
+            _event(
+                pub,
+                "Normal",
+                "AttemptSucceeded",
+                f"attempt {attempt} for {name} {how}" + (f" (post {outcome.post_id})" if outcome.post_id else ""),
+            )
+        )
         if outcome.no_result:
-            plan.events.append(_event(pub, "Warning", "NoResult",
-                                      f"attempt {attempt} for {name} exited 0 without a result; counted as published"))
-        plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
-                                                latency=max(0.0, (finished - due).total_seconds()) if due else None))
+            plan.events.append(
+                _event(
+                    pub,
+                    "Warning",
+                    "NoResult",
+                    f"attempt {attempt} for {name} exited 0 without a result; counted as published",
+                )
+            )
+        plan.attempts.append(
+            AttemptObservation(
+                pub.namespace,
+                pub.name,
+                name,
+                a.platform,
+                attempt,
+                outcome,
+                latency=max(0.0, (finished - due).total_seconds()) if due else None,
+            )
+        )
         return
 
     cls = outcome.error_class or ErrorClass.POD_FAILURE
@@ -603,12 +693,20 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
     if cls is ErrorClass.RATE_LIMITED:
         until = now + timedelta(seconds=decision.delay) if decision.action is Action.RETRY else now
         a.blocked_until = max(filter(None, [a.blocked_until, until]))
-    if cls is ErrorClass.AUTH and job is not None and job.credentials_version and a.secret_version \
-            and job.credentials_version != a.secret_version:
+    if (
+        cls is ErrorClass.AUTH
+        and job is not None
+        and job.credentials_version
+        and a.secret_version
+        and job.credentials_version != a.secret_version
+    ):
         # The refused attempt ran with an older Secret; the new one has not been tried yet.
         plan.events.append(_event(pub, "Warning", "AttemptFailed", f"attempt {attempt} for {name} failed: {detail}"))
-        plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
-                                                retried=True, failed_attempts=failed_so_far))
+        plan.attempts.append(
+            AttemptObservation(
+                pub.namespace, pub.name, name, a.platform, attempt, outcome, retried=True, failed_attempts=failed_so_far
+            )
+        )
         _update(t, retries=t.retries + 1, last_backoff_seconds=0.0, next_attempt_at=format_time(now))
         t.set(Phase.RETRYING, "RetryAuth", f"{failed_text}; the Secret changed since, retrying with it now")
         plan.wake(now)
@@ -622,25 +720,49 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
 
     plan.events.append(_event(pub, "Warning", "AttemptFailed", f"attempt {attempt} for {name} failed: {detail}"))
     if decision.action is Action.DEAD_LETTER:
-        plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
-                                                dead_letter=True, failed_attempts=failed_so_far))
+        plan.attempts.append(
+            AttemptObservation(
+                pub.namespace,
+                pub.name,
+                name,
+                a.platform,
+                attempt,
+                outcome,
+                dead_letter=True,
+                failed_attempts=failed_so_far,
+            )
+        )
         _dead_letter(pub, t, a, now, plan, f"{failed_text}; {decision.reason}")
         return
     if decision.action is Action.WAIT_CREDENTIALS:
-        plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome,
-                                                failed_attempts=failed_so_far))
+        plan.attempts.append(
+            AttemptObservation(
+                pub.namespace, pub.name, name, a.platform, attempt, outcome, failed_attempts=failed_so_far
+            )
+        )
         _update(t, waiting_since=format_time(now), next_attempt_at=None, last_backoff_seconds=None)
         t.set(Phase.QUEUED, Wait.CREDENTIALS, f"{failed_text}; waiting for the Secret to change")
         return
     at = now + timedelta(seconds=decision.delay)
-    _update(t, retries=t.retries + 1, last_backoff_seconds=decision.delay, next_attempt_at=format_time(at),
-             # Once an outcome was unknown, every later attempt verifies first, until one succeeds.
-             verify_next=decision.verify or bool(t.verify_next))
+    _update(
+        t,
+        retries=t.retries + 1,
+        last_backoff_seconds=decision.delay,
+        next_attempt_at=format_time(at),
+        # Once an outcome was unknown, every later attempt verifies first, until one succeeds.
+        verify_next=decision.verify or bool(t.verify_next),
+    )
     verify = " in verify mode" if decision.verify else ""
-    t.set(Phase.RETRYING, f"Retry{_camel(cls.value)}",
-         f"{failed_text}; next attempt{verify} in {format_duration(decision.delay)} at {format_time(at)}")
-    plan.attempts.append(AttemptObservation(pub.namespace, pub.name, name, a.platform, attempt, outcome, retried=True,
-                                            failed_attempts=failed_so_far))
+    t.set(
+        Phase.RETRYING,
+        f"Retry{_camel(cls.value)}",
+        f"{failed_text}; next attempt{verify} in {format_duration(decision.delay)} at {format_time(at)}",
+    )
+    plan.attempts.append(
+        AttemptObservation(
+            pub.namespace, pub.name, name, a.platform, attempt, outcome, retried=True, failed_attempts=failed_so_far
+        )
+    )
     plan.wake(at)
 
 
@@ -689,7 +811,7 @@ def progress_only(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
     with its outcome, instead of twice."""
     stored = old.get("targets") if isinstance(old.get("targets"), list) else []
     old_targets = {t.get("adapter"): t for t in stored if isinstance(t, Mapping)}
-    top = _PROGRESS_FIELDS + ("targets",)
+    top = (*_PROGRESS_FIELDS, "targets")
     if not old_targets:  # no status yet: compare with what a fresh status would hold
         old_targets = {t["adapter"]: TargetStatus(adapter=t["adapter"]).to_status() for t in new.get("targets") or []}
         top += ("observedGeneration", "totalTargets", "publishedTargets", "observedRedrive", "completionTime")
@@ -731,8 +853,7 @@ def _write_publication(pub: PublicationView, targets, extra, now, plan, ttl_defa
                 plan.wake(expires)
     nexts = sorted(t.next_attempt_at for t in targets if t.next_attempt_at and t.phase == Phase.RETRYING)
     prev = _conditions(status)
-    conditions = publication_conditions([t.to_status() for t in targets], phase, publish_at, pub.generation,
-                                        prev, now)
+    conditions = publication_conditions([t.to_status() for t in targets], phase, publish_at, pub.generation, prev, now)
     conditions.append(condition("Stalled", False, "NotStalled", "", pub.generation, prev, now))
     new = PublicationStatus(
         phase=phase,
@@ -774,37 +895,72 @@ def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
     available = circuit.state is not CircuitState.OPEN
     paused = bool(view.spec.get("paused"))
     conditions = [
-        condition("Available", available and not paused,
-                  "CircuitOpen" if not available else ("Paused" if paused else "CircuitClosed" if circuit.state is CircuitState.CLOSED else "HalfOpen"),
-                  f"circuit {circuit.state.value}" + (f" until {format_time(circuit.next_probe_at)}" if not available else ""),
-                  view.generation, prev, now),
-        condition("CredentialsValid", a.creds_valid, "Valid" if a.creds_valid else "Refused",
-                  a.creds_message or "no credential failures seen", view.generation, prev, now),
+        condition(
+            "Available",
+            available and not paused,
+            "CircuitOpen"
+            if not available
+            else ("Paused" if paused else "CircuitClosed" if circuit.state is CircuitState.CLOSED else "HalfOpen"),
+            f"circuit {circuit.state.value}"
+            + (f" until {format_time(circuit.next_probe_at)}" if not available else ""),
+            view.generation,
+            prev,
+            now,
+        ),
+        condition(
+            "CredentialsValid",
+            a.creds_valid,
+            "Valid" if a.creds_valid else "Refused",
+            a.creds_message or "no credential failures seen",
+            view.generation,
+            prev,
+            now,
+        ),
     ]
     stalled_message = _bound("; ".join(a.problems))
-    stalled = condition("Stalled", bool(a.problems), INVALID_SPEC if a.problems else "NotStalled",
-                        stalled_message, view.generation, prev, now)
+    stalled = condition(
+        "Stalled",
+        bool(a.problems),
+        INVALID_SPEC if a.problems else "NotStalled",
+        stalled_message,
+        view.generation,
+        prev,
+        now,
+    )
     conditions.append(stalled)
     new = AdapterStatus(
         observed_generation=view.generation,
         queue=QueueStatus(pending=a.pending, running=a.running),
         last_published_time=format_time(a.last_published),
         circuit=CircuitStatus.model_validate(circuit.to_status()),
-        rate_limit=RateLimitStatus(blocked_until=format_time(blocked), remaining=a.remaining,
-                                   reset_at=format_time(a.reset_at)),
-        credentials=CredentialsStatus(valid=a.creds_valid, invalid_since=format_time(a.creds_since),
-                                      secret_resource_version=a.creds_version, message=a.creds_message),
+        rate_limit=RateLimitStatus(
+            blocked_until=format_time(blocked), remaining=a.remaining, reset_at=format_time(a.reset_at)
+        ),
+        credentials=CredentialsStatus(
+            valid=a.creds_valid,
+            invalid_since=format_time(a.creds_since),
+            secret_resource_version=a.creds_version,
+            message=a.creds_message,
+        ),
         conditions=[Condition.model_validate(c) for c in conditions],
     ).to_status()
     was = next((c for c in prev if c.get("type") == "Stalled"), None)
     if a.problems and not (was and was.get("status") == "True" and was.get("message") == stalled_message):
-        plan.events.append(EventSpec("PlatformAdapter", view.namespace, view.name, view.uid, "Warning",
-                                     INVALID_SPEC, stalled_message))
+        plan.events.append(
+            EventSpec("PlatformAdapter", view.namespace, view.name, view.uid, "Warning", INVALID_SPEC, stalled_message)
+        )
     if changed(new, old):
         plan.adapter_status[view.key] = new
     plan.gauges[view.key] = {
-        "platform": a.platform, "pending": a.pending, "running": a.running, "circuit": circuit.state,
-        "remaining": a.remaining, "rate_limited": blocked is not None, "available": available,
-        "credentials_valid": a.creds_valid, "opened": a.opened, "dead_letter": a.dead,
+        "platform": a.platform,
+        "pending": a.pending,
+        "running": a.running,
+        "circuit": circuit.state,
+        "remaining": a.remaining,
+        "rate_limited": blocked is not None,
+        "available": available,
+        "credentials_valid": a.creds_valid,
+        "opened": a.opened,
+        "dead_letter": a.dead,
         "credentials_message": a.creds_message,
     }

@@ -1,12 +1,18 @@
 """Removes credentials from text before it reaches status, events, logs or alerts."""
+
 from __future__ import annotations
 
 import re
 
 _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
-    (re.compile(r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_-])*(?:token|password|passwd|secret|api[_-]?key|apppassword))"
-                r"(\"?\s*[:=]\s*\"?)[^\s\"',;&]+"), r"\1\2[REDACTED]"),
+    (
+        re.compile(
+            r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_-])*(?:token|password|passwd|secret|api[_-]?key|apppassword))"
+            r"(\"?\s*[:=]\s*\"?)[^\s\"',;&]+"
+        ),
+        r"\1\2[REDACTED]",
+    ),
     (re.compile(r"\bbot\d+:[A-Za-z0-9_-]{20,}"), "bot[REDACTED]"),
     (re.compile(r"(?i)(hooks\.slack\.com/services/)[^\s\"']+"), r"\1[REDACTED]"),
     (re.compile(r"(?i)(/api/webhooks/\d+/)[^\s\"'?]+"), r"\1[REDACTED]"),

@@ -1,11 +1,13 @@
 """Reading an attempt's outcome from its Job and pod, per the adapter contract. Pure."""
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .durations import safe_time
 from .errors import ErrorClass
@@ -17,8 +19,14 @@ MAX_RETRY_AFTER = 86400.0
 
 # Container waiting reasons that mean the pod will not run on its own.
 STUCK_REASONS = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
-     "CreateContainerError", "ErrImageNeverPull"}
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImageNeverPull",
+    }
 )
 
 
@@ -95,19 +103,22 @@ def _from_result(result: Mapping[str, Any], started, finished, exit_code: int) -
     rl = rl if isinstance(rl, dict) else {}
     remaining = _num(rl.get("remaining"))
     retry_after = _num(result.get("retryAfterSeconds"))
-    common = dict(
-        message=redact(result.get("message") if isinstance(result.get("message"), str) else None),
-        retry_after=None if retry_after is None else min(max(retry_after, 0.0), MAX_RETRY_AFTER),
-        rate_limit_remaining=int(remaining) if remaining is not None and abs(remaining) < 2**53 else None,
-        rate_limit_reset_at=_safe_time(rl.get("resetAt")),
-        response_seconds=_num(result.get("responseSeconds")),
-        started=started,
-        finished=finished,
-    )
+    common = {
+        "message": redact(result.get("message") if isinstance(result.get("message"), str) else None),
+        "retry_after": None if retry_after is None else min(max(retry_after, 0.0), MAX_RETRY_AFTER),
+        "rate_limit_remaining": int(remaining) if remaining is not None and abs(remaining) < 2**53 else None,
+        "rate_limit_reset_at": _safe_time(rl.get("resetAt")),
+        "response_seconds": _num(result.get("responseSeconds")),
+        "started": started,
+        "finished": finished,
+    }
     if result["outcome"] == "published":
         return Outcome(
-            published=True, post_id=_str(result.get("postId")), url=_str(result.get("url")),
-            verified=bool(result.get("verified")), **common,
+            published=True,
+            post_id=_str(result.get("postId")),
+            url=_str(result.get("url")),
+            verified=bool(result.get("verified")),
+            **common,
         )
     return Outcome(published=False, error_class=ErrorClass.from_result(result.get("errorClass")), **common)
 
@@ -127,28 +138,61 @@ def read_outcome(job: JobView, pods: Iterable[PodView]) -> Outcome | None:
     if terminated is not None and (job.done or terminated.phase in ("Succeeded", "Failed")):
         t = terminated.terminated or {}
         code = int(t.get("exitCode", 1))
-        started, finished = _safe_time(t.get("startedAt")) or job.started, _safe_time(t.get("finishedAt")) or job.finished
+        started, finished = (
+            _safe_time(t.get("startedAt")) or job.started,
+            _safe_time(t.get("finishedAt")) or job.finished,
+        )
         result = parse_result(t.get("message"))
         if result is not None:
             return _from_result(result, started, finished, code)
         if code == 0:
-            return Outcome(published=True, no_result=True, started=started, finished=finished,
-                           message="the adapter exited 0 without a result")
+            return Outcome(
+                published=True,
+                no_result=True,
+                started=started,
+                finished=finished,
+                message="the adapter exited 0 without a result",
+            )
         reason = t.get("reason") or "Error"
-        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=started, finished=finished,
-                       message=f"container {reason} with exit code {code} and no result")
+        return Outcome(
+            published=False,
+            error_class=ErrorClass.POD_FAILURE,
+            started=started,
+            finished=finished,
+            message=f"container {reason} with exit code {code} and no result",
+        )
     evicted = next((p for p in pods if p.phase == "Failed" and p.reason), None)
     if evicted is not None:
-        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=job.started,
-                       finished=job.finished, message=f"pod {evicted.reason}: {redact(evicted.message, limit=200)}".strip(": "))
+        return Outcome(
+            published=False,
+            error_class=ErrorClass.POD_FAILURE,
+            started=job.started,
+            finished=job.finished,
+            message=f"pod {evicted.reason}: {redact(evicted.message, limit=200)}".strip(": "),
+        )
     if job.failed:
-        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=job.started,
-                       finished=job.finished, message=f"job failed: {job.failed_reason or 'no pod result'}")
+        return Outcome(
+            published=False,
+            error_class=ErrorClass.POD_FAILURE,
+            started=job.started,
+            finished=job.finished,
+            message=f"job failed: {job.failed_reason or 'no pod result'}",
+        )
     if job.complete:
-        return Outcome(published=True, no_result=True, started=job.started, finished=job.finished,
-                       message="the job completed without a readable result")
+        return Outcome(
+            published=True,
+            no_result=True,
+            started=job.started,
+            finished=job.finished,
+            message="the job completed without a readable result",
+        )
     stuck = next((p for p in pods if p.waiting_reason in STUCK_REASONS), None)
     if stuck is not None:
-        return Outcome(published=False, error_class=ErrorClass.POD_FAILURE, started=job.started, stop_job=True,
-                       message=f"{stuck.waiting_reason}: {redact(stuck.waiting_message, limit=200)}".rstrip(": "))
+        return Outcome(
+            published=False,
+            error_class=ErrorClass.POD_FAILURE,
+            started=job.started,
+            stop_job=True,
+            message=f"{stuck.waiting_reason}: {redact(stuck.waiting_message, limit=200)}".rstrip(": "),
+        )
     return None

@@ -1,10 +1,12 @@
 """Retry policy: what happens after a failed attempt, decided per error class. Pure."""
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Mapping
+from enum import StrEnum
+from typing import Any
 
 from .durations import InvalidValue, parse_duration
 from .errors import POLICY_KEYS, ErrorClass
@@ -16,13 +18,13 @@ DEFAULT_RATE_LIMITED_MIN_DELAY = 30.0
 DEFAULT_CREDENTIALS_TIMEOUT = 24 * 3600.0
 
 
-class UnknownOutcomePolicy(str, Enum):
+class UnknownOutcomePolicy(StrEnum):
     VERIFY = "Verify"
     FAIL = "Fail"
     RETRY = "Retry"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"
     WAIT_CREDENTIALS = "wait_credentials"
@@ -52,7 +54,7 @@ class Backoff:
         return min(max(0.0, base * (1 + self.jitter * (2 * unit - 1))), self.max)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any] | None, base: "Backoff | None" = None) -> "Backoff":
+    def from_spec(cls, spec: Mapping[str, Any] | None, base: Backoff | None = None) -> Backoff:
         b = base or cls()
         spec = _mapping(spec, "backoff")
         return cls(
@@ -86,7 +88,7 @@ class RetryPolicy:
         return ClassRule(self.max_attempts, self.backoff)
 
     @classmethod
-    def from_spec(cls, *specs: Mapping[str, Any] | None) -> "RetryPolicy":
+    def from_spec(cls, *specs: Mapping[str, Any] | None) -> RetryPolicy:
         """The policy from specs merged left to right (adapter's, then the publication's override).
         Raises ``InvalidValue`` naming the field (relative to retryPolicy) for anything unusable.
         """
@@ -102,13 +104,17 @@ class RetryPolicy:
             default_max = DEFAULT_RATE_LIMITED_MAX_ATTEMPTS if is_rl else max_attempts
             default_min = DEFAULT_RATE_LIMITED_MIN_DELAY if is_rl else 0.0
             rules[error_class] = ClassRule(
-                max_attempts=whole(override.get("maxAttempts"), default_max, low=1, high=100,
-                                   path=f"{key}.maxAttempts"),
-                backoff=_nested(lambda: Backoff.from_spec(override.get("backoff"), backoff), f"{key}.backoff"),
+                max_attempts=whole(
+                    override.get("maxAttempts"), default_max, low=1, high=100, path=f"{key}.maxAttempts"
+                ),
+                backoff=_nested(
+                    lambda override=override: Backoff.from_spec(override.get("backoff"), backoff), f"{key}.backoff"
+                ),
                 min_delay=_duration(override, "minDelay", default_min, f"{key}."),
             )
-        unknown = _mapping(merged.get("unknownOutcome"), "unknownOutcome").get("policy",
-                                                                              UnknownOutcomePolicy.VERIFY.value)
+        unknown = _mapping(merged.get("unknownOutcome"), "unknownOutcome").get(
+            "policy", UnknownOutcomePolicy.VERIFY.value
+        )
         try:
             unknown_policy = UnknownOutcomePolicy(unknown)
         except ValueError:
@@ -181,8 +187,9 @@ def decide(
     if error_class is ErrorClass.REJECTED:
         return Decision(Action.DEAD_LETTER, reason="the platform rejected the content; not retried")
     if error_class is ErrorClass.INVALID_SPEC:
-        return Decision(Action.DEAD_LETTER,
-                        reason="the API server refused the attempt's Job; fix the PlatformAdapter, then redrive")
+        return Decision(
+            Action.DEAD_LETTER, reason="the API server refused the attempt's Job; fix the PlatformAdapter, then redrive"
+        )
     if error_class is ErrorClass.AUTH:
         return Decision(Action.WAIT_CREDENTIALS, reason="credentials were refused; waiting for the Secret to change")
 
@@ -190,8 +197,12 @@ def decide(
     if error_class is ErrorClass.RATE_LIMITED:
         n = failures.get(error_class.value, 0) + 1
         if n >= rule.max_attempts:
-            return Decision(Action.DEAD_LETTER, attempt_in_budget=n, max_attempts=rule.max_attempts,
-                            reason=f"rate limited {n} times (limit {rule.max_attempts})")
+            return Decision(
+                Action.DEAD_LETTER,
+                attempt_in_budget=n,
+                max_attempts=rule.max_attempts,
+                reason=f"rate limited {n} times (limit {rule.max_attempts})",
+            )
         # The platform's Retry-After when it gave one, else the class's backoff; never below minDelay.
         wait = retry_after if retry_after is not None else rule.backoff.delay(n, seed)
         delay = max(wait, rule.min_delay)
@@ -199,11 +210,19 @@ def decide(
 
     n = budget_attempts(failures) + 1
     if error_class is ErrorClass.UNKNOWN_OUTCOME and policy.unknown_outcome is UnknownOutcomePolicy.FAIL:
-        return Decision(Action.DEAD_LETTER, attempt_in_budget=n, max_attempts=rule.max_attempts,
-                        reason="outcome unknown and unknownOutcome.policy is Fail")
+        return Decision(
+            Action.DEAD_LETTER,
+            attempt_in_budget=n,
+            max_attempts=rule.max_attempts,
+            reason="outcome unknown and unknownOutcome.policy is Fail",
+        )
     if n >= rule.max_attempts:
-        return Decision(Action.DEAD_LETTER, attempt_in_budget=n, max_attempts=rule.max_attempts,
-                        reason=f"retries exhausted ({n} of {rule.max_attempts} attempts failed)")
+        return Decision(
+            Action.DEAD_LETTER,
+            attempt_in_budget=n,
+            max_attempts=rule.max_attempts,
+            reason=f"retries exhausted ({n} of {rule.max_attempts} attempts failed)",
+        )
     if error_class is ErrorClass.NETWORK and failures.get(error_class.value, 0) == 0:
         delay = 0.0
     else:

@@ -1,8 +1,10 @@
 """Status computation: target phases roll up into the publication's phase and conditions. Pure."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .durations import format_time
 
@@ -43,12 +45,23 @@ def publication_phase(target_phases: list[str], suspended: bool) -> str:
     return Phase.PENDING
 
 
-def condition(type_: str, ok: bool, reason: str, message: str, generation: int,
-              previous: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
+def condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
     """A metav1.Condition that keeps its lastTransitionTime while its status does not change."""
     status = "True" if ok else "False"
     old = next((c for c in previous if c.get("type") == type_), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status and old.get("lastTransitionTime") else format_time(now)
+    since = (
+        old["lastTransitionTime"]
+        if old and old.get("status") == status and old.get("lastTransitionTime")
+        else format_time(now)
+    )
     return {
         "type": type_,
         "status": status,
@@ -62,23 +75,56 @@ def condition(type_: str, ok: bool, reason: str, message: str, generation: int,
 def upsert_condition(previous: Iterable[Mapping[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
     """``previous`` with ``new`` in place of the condition of its type (appended if absent)."""
     out = [dict(c) for c in previous if c.get("type") != new["type"]]
-    return out + [new]
+    return [*out, new]
 
 
-def publication_conditions(targets: list[dict[str, Any]], phase: str, publish_at: datetime | None,
-                           generation: int, previous: list[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+def publication_conditions(
+    targets: list[dict[str, Any]],
+    phase: str,
+    publish_at: datetime | None,
+    generation: int,
+    previous: list[Mapping[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
     total = len(targets)
     published = sum(1 for t in targets if t["phase"] == Phase.PUBLISHED)
     retrying = sorted((t for t in targets if t["phase"] == Phase.RETRYING), key=lambda t: t.get("nextAttemptAt") or "")
     failed = [t for t in targets if t["phase"] == Phase.FAILED]
     return [
-        condition("Published", published == total and total > 0,
-                  "AllTargetsPublished" if published == total else phase,
-                  f"{published} of {total} targets published", generation, previous, now),
-        condition("Scheduled", phase == Phase.SCHEDULED, "PublishAtInFuture" if phase == Phase.SCHEDULED else "NotScheduled",
-                  f"publishing at {format_time(publish_at)}" if phase == Phase.SCHEDULED else "", generation, previous, now),
-        condition("Retrying", bool(retrying), "BackoffScheduled" if retrying else "NotRetrying",
-                  "; ".join(f"{t['adapter']}: {t.get('message', '')}" for t in retrying), generation, previous, now),
-        condition("Failed", bool(failed), "DeadLetter" if failed else "NoFailures",
-                  "; ".join(f"{t['adapter']}: {t.get('message', '')}" for t in failed), generation, previous, now),
+        condition(
+            "Published",
+            published == total and total > 0,
+            "AllTargetsPublished" if published == total else phase,
+            f"{published} of {total} targets published",
+            generation,
+            previous,
+            now,
+        ),
+        condition(
+            "Scheduled",
+            phase == Phase.SCHEDULED,
+            "PublishAtInFuture" if phase == Phase.SCHEDULED else "NotScheduled",
+            f"publishing at {format_time(publish_at)}" if phase == Phase.SCHEDULED else "",
+            generation,
+            previous,
+            now,
+        ),
+        condition(
+            "Retrying",
+            bool(retrying),
+            "BackoffScheduled" if retrying else "NotRetrying",
+            "; ".join(f"{t['adapter']}: {t.get('message', '')}" for t in retrying),
+            generation,
+            previous,
+            now,
+        ),
+        condition(
+            "Failed",
+            bool(failed),
+            "DeadLetter" if failed else "NoFailures",
+            "; ".join(f"{t['adapter']}: {t.get('message', '')}" for t in failed),
+            generation,
+            previous,
+            now,
+        ),
     ]

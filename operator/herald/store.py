@@ -16,6 +16,7 @@ Besides the objects it keeps, updated on every event:
 ``world_for(seeds)`` closes a set of changed keys over the adapters they share and returns just
 that part of the world: the unit that one ``reconcile`` decides.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,9 +24,10 @@ import bisect
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .reconciler import AdapterLoad, World, settled
 from .views import AdapterView, JobView, PodView, PublicationView
@@ -227,10 +229,9 @@ class Store:
         # Without the exact time, assume the latest moment in the creation second: never over-admit.
         aj.starts[view.key] = self.job_starts.get(view.key) or view.created + timedelta(seconds=1)
         aj.sorted_starts = None
-        if not view.done and not view.deleting:
-            if view.key not in aj.running:
-                aj.running.add(view.key)
-                self.mark(adapter_key(akey))
+        if not view.done and not view.deleting and view.key not in aj.running:
+            aj.running.add(view.key)
+            self.mark(adapter_key(akey))
         self._mark_owner(view)
 
     def _mark_owner(self, job: JobView) -> None:
@@ -301,8 +302,9 @@ class Store:
     def world_for(self, pubs: set[Key], adapters: set[Key], now: datetime) -> World:
         """The part of the world that ``reconcile`` needs to decide these objects."""
         publications = {k: self.objects["publications"][k] for k in pubs if k in self.objects["publications"]}
-        adapter_views = {k: self.objects["platformadapters"][k] for k in adapters
-                         if k in self.objects["platformadapters"]}
+        adapter_views = {
+            k: self.objects["platformadapters"][k] for k in adapters if k in self.objects["platformadapters"]
+        }
         jobs: dict[Key, JobView] = {}
         pods: dict[Key, PodView] = {}
         for view in publications.values():
@@ -320,8 +322,7 @@ class Store:
             view = adapter_views.get(akey)
             window = view.rate_window if view is not None else None
             since = now - timedelta(seconds=window) if window else now
-            loads[akey] = self._adapter_jobs[akey].load(since) if akey in self._adapter_jobs \
-                else AdapterLoad(0, ())
+            loads[akey] = self._adapter_jobs[akey].load(since) if akey in self._adapter_jobs else AdapterLoad(0, ())
         return World(
             publications=publications,
             adapters=adapter_views,

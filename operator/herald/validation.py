@@ -5,9 +5,11 @@ CRD upgrade, or with admission bypassed, still reach the operator. Each problem 
 so the object's condition and Event tell the user what to fix; the object is then left alone
 and every other object keeps its pace.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .circuit import BreakerConfig
 from .durations import InvalidValue, parse_duration, parse_time
@@ -46,8 +48,11 @@ def publication_problems(spec: Mapping[str, Any]) -> list[str]:
         return ["spec: must be an object"]
     _check(problems, "spec.publishAt", lambda: parse_time(spec.get("publishAt")))
     _check(problems, "spec.priority", lambda: whole(spec.get("priority"), 0, low=-1000, high=1000))
-    _check(problems, "spec.ttlSecondsAfterFinished",
-           lambda: whole(spec.get("ttlSecondsAfterFinished"), 0, low=0, high=MAX_TTL_SECONDS))
+    _check(
+        problems,
+        "spec.ttlSecondsAfterFinished",
+        lambda: whole(spec.get("ttlSecondsAfterFinished"), 0, low=0, high=MAX_TTL_SECONDS),
+    )
     targets = spec.get("targets")
     if not isinstance(targets, list) or not targets:
         problems.append("spec.targets: at least one target is required")
@@ -88,13 +93,20 @@ def adapter_problems(spec: Mapping[str, Any]) -> list[str]:
     if tpl is not None and not isinstance(tpl, Mapping):
         problems.append("spec.jobTemplate: must be an object")
     elif tpl:
-        _check(problems, "spec.jobTemplate.activeDeadlineSeconds",
-               lambda: whole(tpl.get("activeDeadlineSeconds"), 1, low=1, high=2**31 - 1))
-        _check(problems, "spec.jobTemplate.ttlSecondsAfterFinished",
-               lambda: whole(tpl.get("ttlSecondsAfterFinished"), 0, low=0, high=2**31 - 1))
+        _check(
+            problems,
+            "spec.jobTemplate.activeDeadlineSeconds",
+            lambda: whole(tpl.get("activeDeadlineSeconds"), 1, low=1, high=2**31 - 1),
+        )
+        _check(
+            problems,
+            "spec.jobTemplate.ttlSecondsAfterFinished",
+            lambda: whole(tpl.get("ttlSecondsAfterFinished"), 0, low=0, high=2**31 - 1),
+        )
         for key in ("podLabels", "podAnnotations", "nodeSelector"):
             value = tpl.get(key)
-            if value is not None and not (isinstance(value, Mapping)
-                                          and all(isinstance(v, str) for v in value.values())):
+            if value is not None and not (
+                isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())
+            ):
                 problems.append(f"spec.jobTemplate.{key}: must map names to strings")
     return problems

@@ -1,11 +1,12 @@
 """Compact, immutable views of the API objects Herald decides from."""
+
 from __future__ import annotations
 
 import hashlib
-
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from .durations import MIN_TIME, InvalidValue, parse_duration, safe_time
 
@@ -65,18 +66,26 @@ class PublicationView:
         targets = self.status.get("targets")
         if not isinstance(targets, list):
             return ()
-        return tuple(t["adapter"] for t in targets
-                     if isinstance(t, Mapping) and t.get("deadLetter") is True and isinstance(t.get("adapter"), str))
+        return tuple(
+            t["adapter"]
+            for t in targets
+            if isinstance(t, Mapping) and t.get("deadLetter") is True and isinstance(t.get("adapter"), str)
+        )
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "PublicationView":
+    def from_body(cls, body: Mapping[str, Any]) -> PublicationView:
         m = body["metadata"]
         return cls(
-            namespace=m["namespace"], name=m["name"], uid=m["uid"], generation=int(m.get("generation") or 0),
-            rv=_rv(m), created=parse_time(m.get("creationTimestamp")) or MIN_TIME,
+            namespace=m["namespace"],
+            name=m["name"],
+            uid=m["uid"],
+            generation=int(m.get("generation") or 0),
+            rv=_rv(m),
+            created=parse_time(m.get("creationTimestamp")) or MIN_TIME,
             labels=dict(m.get("labels") or {}),
             redrive=redrive_token((m.get("annotations") or {}).get("herald.dev/redrive")),
-            spec=_mapping(body.get("spec")), status=_mapping(body.get("status")),
+            spec=_mapping(body.get("spec")),
+            status=_mapping(body.get("status")),
         )
 
 
@@ -116,11 +125,16 @@ class AdapterView:
             return None
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "AdapterView":
+    def from_body(cls, body: Mapping[str, Any]) -> AdapterView:
         m = body["metadata"]
         return cls(
-            namespace=m["namespace"], name=m["name"], uid=m["uid"], generation=int(m.get("generation") or 0),
-            rv=_rv(m), spec=_mapping(body.get("spec")), status=_mapping(body.get("status")),
+            namespace=m["namespace"],
+            name=m["name"],
+            uid=m["uid"],
+            generation=int(m.get("generation") or 0),
+            rv=_rv(m),
+            spec=_mapping(body.get("spec")),
+            status=_mapping(body.get("status")),
         )
 
 
@@ -153,7 +167,7 @@ class JobView:
         return self.complete or self.failed
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "JobView | None":
+    def from_body(cls, body: Mapping[str, Any]) -> JobView | None:
         m = body["metadata"]
         ann = m.get("annotations") or {}
         if "herald.dev/attempt" not in ann or "herald.dev/target" not in ann:
@@ -174,12 +188,21 @@ class JobView:
             elif c["type"] == "Failed":
                 failed, reason = True, c.get("reason") or ""
         return cls(
-            namespace=m["namespace"], name=m["name"], uid=m["uid"], rv=_rv(m), owner_uid=owner,
-            target=ann["herald.dev/target"], attempt=attempt,
+            namespace=m["namespace"],
+            name=m["name"],
+            uid=m["uid"],
+            rv=_rv(m),
+            owner_uid=owner,
+            target=ann["herald.dev/target"],
+            attempt=attempt,
             verify=ann.get("herald.dev/mode") == "verify",
             created=parse_time(m.get("creationTimestamp")) or MIN_TIME,
-            started=parse_time(st.get("startTime")), finished=parse_time(st.get("completionTime")),
-            complete=complete, failed=failed, failed_reason=reason, active=int(st.get("active") or 0),
+            started=parse_time(st.get("startTime")),
+            finished=parse_time(st.get("completionTime")),
+            complete=complete,
+            failed=failed,
+            failed_reason=reason,
+            active=int(st.get("active") or 0),
             deleting=bool(m.get("deletionTimestamp")),
             credentials_version=ann.get("herald.dev/credentials-version"),
         )
@@ -204,7 +227,7 @@ class PodView:
         return (self.namespace, self.name)
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> "PodView | None":
+    def from_body(cls, body: Mapping[str, Any]) -> PodView | None:
         m = body["metadata"]
         job = (m.get("labels") or {}).get("job-name") or (m.get("labels") or {}).get("batch.kubernetes.io/job-name")
         if not job:
@@ -222,7 +245,15 @@ class PodView:
                 waiting_reason = state["waiting"].get("reason") or ""
                 waiting_message = state["waiting"].get("message") or ""
         return cls(
-            namespace=m["namespace"], name=m["name"], rv=_rv(m), job=job, phase=st.get("phase") or "Pending",
-            reason=st.get("reason") or "", message=st.get("message") or "", started=parse_time(st.get("startTime")),
-            terminated=terminated, waiting_reason=waiting_reason, waiting_message=waiting_message,
+            namespace=m["namespace"],
+            name=m["name"],
+            rv=_rv(m),
+            job=job,
+            phase=st.get("phase") or "Pending",
+            reason=st.get("reason") or "",
+            message=st.get("message") or "",
+            started=parse_time(st.get("startTime")),
+            terminated=terminated,
+            waiting_reason=waiting_reason,
+            waiting_message=waiting_message,
         )

@@ -4,9 +4,9 @@ error responses the platform's docs give for each error class."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from tests.platforms import BlueskyFake, DiscordFake, FakePlatform, MastodonFake, SlackFake, TelegramFake, WebhookFake
 
@@ -43,7 +43,7 @@ def _in(seconds: float) -> str:
 
 
 def _iso_in(seconds: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _server_errors(body_500: object, body_503: object) -> list[ErrorCase]:
@@ -62,7 +62,14 @@ WEBHOOK = Profile(
     post_route="hook",
     verify_finds_post=True,
     errors=[
-        ErrorCase(429, {"error": "slow down"}, "rate_limited", {"Retry-After": "30", "RateLimit-Remaining": "0", "RateLimit-Reset": "30"}, 30, id="429"),
+        ErrorCase(
+            429,
+            {"error": "slow down"},
+            "rate_limited",
+            {"Retry-After": "30", "RateLimit-Remaining": "0", "RateLimit-Reset": "30"},
+            30,
+            id="429",
+        ),
         ErrorCase(401, {"error": "bad signature"}, "auth", id="401"),
         ErrorCase(403, {"error": "forbidden"}, "auth", id="403"),
         ErrorCase(400, {"error": "bad request"}, "rejected", id="400"),
@@ -127,13 +134,27 @@ DISCORD = Profile(
     text_limit=2000,
     errors=[
         ErrorCase(
-            429, {"message": "You are being rate limited.", "retry_after": 1.5, "global": False}, "rate_limited",
-            {"Retry-After": "2", "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": _in(2),
-             "X-RateLimit-Reset-After": "2.000", "X-RateLimit-Scope": "user"}, 2, id="429",
+            429,
+            {"message": "You are being rate limited.", "retry_after": 1.5, "global": False},
+            "rate_limited",
+            {
+                "Retry-After": "2",
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": _in(2),
+                "X-RateLimit-Reset-After": "2.000",
+                "X-RateLimit-Scope": "user",
+            },
+            2,
+            id="429",
         ),
         ErrorCase(
-            429, {"message": "You are being rate limited.", "retry_after": 0.75, "global": True}, "rate_limited",
-            {"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}, 0.75, id="429-global-body-only",
+            429,
+            {"message": "You are being rate limited.", "retry_after": 0.75, "global": True},
+            "rate_limited",
+            {"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"},
+            0.75,
+            id="429-global-body-only",
         ),
         ErrorCase(401, {"message": "401: Unauthorized", "code": 0}, "auth", id="401"),
         ErrorCase(403, {"message": "Missing Permissions", "code": 50013}, "auth", id="403"),
@@ -161,7 +182,9 @@ TELEGRAM = Profile(
     verify_finds_post=False,
     text_limit=4096,
     errors=[
-        ErrorCase(429, _tg(429, "Too Many Requests: retry after 7", retry_after=7), "rate_limited", retry_after=7, id="429"),
+        ErrorCase(
+            429, _tg(429, "Too Many Requests: retry after 7", retry_after=7), "rate_limited", retry_after=7, id="429"
+        ),
         ErrorCase(401, _tg(401, "Unauthorized"), "auth", id="401"),
         ErrorCase(403, _tg(403, "Forbidden: bot was kicked from the channel chat"), "auth", id="403"),
         ErrorCase(404, _tg(404, "Not Found"), "auth", id="404-bad-token"),
@@ -181,15 +204,21 @@ MASTODON = Profile(
     text_limit=500,
     errors=[
         ErrorCase(
-            429, {"error": "Too many requests"}, "rate_limited",
-            {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": _iso_in(120)}, 120, id="429",
+            429,
+            {"error": "Too many requests"},
+            "rate_limited",
+            {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": _iso_in(120)},
+            120,
+            id="429",
         ),
         ErrorCase(401, {"error": "The access token is invalid"}, "auth", id="401"),
         ErrorCase(403, {"error": "This action is not allowed"}, "auth", id="403"),
         ErrorCase(422, {"error": "Validation failed: Text character limit of 500 exceeded"}, "rejected", id="422"),
         ErrorCase(400, {"error": "A parameter is missing"}, "rejected", id="400"),
         ErrorCase(413, "<html><body>413 Request Entity Too Large</body></html>", "rejected", id="413"),
-        *_server_errors({"error": "We're sorry, but something went wrong on our end."}, {"error": "Service Unavailable"}),
+        *_server_errors(
+            {"error": "We're sorry, but something went wrong on our end."}, {"error": "Service Unavailable"}
+        ),
     ],
 )
 
@@ -203,16 +232,29 @@ BLUESKY = Profile(
     text_limit=300,
     errors=[
         ErrorCase(
-            429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, "rate_limited",
-            {"RateLimit-Limit": "5000", "RateLimit-Remaining": "0", "RateLimit-Reset": str(int(time.time()) + 600),
-             "RateLimit-Policy": "5000;w=3600"}, 600, id="429",
+            429,
+            {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
+            "rate_limited",
+            {
+                "RateLimit-Limit": "5000",
+                "RateLimit-Remaining": "0",
+                "RateLimit-Reset": str(int(time.time()) + 600),
+                "RateLimit-Policy": "5000;w=3600",
+            },
+            600,
+            id="429",
         ),
         ErrorCase(401, {"error": "ExpiredToken", "message": "Token has expired"}, "auth", id="401"),
         ErrorCase(400, {"error": "ExpiredToken", "message": "Token has expired"}, "auth", id="400-ExpiredToken"),
         ErrorCase(403, {"error": "Forbidden", "message": "Forbidden"}, "auth", id="403"),
-        ErrorCase(400, {"error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record"}, "rejected", id="400"),
+        ErrorCase(
+            400, {"error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record"}, "rejected", id="400"
+        ),
         ErrorCase(413, {"error": "PayloadTooLarge", "message": "request entity too large"}, "rejected", id="413"),
-        *_server_errors({"error": "InternalServerError", "message": "Internal Server Error"}, {"error": "UpstreamFailure", "message": "Upstream Failure"}),
+        *_server_errors(
+            {"error": "InternalServerError", "message": "Internal Server Error"},
+            {"error": "UpstreamFailure", "message": "Upstream Failure"},
+        ),
     ],
 )
 

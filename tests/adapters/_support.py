@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 IDEMPOTENCY_KEY = "0123456789abcdef0123456789abcdef"
 
 
@@ -54,8 +53,14 @@ def lay_out(tmp: Path, *, credentials: dict[str, str], document: dict) -> dict[s
 
 
 def job_env(
-    paths: dict[str, Path], *, platform: str, endpoint: str = "", mode: str = "publish", attempt: int = 1,
-    key: str = IDEMPOTENCY_KEY, timeout: float = 5.0,
+    paths: dict[str, Path],
+    *,
+    platform: str,
+    endpoint: str = "",
+    mode: str = "publish",
+    attempt: int = 1,
+    key: str = IDEMPOTENCY_KEY,
+    timeout: float = 5.0,
 ) -> dict[str, str]:
     """Exactly the contract's environment variables."""
     return {
@@ -86,4 +91,3 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-

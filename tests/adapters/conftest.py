@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,9 +32,18 @@ def run_adapter(tmp_path, capsys):
     """Run the adapter in-process, once per call, each in a fresh mount layout."""
     counter = iter(range(1000))
 
-    def run(platform: str, *, credentials: dict[str, str], document: dict | None = None, endpoint: str = "",
-            mode: str = "publish", attempt: int = 1, key: str = IDEMPOTENCY_KEY, timeout: float = 5.0,
-            extra_env: dict[str, str] | None = None) -> Run:
+    def run(
+        platform: str,
+        *,
+        credentials: dict[str, str],
+        document: dict | None = None,
+        endpoint: str = "",
+        mode: str = "publish",
+        attempt: int = 1,
+        key: str = IDEMPOTENCY_KEY,
+        timeout: float = 5.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> Run:
         paths = lay_out(tmp_path / f"run{next(counter)}", credentials=credentials, document=document or payload())
         env = job_env(paths, platform=platform, endpoint=endpoint, mode=mode, attempt=attempt, key=key, timeout=timeout)
         env.update(extra_env or {})
@@ -83,5 +92,3 @@ def mastodon_fake():
 @pytest.fixture
 def bluesky_fake():
     yield from _serve(BlueskyFake())
-
-

@@ -46,12 +46,13 @@ def test_links_and_hashtags_get_facets_with_utf8_byte_offsets(run_adapter, blues
     post = bluesky_fake.posts[0]
     encoded = post["text"].encode()
     spans = {
-        f["features"][0]["$type"].rsplit("#", 1)[1]: encoded[f["index"]["byteStart"]:f["index"]["byteEnd"]].decode()
+        f["features"][0]["$type"].rsplit("#", 1)[1]: encoded[f["index"]["byteStart"] : f["index"]["byteEnd"]].decode()
         for f in post["facets"]
     }
     assert spans == {"link": "https://example.org/blog/herald-1-0", "tag": "#Herald"}
     assert [f["features"][0].get("uri") or f["features"][0].get("tag") for f in post["facets"]] == [
-        "https://example.org/blog/herald-1-0", "Herald",
+        "https://example.org/blog/herald-1-0",
+        "Herald",
     ]
 
 

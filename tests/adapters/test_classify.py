@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -20,19 +20,30 @@ from herald_adapters._classify import (
     retry_after_seconds,
 )
 
-NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     "status,expected",
     [
-        (200, None), (201, None), (202, None), (204, None),
+        (200, None),
+        (201, None),
+        (202, None),
+        (204, None),
         (429, ErrorClass.RATE_LIMITED),
-        (401, ErrorClass.AUTH), (403, ErrorClass.AUTH),
-        (400, ErrorClass.REJECTED), (413, ErrorClass.REJECTED), (422, ErrorClass.REJECTED),
-        (404, ErrorClass.REJECTED), (409, ErrorClass.REJECTED), (301, ErrorClass.REJECTED),
-        (500, ErrorClass.SERVER_ERROR), (502, ErrorClass.SERVER_ERROR), (503, ErrorClass.SERVER_ERROR),
-        (504, ErrorClass.SERVER_ERROR), (408, ErrorClass.SERVER_ERROR),
+        (401, ErrorClass.AUTH),
+        (403, ErrorClass.AUTH),
+        (400, ErrorClass.REJECTED),
+        (413, ErrorClass.REJECTED),
+        (422, ErrorClass.REJECTED),
+        (404, ErrorClass.REJECTED),
+        (409, ErrorClass.REJECTED),
+        (301, ErrorClass.REJECTED),
+        (500, ErrorClass.SERVER_ERROR),
+        (502, ErrorClass.SERVER_ERROR),
+        (503, ErrorClass.SERVER_ERROR),
+        (504, ErrorClass.SERVER_ERROR),
+        (408, ErrorClass.SERVER_ERROR),
     ],
 )
 def test_status_classes(status, expected):
@@ -58,7 +69,11 @@ def _request() -> httpx.Request:
         (httpx.ConnectTimeout("slow"), True, ErrorClass.NETWORK),
         (httpx.ReadTimeout("late"), True, ErrorClass.UNKNOWN_OUTCOME),
         (httpx.ReadError("reset"), True, ErrorClass.UNKNOWN_OUTCOME),
-        (httpx.RemoteProtocolError("Server disconnected without sending a response."), True, ErrorClass.UNKNOWN_OUTCOME),
+        (
+            httpx.RemoteProtocolError("Server disconnected without sending a response."),
+            True,
+            ErrorClass.UNKNOWN_OUTCOME,
+        ),
         (httpx.WriteTimeout("stuck"), True, ErrorClass.UNKNOWN_OUTCOME),
         (httpx.ReadTimeout("late"), False, ErrorClass.NETWORK),
         (httpx.UnsupportedProtocol("ftp"), True, ErrorClass.REJECTED),
@@ -98,8 +113,8 @@ def test_retry_after_never_raises_or_goes_negative(value):
     [
         ("2026-11-23T10:05:00.000Z", NOW + timedelta(minutes=5)),  # Mastodon: ISO 8601
         ("2026-11-23T10:05:00+00:00", NOW + timedelta(minutes=5)),
-        ("1795428300", datetime.fromtimestamp(1795428300, tz=timezone.utc)),  # atproto: Unix time
-        ("1795428300.250", datetime.fromtimestamp(1795428300.25, tz=timezone.utc)),  # Discord: Unix time, float
+        ("1795428300", datetime.fromtimestamp(1795428300, tz=UTC)),  # atproto: Unix time
+        ("1795428300.250", datetime.fromtimestamp(1795428300.25, tz=UTC)),  # Discord: Unix time, float
         ("60", NOW + timedelta(seconds=60)),  # IETF draft: seconds from now
         ("nonsense", None),
         ("", None),
@@ -110,7 +125,9 @@ def test_reset_forms(value, expected):
 
 
 def test_rate_limit_from_mastodon_headers():
-    headers = httpx.Headers({"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "12", "X-RateLimit-Reset": "2026-11-23T10:05:00Z"})
+    headers = httpx.Headers(
+        {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "12", "X-RateLimit-Reset": "2026-11-23T10:05:00Z"}
+    )
     limit = parse_rate_limit(headers, NOW)
     assert limit.remaining == 12
     assert limit.to_json() == {"remaining": 12, "resetAt": "2026-11-23T10:05:00Z"}
@@ -130,9 +147,21 @@ def test_no_rate_limit_headers_means_no_rate_limit():
     assert parse_rate_limit(httpx.Headers({"Content-Type": "application/json"}), NOW) is None
 
 
-@given(st.dictionaries(st.sampled_from(["X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Remaining",
-                                        "RateLimit-Reset", "X-RateLimit-Reset-After", "Retry-After"]),
-                       st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30)))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "X-RateLimit-Reset-After",
+                "Retry-After",
+            ]
+        ),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    )
+)
 def test_header_parsing_never_raises_on_garbage(headers):
     limit = parse_rate_limit(headers, NOW)
     if limit is not None:

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from herald_adapters import ErrorClass, RateLimit, Result
-from herald_adapters import cli
+from herald_adapters import ErrorClass, RateLimit, Result, cli
 from herald_adapters._contract import MAX_RESULT_BYTES
 
 from ._support import job_env, lay_out, payload
@@ -17,7 +16,9 @@ SECRET = "cli-test-secret-value-3141"
 
 @pytest.fixture
 def mounts(tmp_path):
-    return lay_out(tmp_path, credentials={"hmacSecret": SECRET, "unusedKey": "unused-secret-value-2718"}, document=payload())
+    return lay_out(
+        tmp_path, credentials={"hmacSecret": SECRET, "unusedKey": "unused-secret-value-2718"}, document=payload()
+    )
 
 
 def _main(env, capsys):
@@ -56,7 +57,10 @@ def test_endpoint_must_be_http(mounts, capsys):
 
 @pytest.mark.parametrize(
     "content,expected",
-    [("{not json", "invalid payload"), (json.dumps({"publication": {"namespace": "n", "name": "p"}, "target": "t", "content": {}}), "content.text")],
+    [
+        ("{not json", "invalid payload"),
+        (json.dumps({"publication": {"namespace": "n", "name": "p"}, "target": "t", "content": {}}), "content.text"),
+    ],
 )
 def test_unreadable_payload_is_rejected(mounts, capsys, content, expected):
     mounts["payload"].write_text(content)
@@ -84,7 +88,7 @@ def test_crash_after_sending_the_post_reports_unknown_outcome(mounts, capsys, mo
         raise KeyError("parsing the response")
 
     monkeypatch.setitem(cli.PLATFORMS, "webhook", post_then_crash)
-    code, out, err = _main(job_env(mounts, platform="webhook", endpoint=webhook_fake.endpoint), capsys)
+    code, _out, _err = _main(job_env(mounts, platform="webhook", endpoint=webhook_fake.endpoint), capsys)
     assert code == 1
     assert _result(mounts)["errorClass"] == "unknown_outcome"
 
@@ -98,8 +102,12 @@ def test_values_of_unused_secret_keys_are_redacted_too(mounts, capsys, webhook_f
 
 def test_result_always_fits_the_termination_message():
     result = Result(
-        outcome="failed", error_class=ErrorClass.REJECTED, message="x" * 10_000, url="https://e.org/" + "y" * 5000,
-        rate_limit=RateLimit(remaining=0), response_seconds=0.1234,
+        outcome="failed",
+        error_class=ErrorClass.REJECTED,
+        message="x" * 10_000,
+        url="https://e.org/" + "y" * 5000,
+        rate_limit=RateLimit(remaining=0),
+        response_seconds=0.1234,
     )
     text = result.dumps()
     assert len(text.encode()) <= MAX_RESULT_BYTES
@@ -110,12 +118,23 @@ def test_result_always_fits_the_termination_message():
 
 def test_result_uses_the_contract_field_names():
     result = Result(
-        outcome="published", post_id="1", url="https://e.org/1", rate_limit=RateLimit(3), response_seconds=0.2,
-        retry_after_seconds=None, verified=True, message="ok",
+        outcome="published",
+        post_id="1",
+        url="https://e.org/1",
+        rate_limit=RateLimit(3),
+        response_seconds=0.2,
+        retry_after_seconds=None,
+        verified=True,
+        message="ok",
     )
     assert json.loads(result.dumps()) == {
-        "outcome": "published", "postId": "1", "url": "https://e.org/1", "rateLimit": {"remaining": 3},
-        "responseSeconds": 0.2, "verified": True, "message": "ok",
+        "outcome": "published",
+        "postId": "1",
+        "url": "https://e.org/1",
+        "rateLimit": {"remaining": 3},
+        "responseSeconds": 0.2,
+        "verified": True,
+        "message": "ok",
     }
 
 

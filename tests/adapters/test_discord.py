@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tests.platforms.discord import CHANNEL_ID, GUILD_ID
 
@@ -28,7 +28,10 @@ def test_mentions_in_text_never_ping(run_adapter, discord_fake):
 def test_media_become_image_embeds(run_adapter, discord_fake):
     media = [{"url": "https://e.org/a.png", "altText": "A"}, {"url": "https://e.org/b.png"}]
     run_adapter("discord", credentials=discord_fake.credentials(), document=payload("Pics", media=media))
-    assert discord_fake.posts[0]["embeds"] == [{"image": {"url": "https://e.org/a.png"}}, {"image": {"url": "https://e.org/b.png"}}]
+    assert discord_fake.posts[0]["embeds"] == [
+        {"image": {"url": "https://e.org/a.png"}},
+        {"image": {"url": "https://e.org/b.png"}},
+    ]
 
 
 def test_rate_limit_headers_are_reported(run_adapter, discord_fake):
@@ -36,7 +39,7 @@ def test_rate_limit_headers_are_reported(run_adapter, discord_fake):
     rate = run.result["rateLimit"]
     assert rate["remaining"] == 4
     reset = datetime.fromisoformat(rate["resetAt"].replace("Z", "+00:00"))
-    assert 0 <= (reset - datetime.now(timezone.utc)).total_seconds() <= 3
+    assert 0 <= (reset - datetime.now(UTC)).total_seconds() <= 3
 
 
 def test_wrong_webhook_token_is_an_auth_failure(run_adapter, discord_fake):

@@ -38,7 +38,9 @@ def test_example_is_a_secret_and_a_platform_adapter_that_fit_together(example):
     secret, adapter = [d for d in yaml.safe_load_all(example.read_text()) if d]
     assert (secret["apiVersion"], secret["kind"]) == ("v1", "Secret")
     assert (adapter["apiVersion"], adapter["kind"]) == ("herald.dev/v1alpha1", "PlatformAdapter")
-    assert "namespace" not in secret["metadata"] and "namespace" not in adapter["metadata"], "examples are applied with -n"
+    assert "namespace" not in secret["metadata"] and "namespace" not in adapter["metadata"], (
+        "examples are applied with -n"
+    )
     assert _errors(adapter, _schema(ADAPTER), "") == []
     spec = adapter["spec"]
     assert spec["credentialsSecretRef"]["name"] == secret["metadata"]["name"]

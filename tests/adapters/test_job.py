@@ -29,12 +29,22 @@ def _wait_for(probe, timeout: float, what: str):
 
 
 def test_entrypoint_publishes_and_leaves_the_termination_message(tmp_path, mastodon_fake):
-    paths = lay_out(tmp_path, credentials=mastodon_fake.credentials(), document=payload("From the Job", link="https://e.org/1"))
+    paths = lay_out(
+        tmp_path, credentials=mastodon_fake.credentials(), document=payload("From the Job", link="https://e.org/1")
+    )
     env = job_env(paths, platform="mastodon", endpoint=mastodon_fake.url)
     assert set(env) == {
-        "HERALD_PLATFORM", "HERALD_ENDPOINT", "HERALD_ATTEMPT", "HERALD_MODE", "HERALD_IDEMPOTENCY_KEY",
-        "HERALD_PUBLICATION", "HERALD_TARGET", "HERALD_PAYLOAD_FILE", "HERALD_CREDENTIALS_DIR",
-        "HERALD_RESULT_FILE", "HERALD_TIMEOUT_SECONDS",
+        "HERALD_PLATFORM",
+        "HERALD_ENDPOINT",
+        "HERALD_ATTEMPT",
+        "HERALD_MODE",
+        "HERALD_IDEMPOTENCY_KEY",
+        "HERALD_PUBLICATION",
+        "HERALD_TARGET",
+        "HERALD_PAYLOAD_FILE",
+        "HERALD_CREDENTIALS_DIR",
+        "HERALD_RESULT_FILE",
+        "HERALD_TIMEOUT_SECONDS",
     }
     proc = subprocess.run([str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
@@ -48,11 +58,21 @@ def test_entrypoint_publishes_and_leaves_the_termination_message(tmp_path, masto
 
 
 def test_module_entrypoint_fails_with_exit_1_and_a_classified_result(tmp_path, telegram_fake):
-    telegram_fake.fail("sendMessage", 429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 9",
-                                            "parameters": {"retry_after": 9}})
+    telegram_fake.fail(
+        "sendMessage",
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 9",
+            "parameters": {"retry_after": 9},
+        },
+    )
     paths = lay_out(tmp_path, credentials=telegram_fake.credentials(), document=payload())
     env = job_env(paths, platform="telegram", endpoint=telegram_fake.url)
-    proc = subprocess.run([sys.executable, "-m", "herald_adapters"], env=env, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "herald_adapters"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 1, proc.stderr
     result = json.loads(paths["result"].read_text())
     assert result["outcome"] == "failed"
@@ -82,15 +102,21 @@ def test_sigterm_while_waiting_for_the_platform_reports_unknown_outcome(tmp_path
 def test_fake_platform_runs_standalone_for_end_to_end_tests(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.platforms", "--platform", "bluesky", "--host", "127.0.0.1", "--port", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         info = json.loads(server.stdout.readline())
         assert httpx.get(info["url"] + "/_herald/posts").json() == []
         paths = lay_out(tmp_path, credentials=info["credentials"], document=payload("Standalone"))
         proc = subprocess.run(
-            [str(ENTRYPOINT)], env=job_env(paths, platform="bluesky", endpoint=info["endpoint"]),
-            capture_output=True, text=True, timeout=30,
+            [str(ENTRYPOINT)],
+            env=job_env(paths, platform="bluesky", endpoint=info["endpoint"]),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert proc.returncode == 0, proc.stderr
         posts = httpx.get(info["url"] + "/_herald/posts").json()

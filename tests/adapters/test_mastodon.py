@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.platforms import MastodonFake, Script
 
@@ -25,7 +25,7 @@ def test_posts_with_the_idempotency_key_and_reports_the_status(run_adapter, mast
     assert run.result["url"] == post["url"]
     assert run.result["rateLimit"]["remaining"] == 299
     reset = datetime.fromisoformat(run.result["rateLimit"]["resetAt"].replace("Z", "+00:00"))
-    assert timedelta(minutes=4) < reset - datetime.now(timezone.utc) <= timedelta(minutes=5)
+    assert timedelta(minutes=4) < reset - datetime.now(UTC) <= timedelta(minutes=5)
 
 
 def test_media_are_uploaded_with_alt_text_and_waited_for(run_adapter):
@@ -64,7 +64,12 @@ def test_verify_finds_the_earlier_status_by_its_text(run_adapter, mastodon_fake)
     assert first.result["errorClass"] == "unknown_outcome"
     mastodon_fake.add_status("something posted by hand later")
     run = _run(run_adapter, mastodon_fake, document=document, mode="verify", attempt=2)
-    assert run.result == {**run.result, "outcome": "published", "verified": True, "postId": mastodon_fake.posts[0]["id"]}
+    assert run.result == {
+        **run.result,
+        "outcome": "published",
+        "verified": True,
+        "postId": mastodon_fake.posts[0]["id"],
+    }
     assert mastodon_fake.requests_to("statuses")[1:] == []
 
 
@@ -81,7 +86,7 @@ def test_verify_beyond_the_lookup_relies_on_the_idempotency_key(run_adapter, mas
 
 
 def test_verify_ignores_identical_text_older_than_a_day(run_adapter, mastodon_fake):
-    mastodon_fake.add_status("Herald 1.0 is out", created_at=datetime.now(timezone.utc) - timedelta(days=2))
+    mastodon_fake.add_status("Herald 1.0 is out", created_at=datetime.now(UTC) - timedelta(days=2))
     run = _run(run_adapter, mastodon_fake, mode="verify")
     assert run.exit_code == 0
     assert "verified" not in run.result

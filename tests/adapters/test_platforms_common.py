@@ -47,7 +47,7 @@ def test_publishes_once_and_reports_the_post(profile, run_adapter):
 
 
 def _error_cases():
-    for profile, profile_id in zip(ALL, IDS):
+    for profile, profile_id in zip(ALL, IDS, strict=False):
         for case in profile.errors:
             yield pytest.param(profile, case, id=f"{profile_id}-{case.id}")
 
@@ -62,7 +62,9 @@ def test_documented_error_response_is_classified(profile: Profile, case: ErrorCa
         assert run.result["errorClass"] == case.error_class, run.result
         assert fake.posts == []
         if case.retry_after is not None:
-            assert run.result["retryAfterSeconds"] == pytest.approx(case.retry_after, abs=30 if case.retry_after > 60 else 0.5)
+            assert run.result["retryAfterSeconds"] == pytest.approx(
+                case.retry_after, abs=30 if case.retry_after > 60 else 0.5
+            )
         if case.status == 429 and any(k.lower().endswith("ratelimit-remaining") for k in case.headers):
             assert run.result["rateLimit"]["remaining"] == 0
         assert str(case.status) in run.result["message"] or case.status == 200
@@ -76,7 +78,9 @@ def test_unreachable_platform_is_a_network_error(profile, run_adapter):
         closed = closed_port_url()
         endpoint = profile.endpoint(fake).replace(fake.url, closed)
         started = time.monotonic()
-        run = run_against(run_adapter, profile, fake, endpoint=endpoint, credentials=profile.closed_credentials(fake, closed))
+        run = run_against(
+            run_adapter, profile, fake, endpoint=endpoint, credentials=profile.closed_credentials(fake, closed)
+        )
         assert run.exit_code == 1, run.output
         assert run.result["errorClass"] == "network"
         # connect errors are retried in-process, but only briefly
@@ -101,7 +105,10 @@ def test_read_timeout_after_sending_is_unknown_outcome_and_verify_does_not_post_
         if profile.verify_finds_post:
             assert len(fake.posts) == 1, "verify mode posted a second time"
             assert second.result.get("verified") is True
-            assert second.result.get("postId") in (None, *[p.get("id") or p.get("ts") or p.get("uri") for p in fake.posts])
+            assert second.result.get("postId") in (
+                None,
+                *[p.get("id") or p.get("ts") or p.get("uri") for p in fake.posts],
+            )
         else:
             # Documented: this platform offers no way to find the earlier post.
             assert len(fake.posts) == 2
@@ -119,7 +126,7 @@ def test_connection_dropped_after_sending_is_unknown_outcome(profile, run_adapte
         assert run.result["errorClass"] == "unknown_outcome"
 
 
-LIMITED = [(p, i) for p, i in zip(ALL, IDS) if p.text_limit]
+LIMITED = [(p, i) for p, i in zip(ALL, IDS, strict=False) if p.text_limit]
 
 
 @pytest.mark.parametrize("profile", [p for p, _ in LIMITED], ids=[i for _, i in LIMITED])

@@ -32,8 +32,11 @@ def test_short_values_are_not_treated_as_secrets():
     assert redact("abcab") == "abcab"
 
 
-@given(st.text(min_size=4, max_size=40).filter(lambda s: s.strip() == s and len(s) >= 4 and s not in REDACTED),
-       st.text(max_size=40), st.text(max_size=40))
+@given(
+    st.text(min_size=4, max_size=40).filter(lambda s: s.strip() == s and len(s) >= 4 and s not in REDACTED),
+    st.text(max_size=40),
+    st.text(max_size=40),
+)
 def test_a_registered_secret_never_survives(secret, before, after):
     redact = Redactor()
     redact.add(secret)

@@ -8,8 +8,12 @@ from ._support import assert_no_secrets, payload
 
 
 def test_send_message_reports_a_t_me_link(run_adapter, telegram_fake):
-    run = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(),
-                      document=payload("Hi", tags=["release"]))
+    run = run_adapter(
+        "telegram",
+        endpoint=telegram_fake.url,
+        credentials=telegram_fake.credentials(),
+        document=payload("Hi", tags=["release"]),
+    )
     assert run.exit_code == 0, run.output
     [request] = telegram_fake.requests_to("sendMessage")
     assert request.json == {"chat_id": telegram_fake.chat_id, "text": "Hi\n\n#release"}
@@ -25,8 +29,12 @@ def test_private_supergroup_links_use_t_me_c(run_adapter):
 
 
 def test_bot_token_in_the_url_never_reaches_the_logs(run_adapter, telegram_fake):
-    run = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(),
-                      extra_env={"HERALD_LOG_LEVEL": "DEBUG"})
+    run = run_adapter(
+        "telegram",
+        endpoint=telegram_fake.url,
+        credentials=telegram_fake.credentials(),
+        extra_env={"HERALD_LOG_LEVEL": "DEBUG"},
+    )
     assert run.exit_code == 0
     assert run.stderr  # there are logs, just no token in them
     assert_no_secrets(run, telegram_fake.bot_token, telegram_fake.bot_token.split(":")[1])
@@ -34,8 +42,12 @@ def test_bot_token_in_the_url_never_reaches_the_logs(run_adapter, telegram_fake)
 
 def test_media_are_sent_with_send_photo_and_the_text_as_caption(run_adapter, telegram_fake):
     media = [{"url": "https://e.org/cover.png", "altText": "cover"}]
-    run = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(),
-                      document=payload("Caption text", media=media))
+    run = run_adapter(
+        "telegram",
+        endpoint=telegram_fake.url,
+        credentials=telegram_fake.credentials(),
+        document=payload("Caption text", media=media),
+    )
     assert run.exit_code == 0, run.output
     assert telegram_fake.posts[0]["method"] == "sendPhoto"
     assert telegram_fake.posts[0]["photoUrl"] == "https://e.org/cover.png"
@@ -44,46 +56,65 @@ def test_media_are_sent_with_send_photo_and_the_text_as_caption(run_adapter, tel
 
 def test_caption_over_1024_is_rejected_and_truncated_on_request(run_adapter, telegram_fake):
     media = [{"url": "https://e.org/cover.png"}]
-    run = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(),
-                      document=payload("c" * 1025, media=media))
+    run = run_adapter(
+        "telegram",
+        endpoint=telegram_fake.url,
+        credentials=telegram_fake.credentials(),
+        document=payload("c" * 1025, media=media),
+    )
     assert run.result["errorClass"] == "rejected"
     assert "caption" in run.result["message"] and "1024" in run.result["message"]
     assert telegram_fake.requests == []
-    run = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(),
-                      document=payload("c" * 1025, media=media, truncate=True))
+    run = run_adapter(
+        "telegram",
+        endpoint=telegram_fake.url,
+        credentials=telegram_fake.credentials(),
+        document=payload("c" * 1025, media=media, truncate=True),
+    )
     assert run.exit_code == 0
     assert len(telegram_fake.posts[0]["caption"]) == 1024
 
 
 def test_length_is_measured_in_utf16_units(run_adapter, telegram_fake):
-    ok = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(),
-                     document=payload("😀" * 2048))
+    ok = run_adapter(
+        "telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(), document=payload("😀" * 2048)
+    )
     assert ok.exit_code == 0, ok.output
-    too_long = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(),
-                           document=payload("😀" * 2049))
+    too_long = run_adapter(
+        "telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials(), document=payload("😀" * 2049)
+    )
     assert too_long.result["errorClass"] == "rejected"
     assert len(telegram_fake.posts) == 1
 
 
 def test_unknown_token_and_malformed_token_are_auth_failures(run_adapter, telegram_fake):
     for token in ("999999:wrongTokenValue_0000", "malformedtokenvalue"):
-        run = run_adapter("telegram", endpoint=telegram_fake.url, credentials={"botToken": token, "chatId": telegram_fake.chat_id})
+        run = run_adapter(
+            "telegram", endpoint=telegram_fake.url, credentials={"botToken": token, "chatId": telegram_fake.chat_id}
+        )
         assert run.result["errorClass"] == "auth", run.result
         assert_no_secrets(run, token)
 
 
 def test_unknown_chat_is_rejected(run_adapter, telegram_fake):
-    run = run_adapter("telegram", endpoint=telegram_fake.url, credentials={"botToken": telegram_fake.bot_token, "chatId": "-100999"})
+    run = run_adapter(
+        "telegram", endpoint=telegram_fake.url, credentials={"botToken": telegram_fake.bot_token, "chatId": "-100999"}
+    )
     assert run.result["errorClass"] == "rejected"
     assert "chat not found" in run.result["message"]
 
 
 def test_group_migrated_to_supergroup_says_which_chat_to_use(run_adapter, telegram_fake):
-    telegram_fake.fail("sendMessage", 400, {
-        "ok": False, "error_code": 400,
-        "description": "Bad Request: group chat was upgraded to a supergroup chat",
-        "parameters": {"migrate_to_chat_id": -1009876543210},
-    })
+    telegram_fake.fail(
+        "sendMessage",
+        400,
+        {
+            "ok": False,
+            "error_code": 400,
+            "description": "Bad Request: group chat was upgraded to a supergroup chat",
+            "parameters": {"migrate_to_chat_id": -1009876543210},
+        },
+    )
     run = run_adapter("telegram", endpoint=telegram_fake.url, credentials=telegram_fake.credentials())
     assert run.result["errorClass"] == "rejected"
     assert "-1009876543210" in run.result["message"]

@@ -85,7 +85,9 @@ def test_utf8_offsets():
 
 
 def test_compose_appends_the_link_and_missing_hashtags_once():
-    content = Content(text="Herald is out #Release", link="https://e.org/x", tags=["release", "#kubernetes", "two words"])
+    content = Content(
+        text="Herald is out #Release", link="https://e.org/x", tags=["release", "#kubernetes", "two words"]
+    )
     body, suffix = compose(content, hashtags=True)
     assert body + suffix == "Herald is out #Release\n\nhttps://e.org/x\n\n#kubernetes #twowords"
     assert compose(content, hashtags=False) == ("Herald is out #Release", "\n\nhttps://e.org/x")

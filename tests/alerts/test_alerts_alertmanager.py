@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from herald.alerts import AlertKey, events
-
 from tests.monitoring.servers import AlertmanagerServer, wait_until
 
 from .helpers import config, running, sent, unique

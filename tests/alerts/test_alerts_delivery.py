@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 
 import pytest
+
 from herald.alerts import Alerter, AlertEvent, AlertKey, Severity, events, verify_signature
 
 from .helpers import config, running, sent, unique

@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from herald.alerts import (
     AlertEvent,
     AlertKey,
@@ -32,8 +35,6 @@ from herald.alerts.formatting import (
     webhook_payload,
 )
 from herald.redact import redact as pattern_redact
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

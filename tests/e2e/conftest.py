@@ -6,18 +6,22 @@ tests/cluster/realnode/up.sh (`make cluster-up NODE=real`). Tests that need it t
 (images included) when it is missing; it never skips. Pods choose it with the label and
 tolerate its taint (`on_real_node`); every other pod keeps landing on the kwok nodes.
 """
+
 from __future__ import annotations
 
 import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import pytest
 
+# Fixtures these tests share with the integration and monitoring suites.
+from tests.integration.conftest import crds, herald  # noqa: F401
+from tests.monitoring.fixtures import alertmanager_factory, monitoring_binaries, prometheus_factory  # noqa: F401
 from tests.support.cluster import ROOT
 from tests.support.waiting import watch_until
 
@@ -75,7 +79,10 @@ def on_real_node(spec: dict) -> dict:
     """A pod spec that lands on the real node: its label, and a toleration for its taint."""
     spec = dict(spec)
     spec["nodeSelector"] = {**spec.get("nodeSelector", {}), REAL_NODE_LABEL: "real"}
-    spec["tolerations"] = [*spec.get("tolerations", []), {"key": REAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}]
+    spec["tolerations"] = [
+        *spec.get("tolerations", []),
+        {"key": REAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"},
+    ]
     return spec
 
 
@@ -88,8 +95,11 @@ def run_pod(api, namespace, real_node) -> Callable[..., dict]:
     # A pod is refused until the controller-manager has made the namespace's default
     # ServiceAccount.
     watch_until(
-        core.list_namespaced_service_account, lambda sa: sa["metadata"]["name"] == "default",
-        timeout=60, what=f"the default ServiceAccount in {namespace}", namespace=namespace,
+        core.list_namespaced_service_account,
+        lambda sa: sa["metadata"]["name"] == "default",
+        timeout=60,
+        what=f"the default ServiceAccount in {namespace}",
+        namespace=namespace,
     )
 
     def run(name: str, spec: dict, timeout: float = 120, metadata: dict | None = None) -> dict:

@@ -7,6 +7,7 @@ the bridge gateway.
 The `real_node` fixture (tests/e2e/conftest.py) brings the node, and the images, up when
 they are missing; nothing here skips.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -43,7 +44,8 @@ class Release:
 
     def operator_pods(self) -> list:
         return self.herald.core.list_namespaced_pod(
-            self.namespace, label_selector=f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=operator"
+            self.namespace,
+            label_selector=f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=operator",
         ).items
 
     def diagnostics(self, publication: str | None = None) -> str:
@@ -51,23 +53,32 @@ class Release:
         publication's status, its attempt pods, the namespace's events."""
         out = []
         for pod in self.operator_pods():
-            out.append(f"operator pod {pod.metadata.name} on {pod.spec.node_name}: phase={pod.status.phase} "
-                       f"statuses={pod.status.container_statuses}")
+            out.append(
+                f"operator pod {pod.metadata.name} on {pod.spec.node_name}: phase={pod.status.phase} "
+                f"statuses={pod.status.container_statuses}"
+            )
             log = self.cluster.kubectl("logs", "-n", self.namespace, pod.metadata.name, "--tail=80", check=False)
             out.append(f"operator log (tail):\n{log.stdout}{log.stderr}")
         if publication:
             try:
                 out.append(f"publication status: {self.herald.get_publication(publication).get('status')}")
-            except Exception as e:  # noqa: BLE001 - diagnostics only
+            except Exception as e:
                 out.append(f"publication {publication}: {e}")
             pods = self.herald.core.list_namespaced_pod(
-                self.namespace, label_selector=f"herald.dev/publication={publication}").items
+                self.namespace, label_selector=f"herald.dev/publication={publication}"
+            ).items
             for pod in pods:
-                out.append(f"attempt pod {pod.metadata.name} on {pod.spec.node_name}: phase={pod.status.phase} "
-                           f"statuses={pod.status.container_statuses}")
+                out.append(
+                    f"attempt pod {pod.metadata.name} on {pod.spec.node_name}: phase={pod.status.phase} "
+                    f"statuses={pod.status.container_statuses}"
+                )
         events = self.herald.core.list_namespaced_event(self.namespace).items
-        out.append("events:\n" + "\n".join(
-            f"  {e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}" for e in events[-40:]))
+        out.append(
+            "events:\n"
+            + "\n".join(
+                f"  {e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}" for e in events[-40:]
+            )
+        )
         return "\n".join(out)
 
 
@@ -89,9 +100,16 @@ def release(cluster, api, real_node) -> Iterator[Release]:
         # cluster that has older copies from an earlier run gets the current ones.
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
         for crd in ("publications.herald.dev", "platformadapters.herald.dev"):
-            wait_until(lambda: cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=5s",
-                                               check=False).returncode == 0,
-                       timeout=60, what=f"CRD {crd} Established")
+            wait_until(
+                lambda: (
+                    cluster.kubectl(
+                        "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=5s", check=False
+                    ).returncode
+                    == 0
+                ),
+                timeout=60,
+                what=f"CRD {crd} Established",
+            )
         values = {
             "watchNamespaces": [namespace],
             "image.repository": "herald-operator",
@@ -101,27 +119,42 @@ def release(cluster, api, real_node) -> Iterator[Release]:
             "nodeSelector": ON_REAL_NODE["nodeSelector"],
             "tolerations": ON_REAL_NODE["tolerations"],
         }
-        out = helm("install", name, str(CHART), "--namespace", namespace, *set_args(values),
-                   kubeconfig=cluster.kubeconfig).stdout
+        out = helm(
+            "install", name, str(CHART), "--namespace", namespace, *set_args(values), kubeconfig=cluster.kubeconfig
+        ).stdout
         installed = True
         assert "STATUS: deployed" in out and f"The operator watches: {namespace}" in out, out
         try:
             watch_until(
                 apps.list_namespaced_deployment,
-                lambda d: d["metadata"]["name"] == name
-                and d["status"].get("observedGeneration", 0) >= d["metadata"]["generation"]
-                and d["status"].get("availableReplicas") == 1
-                and any(c["type"] == "Available" and c["status"] == "True" for c in d["status"].get("conditions", [])),
-                timeout=AVAILABLE_TIMEOUT, what=f"deployment {namespace}/{name} Available",
-                namespace=namespace, field_selector=f"metadata.name={name}",
+                lambda d: (
+                    d["metadata"]["name"] == name
+                    and d["status"].get("observedGeneration", 0) >= d["metadata"]["generation"]
+                    and d["status"].get("availableReplicas") == 1
+                    and any(
+                        c["type"] == "Available" and c["status"] == "True" for c in d["status"].get("conditions", [])
+                    )
+                ),
+                timeout=AVAILABLE_TIMEOUT,
+                what=f"deployment {namespace}/{name} Available",
+                namespace=namespace,
+                field_selector=f"metadata.name={name}",
             )
         except Timeout as e:
             raise AssertionError(f"{e}\n{rel.diagnostics()}") from None
         yield rel
     finally:
         if installed:
-            helm("uninstall", name, "--namespace", namespace, "--wait", kubeconfig=cluster.kubeconfig,
-                 check=False, timeout=180)
+            helm(
+                "uninstall",
+                name,
+                "--namespace",
+                namespace,
+                "--wait",
+                kubeconfig=cluster.kubeconfig,
+                check=False,
+                timeout=180,
+            )
         core.delete_namespace(namespace, propagation_policy="Background")
 
 
@@ -141,7 +174,8 @@ def _adapter(release: Release, mastodon: MastodonFake, name: str) -> str:
     land on the real node; no image: the chart's default adapter image."""
     port = urlsplit(mastodon.url).port  # bound to 0.0.0.0:<port>
     release.herald.core.create_namespaced_secret(
-        release.namespace, {"metadata": {"name": f"{name}-credentials"}, "stringData": mastodon.credentials()})
+        release.namespace, {"metadata": {"name": f"{name}-credentials"}, "stringData": mastodon.credentials()}
+    )
     release.herald.adapter(
         name,
         platform="mastodon",
@@ -157,15 +191,19 @@ def _adapter(release: Release, mastodon: MastodonFake, name: str) -> str:
 def _wait_published(release: Release, name: str) -> dict:
     try:
         return release.herald.wait_publication(
-            name, lambda o: (o.get("status") or {}).get("phase") in ("Published", "Failed"),
-            timeout=PUBLISH_TIMEOUT, what=f"publication {name} to finish")
+            name,
+            lambda o: (o.get("status") or {}).get("phase") in ("Published", "Failed"),
+            timeout=PUBLISH_TIMEOUT,
+            what=f"publication {name} to finish",
+        )
     except Timeout as e:
         raise AssertionError(f"{e}\n{release.diagnostics(name)}") from None
 
 
 def _attempt_pods(release: Release, publication: str) -> list:
     return release.herald.core.list_namespaced_pod(
-        release.namespace, label_selector=f"herald.dev/publication={publication}").items
+        release.namespace, label_selector=f"herald.dev/publication={publication}"
+    ).items
 
 
 def test_operator_runs_from_the_chart_on_the_real_node(release):

@@ -9,25 +9,20 @@ real Prometheus.
 
 These run on the kwok nodes only (no real node needed).
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.conftest import crds, herald  # noqa: F401 - fixtures
 from tests.monitoring.dashboard import panel_queries
-from tests.monitoring.fixtures import (  # noqa: F401 - fixtures
-    alertmanager_factory,
-    monitoring_binaries,
-    prometheus_factory,
-)
 from tests.monitoring.receivers import RecordingReceiver
 from tests.monitoring.servers import REPO_ROOT, RULES_FILE, prometheus_config
 from tests.support.herald import fate, result
@@ -50,7 +45,7 @@ def receiver():
 
 
 @pytest.fixture
-def start_operator(cluster, namespace, crds, tmp_path):  # noqa: F811 - crds is a fixture
+def start_operator(cluster, namespace, crds, tmp_path):
     """``start(env=None)`` -> a running OperatorProcess for the test namespace; stopped at teardown."""
     started: list[OperatorProcess] = []
 
@@ -81,16 +76,22 @@ def _value(prom, expr: str) -> float | None:
 
 
 def _scraping(prom, port: int) -> None:
-    wait_until(lambda: any(t["health"] == "up" and t["scrapeUrl"].endswith(f":{port}/metrics")
-                           for t in prom.targets()),
-               timeout=30, what=f"Prometheus scraping the operator on :{port}")
+    wait_until(
+        lambda: any(t["health"] == "up" and t["scrapeUrl"].endswith(f":{port}/metrics") for t in prom.targets()),
+        timeout=30,
+        what=f"Prometheus scraping the operator on :{port}",
+    )
 
 
-def _herald_prometheus(prometheus_factory, operator: OperatorProcess, **kw):  # noqa: F811
-    prom = prometheus_factory(prometheus_config(
-        scrape_targets={SCRAPE_JOB: [f"127.0.0.1:{operator.metrics_port}"]},
-        scrape_interval="1s", evaluation_interval="1s", **kw,
-    ))
+def _herald_prometheus(prometheus_factory, operator: OperatorProcess, **kw):
+    prom = prometheus_factory(
+        prometheus_config(
+            scrape_targets={SCRAPE_JOB: [f"127.0.0.1:{operator.metrics_port}"]},
+            scrape_interval="1s",
+            evaluation_interval="1s",
+            **kw,
+        )
+    )
     _scraping(prom, operator.metrics_port)
     return prom
 
@@ -105,35 +106,68 @@ def _wait_series(prom, selector: str, timeout: float = 30) -> None:
 
 def _alerts_config(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "herald-alerts.yaml"
-    path.write_text(yaml.safe_dump({
-        "retry": {"attempts": 1, "initialBackoffSeconds": 0.1, "maxBackoffSeconds": 0.1},
-        "channels": [{"type": "webhook", "name": "audit", "url": url + "/herald",
-                      "secret": "a-test-secret-of-enough-length", "minSeverity": "warning"}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "retry": {"attempts": 1, "initialBackoffSeconds": 0.1, "maxBackoffSeconds": 0.1},
+                "channels": [
+                    {
+                        "type": "webhook",
+                        "name": "audit",
+                        "url": url + "/herald",
+                        "secret": "a-test-secret-of-enough-length",
+                        "minSeverity": "warning",
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
-def test_every_dashboard_panel_has_data(start_operator, herald, namespace, prometheus_factory,  # noqa: F811
-                                        receiver, tmp_path):
+def test_every_dashboard_panel_has_data(
+    start_operator,
+    herald,
+    namespace,
+    prometheus_factory,
+    receiver,
+    tmp_path,
+):
     operator = start_operator(env={"HERALD_ALERTS_CONFIG": str(_alerts_config(tmp_path, receiver.url))})
-    reset_at = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reset_at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     rate_limit = {"remaining": 250, "resetAt": reset_at}
     ok = result(postId="1", url="https://example.social/@h/1", responseSeconds=0.2, rateLimit=rate_limit)
 
     def failing_first(error_class: str) -> dict[str, str]:
         # Attempt 1 fails with error_class, every later attempt is published; each pod runs 1s so
         # that a concurrency of 1 makes the others queue.
-        return fate(result("failed", errorClass=error_class, message=f"simulated {error_class}",
-                           responseSeconds=0.4, rateLimit={"remaining": 249, "resetAt": reset_at}),
-                    exit_code=1, fail_attempts="1", success=ok, duration="1s")
+        return fate(
+            result(
+                "failed",
+                errorClass=error_class,
+                message=f"simulated {error_class}",
+                responseSeconds=0.4,
+                rateLimit={"remaining": 249, "resetAt": reset_at},
+            ),
+            exit_code=1,
+            fail_attempts="1",
+            success=ok,
+            duration="1s",
+        )
 
-    herald.adapter("main", annotations=failing_first("server_error"), concurrency=1,
-                   retryPolicy={"backoff": {"initial": "1s", "max": "2s", "jitter": 0}},
-                   circuitBreaker={"failureThreshold": 50})
+    herald.adapter(
+        "main",
+        annotations=failing_first("server_error"),
+        concurrency=1,
+        retryPolicy={"backoff": {"initial": "1s", "max": "2s", "jitter": 0}},
+        circuitBreaker={"failureThreshold": 50},
+    )
     # A second adapter whose platform is down: its breaker opens at the first failure.
-    herald.adapter("down", annotations=fate(result("failed", errorClass="server_error", message="HTTP 503"),
-                                            exit_code=1),
-                   circuitBreaker={"failureThreshold": 1, "cooldown": "10m", "maxCooldown": "30m"})
+    herald.adapter(
+        "down",
+        annotations=fate(result("failed", errorClass="server_error", message="HTTP 503"), exit_code=1),
+        circuitBreaker={"failureThreshold": 1, "cooldown": "10m", "maxCooldown": "30m"},
+    )
     main, down = f"{namespace}/main", f"{namespace}/down"
     prom = _herald_prometheus(prometheus_factory, operator)
     # The adapters' zero series are scraped before anything happens, so rate() sees every change.
@@ -156,9 +190,14 @@ def test_every_dashboard_panel_has_data(start_operator, herald, namespace, prome
     for i in range(2):
         herald.wait_phase(f"wave2-{i}", "Published", timeout=60)
     # The operator's own alerts went out (dead letter, circuit open): herald_alerts_sent_total.
-    wait_until(lambda: {json.loads(r.body).get("alertname") for r in receiver.requests}
-               >= {"HeraldPublicationDeadLettered", "HeraldAdapterCircuitOpen"},
-               timeout=30, what="the operator's own alerts at the webhook")
+    wait_until(
+        lambda: (
+            {json.loads(r.body).get("alertname") for r in receiver.requests}
+            >= {"HeraldPublicationDeadLettered", "HeraldAdapterCircuitOpen"}
+        ),
+        timeout=30,
+        what="the operator's own alerts at the webhook",
+    )
 
     # The scenario really happened, as Prometheus saw it.
     checks = {
@@ -171,8 +210,11 @@ def test_every_dashboard_panel_has_data(start_operator, herald, namespace, prome
         'sum(herald_alerts_sent_total{result="sent"})': lambda v: v >= 2,
     }
     for expr, ok_ in checks.items():
-        wait_until(lambda: (v := _value(prom, expr)) is not None and ok_(v), timeout=30,
-                   what=f"{expr} (last {_value(prom, expr)})")
+        wait_until(
+            lambda: (v := _value(prom, expr)) is not None and ok_(v),
+            timeout=30,
+            what=f"{expr} (last {_value(prom, expr)})",
+        )
 
     # Every query of every panel, for the adapter and for All: data, and at least one number.
     queries = panel_queries(adapter=main) + panel_queries()
@@ -196,9 +238,10 @@ def _alertmanager_config(receiver_url: str) -> dict:
     example = yaml.safe_load(EXAMPLE_ALERTMANAGER.read_text())
     route = copy.deepcopy(example["route"])
     route.update(group_wait="1s", group_interval="1s", repeat_interval="1h")
-    receivers = [{"name": r["name"],
-                  "webhook_configs": [{"url": f"{receiver_url}/{r['name']}", "send_resolved": True}]}
-                 for r in example["receivers"]]
+    receivers = [
+        {"name": r["name"], "webhook_configs": [{"url": f"{receiver_url}/{r['name']}", "send_resolved": True}]}
+        for r in example["receivers"]
+    ]
     return {"route": route, "inhibit_rules": copy.deepcopy(example["inhibit_rules"]), "receivers": receivers}
 
 
@@ -209,38 +252,58 @@ def _firing(receiver: RecordingReceiver, path: str, adapter: str) -> dict | None
         payload = req.json()
         for alert in payload.get("alerts", []):
             labels = alert["labels"]
-            if (labels.get("alertname") == "HeraldHighErrorRate" and labels.get("severity") == "critical"
-                    and labels.get("adapter") == adapter and alert.get("status") == "firing"):
+            if (
+                labels.get("alertname") == "HeraldHighErrorRate"
+                and labels.get("severity") == "critical"
+                and labels.get("adapter") == adapter
+                and alert.get("status") == "firing"
+            ):
                 return payload
     return None
 
 
-def test_failure_storm_pages_through_alertmanager(start_operator, herald, namespace, prometheus_factory,  # noqa: F811
-                                                  alertmanager_factory, receiver):  # noqa: F811
+def test_failure_storm_pages_through_alertmanager(
+    start_operator,
+    herald,
+    namespace,
+    prometheus_factory,
+    alertmanager_factory,
+    receiver,
+):
     operator = start_operator()
     am = alertmanager_factory(_alertmanager_config(receiver.url))
     # `rejected` is final (no retry) and does not count towards the circuit breaker, so the adapter
     # stays available and HeraldPlatformDown cannot inhibit the error-rate alert.
-    herald.adapter("storm", annotations=fate(result("failed", errorClass="rejected", message="HTTP 422"),
-                                             exit_code=1),
-                   concurrency=5, circuitBreaker={"failureThreshold": 100})
+    herald.adapter(
+        "storm",
+        annotations=fate(result("failed", errorClass="rejected", message="HTTP 422"), exit_code=1),
+        concurrency=5,
+        circuitBreaker={"failureThreshold": 100},
+    )
     adapter = f"{namespace}/storm"
     prom = _herald_prometheus(prometheus_factory, operator, rule_files=[RULES_FILE], alertmanagers=[am.address])
     _wait_series(prom, f'herald_attempts_total{{adapter="{adapter}",result="failed",error_class="rejected"}}')
-    wait_until(lambda: prom.query(f'sum(rate(herald_attempts_total{{adapter="{adapter}"}}[5m]))'),
-               timeout=30, what="the error-rate denominator")
+    wait_until(
+        lambda: prom.query(f'sum(rate(herald_attempts_total{{adapter="{adapter}"}}[5m]))'),
+        timeout=30,
+        what="the error-rate denominator",
+    )
 
     for i in range(20):
         herald.publication(f"storm-{i}", ["storm"])
     for i in range(20):
         herald.wait_phase(f"storm-{i}", "Failed", timeout=60)
 
-    prom.wait_for_alert("HeraldHighErrorRate", state="pending", labels={"adapter": adapter, "severity": "critical"},
-                        timeout=30)
+    prom.wait_for_alert(
+        "HeraldHighErrorRate", state="pending", labels={"adapter": adapter, "severity": "critical"}, timeout=30
+    )
     prom.wait_for_alert("HeraldHighErrorRate", labels={"adapter": adapter, "severity": "critical"}, timeout=120)
     # Critical: the on-call receiver, and (via the last route) the generic webhook too.
-    payload = wait_until(lambda: _firing(receiver, "/herald-oncall", adapter), timeout=60,
-                         what="HeraldHighErrorRate at the herald-oncall webhook")
+    payload = wait_until(
+        lambda: _firing(receiver, "/herald-oncall", adapter),
+        timeout=60,
+        what="HeraldHighErrorRate at the herald-oncall webhook",
+    )
     assert payload["status"] == "firing"
     assert payload["receiver"] == "herald-oncall"
     assert payload["groupLabels"] == {"alertname": "HeraldHighErrorRate", "adapter": adapter}
@@ -250,6 +313,9 @@ def test_failure_storm_pages_through_alertmanager(start_operator, herald, namesp
     assert adapter in alert["annotations"]["description"]
     # The warning of the same alert and adapter is inhibited by the critical one.
     assert all(a["labels"]["severity"] == "critical" for a in payload["alerts"]), payload["alerts"]
-    generic = wait_until(lambda: _firing(receiver, "/herald-webhook", adapter), timeout=30,
-                         what="HeraldHighErrorRate at the herald-webhook webhook")
+    generic = wait_until(
+        lambda: _firing(receiver, "/herald-webhook", adapter),
+        timeout=30,
+        what="HeraldHighErrorRate at the herald-webhook webhook",
+    )
     assert generic["receiver"] == "herald-webhook"

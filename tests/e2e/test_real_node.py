@@ -3,6 +3,7 @@ network (CNI bridge) and Service routing (kube-proxy), next to the kwok nodes.
 
 The `real_node` fixture brings the node up when it is missing (tests/e2e/conftest.py).
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,8 +51,9 @@ def test_adapter_image_runs_on_the_real_node(real_node, run_pod, pod_logs):
                         "args": [
                             "herald-adapter --help && "
                             "python3 -c 'import json, os, sys, herald_adapters; "
-                            "print(json.dumps({\"uid\": os.getuid(), \"python\": sys.version.split()[0]}))' && "
-                            "printf '{\"outcome\": \"published\", \"message\": \"from the real node\"}' > /dev/termination-log"
+                            'print(json.dumps({"uid": os.getuid(), "python": sys.version.split()[0]}))\' && '
+                            'printf \'{"outcome": "published", "message": "from the real node"}\' '
+                            "> /dev/termination-log"
                         ],
                     }
                 )
@@ -82,7 +84,9 @@ def test_pod_reaches_a_server_on_the_host(real_node, run_pod, pod_logs, host_ser
         "reach-host",
         {
             "automountServiceAccountToken": False,
-            "containers": [_restricted({"name": "c", "image": ADAPTER_IMAGE, "command": ["python3", "-c", script, *urls]})],
+            "containers": [
+                _restricted({"name": "c", "image": ADAPTER_IMAGE, "command": ["python3", "-c", script, *urls]})
+            ],
         },
     )
     logs = pod_logs("reach-host")

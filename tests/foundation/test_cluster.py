@@ -1,4 +1,5 @@
 """The local cluster behaves like Kubernetes: CRDs, Jobs on kwok nodes, simulated pod fates, RBAC."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def _finished_job(api, namespace: str, name: str) -> dict:
     batch = client.BatchV1Api(api)
     return watch_until(
         batch.list_namespaced_job,
-        lambda j: j["metadata"]["name"] == name
-        and (_condition(j, "Complete") == "True" or _condition(j, "Failed") == "True"),
+        lambda j: (
+            j["metadata"]["name"] == name and (_condition(j, "Complete") == "True" or _condition(j, "Failed") == "True")
+        ),
         timeout=60,
         what=f"job {name} to finish",
         namespace=namespace,

@@ -1,11 +1,13 @@
 """Running helm on the chart and reading what it renders."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -20,13 +22,15 @@ def helm_bin() -> str:
     found = shutil.which("helm")
     if found:
         return found
-    bin_dir = subprocess.run([str(ROOT / "tests" / "cluster" / "build-tools.sh"), "paths"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    bin_dir = subprocess.run(
+        [str(ROOT / "tests" / "cluster" / "build-tools.sh"), "paths"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return str(Path(bin_dir) / "helm")
 
 
-def helm(*args: str, check: bool = True, kubeconfig: str | None = None,
-         timeout: float = 120) -> subprocess.CompletedProcess:
+def helm(
+    *args: str, check: bool = True, kubeconfig: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     if kubeconfig:
         env["KUBECONFIG"] = kubeconfig
@@ -48,14 +52,23 @@ def set_args(values: dict[str, Any] | None = None, sets: Iterable[str] = ()) -> 
     return args
 
 
-def template_text(release: str = "herald", namespace: str = "herald-system", values: dict[str, Any] | None = None,
-                  sets: Iterable[str] = (), extra: Iterable[str] = ()) -> str:
-    return helm("template", release, str(CHART), "--namespace", namespace,
-                *set_args(values, sets), *extra).stdout
+def template_text(
+    release: str = "herald",
+    namespace: str = "herald-system",
+    values: dict[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    extra: Iterable[str] = (),
+) -> str:
+    return helm("template", release, str(CHART), "--namespace", namespace, *set_args(values, sets), *extra).stdout
 
 
-def render(release: str = "herald", namespace: str = "herald-system", values: dict[str, Any] | None = None,
-           sets: Iterable[str] = (), extra: Iterable[str] = ()) -> list[dict]:
+def render(
+    release: str = "herald",
+    namespace: str = "herald-system",
+    values: dict[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    extra: Iterable[str] = (),
+) -> list[dict]:
     """The rendered objects (templates only, not crds/), parsed."""
     text = template_text(release, namespace, values, sets, extra)
     return [d for d in yaml.safe_load_all(text) if d]
@@ -68,9 +81,12 @@ class Objects(list):
         return [o for o in self if o["kind"] == kind]
 
     def one(self, kind: str, name: str | None = None, namespace: str | None = None) -> dict:
-        found = [o for o in self.of(kind)
-                 if (name is None or o["metadata"]["name"] == name)
-                 and (namespace is None or o["metadata"].get("namespace") == namespace)]
+        found = [
+            o
+            for o in self.of(kind)
+            if (name is None or o["metadata"]["name"] == name)
+            and (namespace is None or o["metadata"].get("namespace") == namespace)
+        ]
         assert len(found) == 1, f"{len(found)} {kind} named {name!r} in {namespace!r}: {[o['metadata'] for o in found]}"
         return found[0]
 

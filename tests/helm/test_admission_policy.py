@@ -1,6 +1,7 @@
 """The herald.dev/redrive admission policy on a real API server: crds/policies/herald-redrive-policy.yaml and the
 chart's templates/admission-policy.yaml refuse a Publication whose annotation is longer than 1024 characters
 (status.observedRedrive holds at most that), with a message naming the annotation."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ import pytest
 from tests.helm.chart import CHART, helm, set_args
 from tests.integration.conftest import crds  # noqa: F401 - the fixture
 from tests.support.cluster import unique_name
-from tests.support.legacy_crds import (POLICY_FILE, REDRIVE, dry_run, install_redrive_policy, redrive_policy_disabled,
-                                       redrive_policy_enforced, redrive_probe, uninstall_redrive_policy)
+from tests.support.legacy_crds import (
+    POLICY_FILE,
+    REDRIVE,
+    dry_run,
+    install_redrive_policy,
+    redrive_policy_disabled,
+    redrive_policy_enforced,
+    redrive_probe,
+    uninstall_redrive_policy,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -20,9 +29,16 @@ NAMED = f"metadata.annotations[{REDRIVE}] must be at most 1024 characters"
 
 def chart_policy(namespace: str, values: dict | None = None) -> str:
     """The chart's policy and binding for a release watching ``namespace`` (unless ``values`` say otherwise)."""
-    return helm("template", unique_name("h"), str(CHART), "--namespace", namespace,
-                *set_args({"watchNamespaces": [namespace], **(values or {})}),
-                "--show-only", "templates/admission-policy.yaml").stdout
+    return helm(
+        "template",
+        unique_name("h"),
+        str(CHART),
+        "--namespace",
+        namespace,
+        *set_args({"watchNamespaces": [namespace], **(values or {})}),
+        "--show-only",
+        "templates/admission-policy.yaml",
+    ).stdout
 
 
 @pytest.fixture(params=["crds/policies", "chart"])
@@ -50,8 +66,9 @@ def test_a_long_redrive_annotation_is_refused_naming_it(cluster, namespace, poli
     out = _create(cluster, namespace, redrive_probe(12, "short"), *mode)
     assert out.returncode == 0, out.stderr
     # An update that makes it too long is refused too, and the object keeps its value.
-    out = cluster.kubectl("annotate", "--overwrite", "-n", namespace, "publication/short", f"{REDRIVE}={'x' * 2048}",
-                          check=False)
+    out = cluster.kubectl(
+        "annotate", "--overwrite", "-n", namespace, "publication/short", f"{REDRIVE}={'x' * 2048}", check=False
+    )
     assert out.returncode != 0 and NAMED in out.stderr, out.stderr
     stored = json.loads(cluster.kubectl("get", "publication/short", "-n", namespace, "-o", "json").stdout)
     assert stored["metadata"]["annotations"][REDRIVE] == "r" * 12
@@ -66,11 +83,13 @@ def test_an_object_from_before_the_policy_can_still_be_updated(cluster, namespac
     assert redrive_policy_enforced(cluster, namespace)
     out = cluster.kubectl("label", "-n", namespace, "publication/from-before", "herald.dev/touched=yes", check=False)
     assert out.returncode == 0, out.stderr
-    out = cluster.kubectl("annotate", "--overwrite", "-n", namespace, "publication/from-before",
-                          f"{REDRIVE}={'y' * 2048}", check=False)
+    out = cluster.kubectl(
+        "annotate", "--overwrite", "-n", namespace, "publication/from-before", f"{REDRIVE}={'y' * 2048}", check=False
+    )
     assert out.returncode != 0 and NAMED in out.stderr, out.stderr
-    out = cluster.kubectl("annotate", "--overwrite", "-n", namespace, "publication/from-before", f"{REDRIVE}=2",
-                          check=False)
+    out = cluster.kubectl(
+        "annotate", "--overwrite", "-n", namespace, "publication/from-before", f"{REDRIVE}=2", check=False
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -86,15 +105,18 @@ def test_the_charts_binding_covers_the_watched_namespaces_only(cluster, crds, na
     objs = install_redrive_policy(cluster, chart_policy(namespace), namespace)
     try:
         out = dry_run(cluster, redrive_probe(2048), namespace=other)
-        assert out.returncode == 0, f"the binding reached {other}, a namespace the release does not watch:\n{out.stderr}"
+        assert out.returncode == 0, (
+            f"the binding reached {other}, a namespace the release does not watch:\n{out.stderr}"
+        )
     finally:
         uninstall_redrive_policy(cluster, objs, namespace)
         cluster.kubectl("delete", "namespace", other, "--wait=false")
 
 
 def test_the_charts_binding_covers_every_namespace_when_cluster_wide(cluster, crds, namespace):  # noqa: F811
-    objs = install_redrive_policy(cluster, chart_policy(namespace, {"watchNamespaces": [], "rbac.clusterWide": True}),
-                                  namespace)
+    objs = install_redrive_policy(
+        cluster, chart_policy(namespace, {"watchNamespaces": [], "rbac.clusterWide": True}), namespace
+    )
     try:
         assert redrive_policy_enforced(cluster, "default")
     finally:

@@ -1,4 +1,5 @@
 """The Helm chart without a cluster: helm lint, helm template, the values schema."""
+
 from __future__ import annotations
 
 import json
@@ -9,25 +10,40 @@ import yaml
 from tests.helm.chart import CHART, Objects, helm, objects, template_text
 from tests.support.cluster import ROOT
 
-MONITORING = {"metrics.serviceMonitor.enabled": True, "metrics.prometheusRule.enabled": True,
-              "metrics.dashboard.enabled": True}
-ALERTS = {"alerts.enabled": True, "alerts.config": {
-    "channels": [{"type": "webhook", "name": "audit", "url": "https://hooks.example.org/herald",
-                  "secret": "0123456789abcdef0123"}]}}
+MONITORING = {
+    "metrics.serviceMonitor.enabled": True,
+    "metrics.prometheusRule.enabled": True,
+    "metrics.dashboard.enabled": True,
+}
+ALERTS = {
+    "alerts.enabled": True,
+    "alerts.config": {
+        "channels": [
+            {
+                "type": "webhook",
+                "name": "audit",
+                "url": "https://hooks.example.org/herald",
+                "secret": "0123456789abcdef0123",
+            }
+        ]
+    },
+}
 
 # The operator's permissions in each watched namespace: exactly these (docs/install.md says why).
 NAMESPACED_RULES = [
     {"apiGroups": ["herald.dev"], "resources": ["publications"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["herald.dev"], "resources": ["platformadapters"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["herald.dev"], "resources": ["publications/status", "platformadapters/status"],
-     "verbs": ["patch"]},
+    {"apiGroups": ["herald.dev"], "resources": ["publications/status", "platformadapters/status"], "verbs": ["patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
 ]
-KOPF_CRDS = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-             "verbs": ["list", "watch"]}
+KOPF_CRDS = {
+    "apiGroups": ["apiextensions.k8s.io"],
+    "resources": ["customresourcedefinitions"],
+    "verbs": ["list", "watch"],
+}
 KOPF_NAMESPACES = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
 READ_VERBS = {"get", "list", "watch"}
 
@@ -52,12 +68,17 @@ def assert_no_cluster_wide_writes(objs: Objects) -> None:
 
 # -- helm lint ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("values", [
-    {},
-    MONITORING,
-    {"watchNamespaces": ["news", "blog"], **ALERTS, "peering.enabled": True, "replicaCount": 2},
-    {"rbac.clusterWide": True, "peering.enabled": True, **MONITORING},
-], ids=["defaults", "monitoring", "namespaced-alerts-peering", "clusterwide"])
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        MONITORING,
+        {"watchNamespaces": ["news", "blog"], **ALERTS, "peering.enabled": True, "replicaCount": 2},
+        {"rbac.clusterWide": True, "peering.enabled": True, **MONITORING},
+    ],
+    ids=["defaults", "monitoring", "namespaced-alerts-peering", "clusterwide"],
+)
 def test_helm_lint_passes(values):
     args = [a for k, v in values.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
     out = helm("lint", "--strict", str(CHART), *args)
@@ -65,6 +86,7 @@ def test_helm_lint_passes(values):
 
 
 # -- defaults ----------------------------------------------------------------------------------------
+
 
 def test_defaults_one_replica_recreate_and_the_operator_command():
     objs = objects()
@@ -127,13 +149,25 @@ def test_defaults_environment():
 
 
 def test_environment_follows_values():
-    env = objects(values={"adapter.image": "registry.example/herald-adapter:1.2", "config.jobTtlSeconds": 60,
-                          "config.jobDeadlineSeconds": 120, "config.adapterTimeoutSeconds": 5,
-                          "config.queueAlertThreshold": 7, "metrics.port": 9090, "health.port": 9091,
-                          "extraEnv": [{"name": "HERALD_RESYNC_SECONDS", "value": "30"}]}).env()
+    env = objects(
+        values={
+            "adapter.image": "registry.example/herald-adapter:1.2",
+            "config.jobTtlSeconds": 60,
+            "config.jobDeadlineSeconds": 120,
+            "config.adapterTimeoutSeconds": 5,
+            "config.queueAlertThreshold": 7,
+            "metrics.port": 9090,
+            "health.port": 9091,
+            "extraEnv": [{"name": "HERALD_RESYNC_SECONDS", "value": "30"}],
+        }
+    ).env()
     assert env["HERALD_ADAPTER_IMAGE"] == "registry.example/herald-adapter:1.2"
-    assert (env["HERALD_JOB_TTL_SECONDS"], env["HERALD_JOB_DEADLINE_SECONDS"],
-            env["HERALD_ADAPTER_TIMEOUT_SECONDS"], env["HERALD_QUEUE_ALERT_THRESHOLD"]) == ("60", "120", "5", "7")
+    assert (
+        env["HERALD_JOB_TTL_SECONDS"],
+        env["HERALD_JOB_DEADLINE_SECONDS"],
+        env["HERALD_ADAPTER_TIMEOUT_SECONDS"],
+        env["HERALD_QUEUE_ALERT_THRESHOLD"],
+    ) == ("60", "120", "5", "7")
     assert (env["HERALD_METRICS_PORT"], env["HERALD_HEALTH_PORT"]) == ("9090", "9091")
     assert env["HERALD_RESYNC_SECONDS"] == "30"
 
@@ -153,8 +187,15 @@ def test_defaults_service_accounts_service_and_no_monitoring():
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     assert svc["spec"]["selector"].items() <= objs.deployment()["spec"]["template"]["metadata"]["labels"].items()
     kinds = {o["kind"] for o in objs}
-    assert not kinds & {"ServiceMonitor", "PrometheusRule", "ConfigMap", "Secret", "CustomResourceDefinition",
-                        "KopfPeering", "ClusterKopfPeering"}, kinds
+    assert not kinds & {
+        "ServiceMonitor",
+        "PrometheusRule",
+        "ConfigMap",
+        "Secret",
+        "CustomResourceDefinition",
+        "KopfPeering",
+        "ClusterKopfPeering",
+    }, kinds
 
 
 def test_defaults_rbac_is_namespaced_and_exact():
@@ -176,6 +217,7 @@ def test_defaults_rbac_is_namespaced_and_exact():
 
 # -- namespaced with two namespaces ----------------------------------------------------------------
 
+
 def test_two_watched_namespaces_get_a_role_each_and_no_cluster_wide_write():
     objs = objects(release="news", namespace="ops", values={"watchNamespaces": ["news", "blog"]})
     roles = {r["metadata"]["namespace"]: r for r in objs.of("Role")}
@@ -187,8 +229,9 @@ def test_two_watched_namespaces_get_a_role_each_and_no_cluster_wide_write():
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "news-herald", "namespace": "ops"}]
     assert len(objs.of("RoleBinding")) == 2
     # The adapters' ServiceAccount wherever adapter Jobs may run.
-    assert {s["metadata"]["namespace"] for s in objs.of("ServiceAccount") if s["metadata"]["name"] == "herald-adapter"} \
-        == {"ops", "news", "blog"}
+    assert {
+        s["metadata"]["namespace"] for s in objs.of("ServiceAccount") if s["metadata"]["name"] == "herald-adapter"
+    } == {"ops", "news", "blog"}
     c = objs.container()
     assert c["args"] == ["-n", "news", "-n", "blog", "--health-port", "8081"]
     assert objs.env()["HERALD_NAMESPACES"] == "news,blog"
@@ -200,8 +243,12 @@ def test_two_watched_namespaces_get_a_role_each_and_no_cluster_wide_write():
 def test_secret_names_restrict_secret_reads():
     objs = objects(values={"rbac.secretNames": ["mastodon-credentials", "discord-credentials"]})
     [rule] = [r for r in all_rules(objs) if r["resources"] == ["secrets"]]
-    assert rule == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
-                    "resourceNames": ["mastodon-credentials", "discord-credentials"]}
+    assert rule == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get"],
+        "resourceNames": ["mastodon-credentials", "discord-credentials"],
+    }
 
 
 def test_rbac_create_false_renders_no_rbac():
@@ -210,6 +257,7 @@ def test_rbac_create_false_renders_no_rbac():
 
 
 # -- cluster-wide ------------------------------------------------------------------------------------
+
 
 def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace():
     objs = objects(values={"rbac.clusterWide": True})
@@ -227,14 +275,17 @@ def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace():
     assert objs.env()["HERALD_NAMESPACES"] == ""
     assert_no_wildcards(objs)
     adapters = objs.of("ServiceAccount")
-    assert {(s["metadata"]["name"], s["metadata"]["namespace"]) for s in adapters} \
-        == {("herald", "herald-system"), ("herald-adapter", "herald-system")}
+    assert {(s["metadata"]["name"], s["metadata"]["namespace"]) for s in adapters} == {
+        ("herald", "herald-system"),
+        ("herald-adapter", "herald-system"),
+    }
 
 
 def test_cluster_wide_adapter_service_account_in_extra_namespaces():
     objs = objects(values={"rbac.clusterWide": True, "adapter.serviceAccount.extraNamespaces": ["news", "blog"]})
-    assert {s["metadata"]["namespace"] for s in objs.of("ServiceAccount") if s["metadata"]["name"] == "herald-adapter"} \
-        == {"herald-system", "news", "blog"}
+    assert {
+        s["metadata"]["namespace"] for s in objs.of("ServiceAccount") if s["metadata"]["name"] == "herald-adapter"
+    } == {"herald-system", "news", "blog"}
 
 
 def test_no_adapter_service_account_means_the_namespace_default():
@@ -244,6 +295,7 @@ def test_no_adapter_service_account_means_the_namespace_default():
 
 
 # -- monitoring -------------------------------------------------------------------------------------
+
 
 def test_monitoring_templates_are_off_by_default_and_on_behind_their_flags():
     objs = objects(values=MONITORING)
@@ -264,23 +316,32 @@ def test_monitoring_templates_are_off_by_default_and_on_behind_their_flags():
 
     cm = objs.one("ConfigMap")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(cm["data"]["herald.json"]) == json.loads((ROOT / "grafana-dashboards" / "herald.json").read_text())
+    assert json.loads(cm["data"]["herald.json"]) == json.loads(
+        (ROOT / "grafana-dashboards" / "herald.json").read_text()
+    )
 
 
 def test_each_monitoring_flag_is_independent():
-    for flag, kind in [("metrics.serviceMonitor.enabled", "ServiceMonitor"),
-                       ("metrics.prometheusRule.enabled", "PrometheusRule"),
-                       ("metrics.dashboard.enabled", "ConfigMap")]:
+    for flag, kind in [
+        ("metrics.serviceMonitor.enabled", "ServiceMonitor"),
+        ("metrics.prometheusRule.enabled", "PrometheusRule"),
+        ("metrics.dashboard.enabled", "ConfigMap"),
+    ]:
         kinds = {o["kind"] for o in objects(values={flag: True})}
         assert kind in kinds
         assert not ({"ServiceMonitor", "PrometheusRule", "ConfigMap"} - {kind}) & kinds, (flag, kinds)
 
 
 def test_monitoring_labels_and_dashboard_namespace():
-    objs = objects(values={**MONITORING, "metrics.serviceMonitor.labels": {"release": "kps"},
-                           "metrics.prometheusRule.labels": {"release": "kps"},
-                           "metrics.dashboard.namespace": "monitoring",
-                           "metrics.dashboard.annotations": {"grafana_folder": "Herald"}})
+    objs = objects(
+        values={
+            **MONITORING,
+            "metrics.serviceMonitor.labels": {"release": "kps"},
+            "metrics.prometheusRule.labels": {"release": "kps"},
+            "metrics.dashboard.namespace": "monitoring",
+            "metrics.dashboard.annotations": {"grafana_folder": "Herald"},
+        }
+    )
     assert objs.one("ServiceMonitor")["metadata"]["labels"]["release"] == "kps"
     assert objs.one("PrometheusRule")["metadata"]["labels"]["release"] == "kps"
     cm = objs.one("ConfigMap")
@@ -289,6 +350,7 @@ def test_monitoring_labels_and_dashboard_namespace():
 
 
 # -- alerts -----------------------------------------------------------------------------------------
+
 
 def test_alerts_config_secret_is_mounted():
     objs = objects(values=ALERTS)
@@ -307,7 +369,9 @@ def test_alerts_config_secret_is_mounted():
 
 
 def test_alerts_from_an_existing_secret():
-    objs = objects(values={"alerts.enabled": True, "alerts.existingSecret": "my-alerts", "alerts.secretKey": "herald.yaml"})
+    objs = objects(
+        values={"alerts.enabled": True, "alerts.existingSecret": "my-alerts", "alerts.secretKey": "herald.yaml"}
+    )
     assert not objs.of("Secret")
     vol = next(v for v in objs.deployment()["spec"]["template"]["spec"]["volumes"] if v["name"] == "alerts")
     assert vol["secret"]["secretName"] == "my-alerts"
@@ -317,6 +381,7 @@ def test_alerts_from_an_existing_secret():
 
 # -- peering ----------------------------------------------------------------------------------------
 
+
 def test_peering_namespaced():
     objs = objects(values={"watchNamespaces": ["news", "blog"], "peering.enabled": True, "replicaCount": 2})
     assert objs.deployment()["spec"]["replicas"] == 2
@@ -324,29 +389,42 @@ def test_peering_namespaced():
     args = objs.container()["args"]
     assert args[args.index("--peering") + 1] == "herald"
     assert objs.env()["HERALD_PEERING"] == "herald"
-    assert {c["metadata"]["name"] for c in objs.of("CustomResourceDefinition")} \
-        == {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+    assert {c["metadata"]["name"] for c in objs.of("CustomResourceDefinition")} == {
+        "kopfpeerings.kopf.dev",
+        "clusterkopfpeerings.kopf.dev",
+    }
     peerings = objs.of("KopfPeering")
     assert {p["metadata"]["namespace"] for p in peerings} == {"news", "blog"}
     assert all(p["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade" for p in peerings)
     for role in objs.of("Role"):
-        assert role["rules"] == NAMESPACED_RULES + [
-            {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["list", "watch", "patch"]}]
+        assert role["rules"] == [
+            *NAMESPACED_RULES,
+            {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["list", "watch", "patch"]},
+        ]
     assert_no_cluster_wide_writes(objs)
 
 
 def test_peering_cluster_wide():
-    objs = objects(values={"rbac.clusterWide": True, "peering.enabled": True, "peering.name": "herald-prod",
-                           "peering.createCRDs": False})
+    objs = objects(
+        values={
+            "rbac.clusterWide": True,
+            "peering.enabled": True,
+            "peering.name": "herald-prod",
+            "peering.createCRDs": False,
+        }
+    )
     assert not objs.of("CustomResourceDefinition")
     assert objs.one("ClusterKopfPeering")["metadata"]["name"] == "herald-prod"
     roles = {r["metadata"]["name"]: r for r in objs.of("ClusterRole")}
     assert roles["herald-system-herald-kopf"]["rules"] == [
-        KOPF_CRDS, {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["list", "watch", "patch"]}]
+        KOPF_CRDS,
+        {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["list", "watch", "patch"]},
+    ]
     assert roles["herald-system-herald"]["rules"] == NAMESPACED_RULES
 
 
 # -- the redrive admission policy -------------------------------------------------------------------
+
 
 def test_redrive_policy_is_on_by_default_for_the_watched_namespaces():
     objs = objects(values={"watchNamespaces": ["news", "blog"]})
@@ -359,10 +437,15 @@ def test_redrive_policy_is_on_by_default_for_the_watched_namespaces():
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["news", "blog"]}]
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["news", "blog"]}
+    ]
     [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
-    assert rule == {"apiGroups": ["herald.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
-                    "resources": ["publications"]}
+    assert rule == {
+        "apiGroups": ["herald.dev"],
+        "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE"],
+        "resources": ["publications"],
+    }
     [check] = policy["spec"]["validations"]
     assert "1024" in check["expression"] and "metadata.annotations[herald.dev/redrive]" in check["message"]
     assert policy["metadata"]["labels"]["app.kubernetes.io/component"] == "admission"
@@ -382,14 +465,18 @@ def test_redrive_policy_can_be_turned_off():
 
 # -- the schema and other refusals --------------------------------------------------------------------
 
-@pytest.mark.parametrize("setting,key", [
-    ("replicas=2", "replicas"),
-    ("image.name=x", "name"),
-    ("rbac.clusterwide=true", "clusterwide"),
-    ("metrics.serviceMonitor.enable=true", "enable"),
-    ("peering.priority=10", "priority"),
-    ("admissionPolicy.enable=false", "enable"),
-])
+
+@pytest.mark.parametrize(
+    "setting,key",
+    [
+        ("replicas=2", "replicas"),
+        ("image.name=x", "name"),
+        ("rbac.clusterwide=true", "clusterwide"),
+        ("metrics.serviceMonitor.enable=true", "enable"),
+        ("peering.priority=10", "priority"),
+        ("admissionPolicy.enable=false", "enable"),
+    ],
+)
 def test_unknown_keys_are_rejected_by_the_schema(setting, key):
     proc = helm("template", "herald", str(CHART), "--set", setting, check=False)
     assert proc.returncode != 0
@@ -403,14 +490,23 @@ def test_unknown_keys_in_a_values_file_are_rejected(tmp_path):
     assert proc.returncode != 0 and "'watchNamespace'" in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"replicaCount": 2}, "peering.enabled"),
-    ({"rbac.clusterWide": True, "watchNamespaces": ["news"]}, "leave watchNamespaces empty"),
-    ({"alerts.enabled": True}, "alerts.existingSecret or alerts.config"),
-    ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
-    ({"image.pullPolicy": "Sometimes"}, "pullPolicy"),
-], ids=["replicas-without-peering", "clusterwide-with-namespaces", "alerts-without-config", "bad-namespace",
-        "bad-pull-policy"])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"replicaCount": 2}, "peering.enabled"),
+        ({"rbac.clusterWide": True, "watchNamespaces": ["news"]}, "leave watchNamespaces empty"),
+        ({"alerts.enabled": True}, "alerts.existingSecret or alerts.config"),
+        ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
+        ({"image.pullPolicy": "Sometimes"}, "pullPolicy"),
+    ],
+    ids=[
+        "replicas-without-peering",
+        "clusterwide-with-namespaces",
+        "alerts-without-config",
+        "bad-namespace",
+        "bad-pull-policy",
+    ],
+)
 def test_invalid_combinations_are_refused(values, message):
     args = [a for k, v in values.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
     proc = helm("template", "herald", str(CHART), *args, check=False)
@@ -419,28 +515,43 @@ def test_invalid_combinations_are_refused(values, message):
 
 # -- NOTES.txt and the whole stream -------------------------------------------------------------------
 
+
 def render_notes(tmp_path, values: dict) -> str:
-    """NOTES.txt as `helm install` would print it, without a cluster: a copy of the chart renders it into a ConfigMap."""
+    """NOTES.txt as `helm install` would print it, without a cluster: a copy of the chart renders it
+    into a ConfigMap."""
     import shutil
 
     chart = tmp_path / "herald"
     shutil.copytree(CHART, chart)
     shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes-under-test.txt")
     (chart / "templates" / "notes-under-test.yaml").write_text(
-        'kind: ConfigMap\napiVersion: v1\nmetadata: {name: notes}\n'
-        'data: {notes: {{ tpl (.Files.Get "notes-under-test.txt") . | toJson }}}\n')
+        "kind: ConfigMap\napiVersion: v1\nmetadata: {name: notes}\n"
+        'data: {notes: {{ tpl (.Files.Get "notes-under-test.txt") . | toJson }}}\n'
+    )
     args = [a for k, v in values.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
-    out = helm("template", "herald", str(chart), "--namespace", "herald-system", *args,
-               "--show-only", "templates/notes-under-test.yaml").stdout
+    out = helm(
+        "template",
+        "herald",
+        str(chart),
+        "--namespace",
+        "herald-system",
+        *args,
+        "--show-only",
+        "templates/notes-under-test.yaml",
+    ).stdout
     return yaml.safe_load(out)["data"]["notes"]
 
 
-@pytest.mark.parametrize("values,expected", [
-    ({}, "The operator watches: herald-system (a Role and RoleBinding in each)"),
-    ({"watchNamespaces": ["news", "blog"]}, "The operator watches: news, blog"),
-    ({"rbac.clusterWide": True}, "watches EVERY namespace"),
-    ({"peering.enabled": True, **ALERTS, **MONITORING}, "kopf peering \"herald\" is on"),
-], ids=["defaults", "namespaces", "clusterwide", "everything"])
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        ({}, "The operator watches: herald-system (a Role and RoleBinding in each)"),
+        ({"watchNamespaces": ["news", "blog"]}, "The operator watches: news, blog"),
+        ({"rbac.clusterWide": True}, "watches EVERY namespace"),
+        ({"peering.enabled": True, **ALERTS, **MONITORING}, 'kopf peering "herald" is on'),
+    ],
+    ids=["defaults", "namespaces", "clusterwide", "everything"],
+)
 def test_notes_render(tmp_path, values, expected):
     notes = render_notes(tmp_path, values)
     assert expected in notes, notes

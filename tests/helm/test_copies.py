@@ -1,4 +1,5 @@
 """The chart carries copies of files whose source of truth lives elsewhere in the repo: keep them identical."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,19 +14,25 @@ def test_chart_crds_are_the_top_level_crds():
     assert top, "no CRDs in crds/"
     assert chart == top, "helm/herald/crds/ must hold exactly the files of crds/ (cp crds/*.yaml helm/herald/crds/)"
     for name in top:
-        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), \
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
             f"helm/herald/crds/{name} differs from crds/{name}: cp crds/{name} helm/herald/crds/"
+        )
 
 
-@pytest.mark.parametrize("source,copy", [
-    ("alert-rules/herald.rules.yml", "files/herald.rules.yml"),
-    ("grafana-dashboards/herald.json", "files/herald.json"),
-])
+@pytest.mark.parametrize(
+    "source,copy",
+    [
+        ("alert-rules/herald.rules.yml", "files/herald.rules.yml"),
+        ("grafana-dashboards/herald.json", "files/herald.json"),
+    ],
+)
 def test_monitoring_files_are_copies(source, copy):
     src, dst = ROOT / source, CHART / copy
     assert src.exists(), f"{source} is missing"
     assert dst.exists(), f"helm/herald/{copy} is missing: cp {source} helm/herald/{copy}"
-    assert dst.read_bytes() == src.read_bytes(), f"helm/herald/{copy} differs from {source}: cp {source} helm/herald/{copy}"
+    assert dst.read_bytes() == src.read_bytes(), (
+        f"helm/herald/{copy} differs from {source}: cp {source} helm/herald/{copy}"
+    )
 
 
 def test_the_charts_redrive_policy_is_the_one_in_crds_policies():
@@ -35,15 +42,19 @@ def test_the_charts_redrive_policy_is_the_one_in_crds_policies():
 
     from tests.helm.chart import render
 
-    plain = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "crds" / "policies" / "herald-redrive-policy.yaml")
-                                                      .read_text()) if d}
+    plain = {
+        d["kind"]: d
+        for d in yaml.safe_load_all((ROOT / "crds" / "policies" / "herald-redrive-policy.yaml").read_text())
+        if d
+    }
     for values in ({"rbac.clusterWide": True}, {"watchNamespaces": ["news", "blog"]}):
-        chart = {o["kind"]: o for o in render(values=values)
-                 if o["kind"].startswith("ValidatingAdmissionPolicy")}
+        chart = {o["kind"]: o for o in render(values=values) if o["kind"].startswith("ValidatingAdmissionPolicy")}
         assert set(chart) == set(plain) == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
         assert chart["ValidatingAdmissionPolicy"]["spec"] == plain["ValidatingAdmissionPolicy"]["spec"]
-        binding, plain_binding = chart["ValidatingAdmissionPolicyBinding"]["spec"], \
-            plain["ValidatingAdmissionPolicyBinding"]["spec"]
+        binding, plain_binding = (
+            chart["ValidatingAdmissionPolicyBinding"]["spec"],
+            plain["ValidatingAdmissionPolicyBinding"]["spec"],
+        )
         assert binding.pop("policyName") == chart["ValidatingAdmissionPolicy"]["metadata"]["name"]
         assert plain_binding["policyName"] == plain["ValidatingAdmissionPolicy"]["metadata"]["name"]
         selector = binding.pop("matchResources", None)
@@ -51,8 +62,13 @@ def test_the_charts_redrive_policy_is_the_one_in_crds_policies():
         if values.get("rbac.clusterWide"):
             assert selector is None
         else:
-            assert selector == {"namespaceSelector": {"matchExpressions": [
-                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["news", "blog"]}]}}
+            assert selector == {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["news", "blog"]}
+                    ]
+                }
+            }
     for obj in plain.values():
         assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "herald"
 

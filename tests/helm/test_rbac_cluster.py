@@ -3,6 +3,7 @@
 The operator runs on the host with a kubeconfig holding a token minted for the chart's ServiceAccount
 (TokenRequest), so every API call it makes, its own and kopf's, is authorised as that ServiceAccount.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,24 +31,36 @@ FORBIDDEN_MARKERS = ("403", "Forbidden", "forbidden", "Not enough permissions")
 def crds(cluster):
     """Herald's CRDs, from the chart (identical to crds/, see test_copies.py)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/publications.herald.dev",
-                    "crd/platformadapters.herald.dev", "--timeout=60s")
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/publications.herald.dev",
+        "crd/platformadapters.herald.dev",
+        "--timeout=60s",
+    )
 
 
 @pytest.fixture(scope="session")
 def peering_crds(cluster):
     """kopf's peering CRDs as the chart renders them (peering.enabled). Left installed, like Herald's CRDs:
     they change nothing for operators that run standalone (Herald without --peering)."""
-    text = helm("template", "x", str(CHART), "--set", "peering.enabled=true",
-                "--show-only", "templates/peering-crds.yaml").stdout
+    text = helm(
+        "template", "x", str(CHART), "--set", "peering.enabled=true", "--show-only", "templates/peering-crds.yaml"
+    ).stdout
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=text)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev",
-                    "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/kopfpeerings.kopf.dev",
+        "crd/clusterkopfpeerings.kopf.dev",
+        "--timeout=60s",
+    )
 
 
 @dataclass
 class Installed:
     """The chart's RBAC objects, applied for one test namespace."""
+
     cluster: Cluster
     namespace: str
     release: str
@@ -57,8 +70,11 @@ class Installed:
 
     @property
     def service_account(self) -> str:
-        [sa] = [o["metadata"]["name"] for o in self.objects
-                if o["kind"] == "ServiceAccount" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+        [sa] = [
+            o["metadata"]["name"]
+            for o in self.objects
+            if o["kind"] == "ServiceAccount" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+        ]
         return sa
 
     @property
@@ -79,12 +95,15 @@ class Installed:
         sa = service_account or self.service_account
         core = client.CoreV1Api(self.cluster.api_client())
         token = core.create_namespaced_service_account_token(
-            sa, self.namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+            sa, self.namespace, {"spec": {"expirationSeconds": 3600}}
+        ).status.token
         admin = yaml.safe_load(Path(self.cluster.kubeconfig).read_text())
         ctx = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
         cl = next(c for c in admin["clusters"] if c["name"] == ctx["cluster"])
         config = {
-            "apiVersion": "v1", "kind": "Config", "clusters": [cl],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cl],
             "users": [{"name": sa, "user": {"token": token}}],
             "contexts": [{"name": sa, "context": {"cluster": cl["name"], "user": sa, "namespace": self.namespace}}],
             "current-context": sa,
@@ -143,9 +162,17 @@ def start_operator(inst: Installed, kubeconfig: str, log_dir: Path, wait: bool =
     op._log = open(op.log_path, "w")
     op.proc = subprocess.Popen(
         [sys.executable, "-m", "herald", "-n", inst.namespace, "--health-port", str(op.health_port)],
-        env=dict(os.environ, KUBECONFIG=kubeconfig, HERALD_METRICS_PORT=str(op.metrics_port), PYTHONUNBUFFERED="1",
-                 **op.extra_env),
-        stdout=op._log, stderr=subprocess.STDOUT, cwd=ROOT)
+        env=dict(
+            os.environ,
+            KUBECONFIG=kubeconfig,
+            HERALD_METRICS_PORT=str(op.metrics_port),
+            PYTHONUNBUFFERED="1",
+            **op.extra_env,
+        ),
+        stdout=op._log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     return op
 
 
@@ -157,13 +184,15 @@ def assert_no_permission_errors(log: str) -> None:
 def publish_once(api, namespace: str, name: str = "hello") -> dict:
     h = Herald(api, namespace)
     client.CoreV1Api(api).create_namespaced_secret(
-        namespace, {"metadata": {"name": "mastodon-credentials"}, "stringData": {"token": "t0k3n"}})
+        namespace, {"metadata": {"name": "mastodon-credentials"}, "stringData": {"token": "t0k3n"}}
+    )
     h.adapter("mastodon", credentialsSecretRef={"name": "mastodon-credentials"})
     h.publication(name, ["mastodon"], text="Hello from the chart's RBAC")
     return h.wait_phase(name, "Published", timeout=60)
 
 
 # -- the operator under exactly the chart's permissions ----------------------------------------------------
+
 
 def test_operator_publishes_as_the_charts_service_account(api, namespace, install_rbac, tmp_path):
     inst = install_rbac()
@@ -198,53 +227,98 @@ def test_service_account_can_do_exactly_what_the_chart_grants(api, namespace, in
     inst = install_rbac()
     kc = inst.kubeconfig()
     allowed = [
-        ("get", "publications.herald.dev"), ("list", "publications.herald.dev"), ("watch", "publications.herald.dev"),
-        ("patch", "publications.herald.dev"), ("patch", "publications.herald.dev", "--subresource=status"),
-        ("list", "platformadapters.herald.dev"), ("watch", "platformadapters.herald.dev"),
+        ("get", "publications.herald.dev"),
+        ("list", "publications.herald.dev"),
+        ("watch", "publications.herald.dev"),
+        ("patch", "publications.herald.dev"),
+        ("patch", "publications.herald.dev", "--subresource=status"),
+        ("list", "platformadapters.herald.dev"),
+        ("watch", "platformadapters.herald.dev"),
         ("patch", "platformadapters.herald.dev", "--subresource=status"),
-        ("create", "jobs.batch"), ("delete", "jobs.batch"), ("list", "jobs.batch"), ("watch", "jobs.batch"),
-        ("list", "pods"), ("watch", "pods"), ("get", "pods"),
-        ("create", "events"), ("get", "secrets"),
+        ("create", "jobs.batch"),
+        ("delete", "jobs.batch"),
+        ("list", "jobs.batch"),
+        ("watch", "jobs.batch"),
+        ("list", "pods"),
+        ("watch", "pods"),
+        ("get", "pods"),
+        ("create", "events"),
+        ("get", "secrets"),
     ]
     denied = [
-        ("create", "publications.herald.dev"), ("update", "publications.herald.dev"),
-        ("delete", "publications.herald.dev"), ("patch", "platformadapters.herald.dev"),
-        ("create", "platformadapters.herald.dev"), ("delete", "platformadapters.herald.dev"),
+        ("create", "publications.herald.dev"),
+        ("update", "publications.herald.dev"),
+        ("delete", "publications.herald.dev"),
+        ("patch", "platformadapters.herald.dev"),
+        ("create", "platformadapters.herald.dev"),
+        ("delete", "platformadapters.herald.dev"),
         ("update", "publications.herald.dev", "--subresource=status"),
-        ("patch", "jobs.batch"), ("update", "jobs.batch"), ("deletecollection", "jobs.batch"),
-        ("create", "pods"), ("delete", "pods"), ("create", "pods", "--subresource=exec"), ("get", "pods", "--subresource=log"),
-        ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("update", "secrets"),
-        ("get", "configmaps"), ("create", "deployments.apps"), ("create", "roles.rbac.authorization.k8s.io"),
-        ("create", "rolebindings.rbac.authorization.k8s.io"), ("create", "serviceaccounts/token"),
-        ("patch", "events"), ("delete", "events"), ("create", "events.events.k8s.io"),
+        ("patch", "jobs.batch"),
+        ("update", "jobs.batch"),
+        ("deletecollection", "jobs.batch"),
+        ("create", "pods"),
+        ("delete", "pods"),
+        ("create", "pods", "--subresource=exec"),
+        ("get", "pods", "--subresource=log"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "secrets"),
+        ("update", "secrets"),
+        ("get", "configmaps"),
+        ("create", "deployments.apps"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("create", "serviceaccounts/token"),
+        ("patch", "events"),
+        ("delete", "events"),
+        ("create", "events.events.k8s.io"),
     ]
     for verb, resource, *extra in allowed:
         assert inst.can_i(kc, verb, resource, "-n", namespace, *extra), f"{inst.user} cannot {verb} {resource} {extra}"
     for verb, resource, *extra in denied:
         assert not inst.can_i(kc, verb, resource, "-n", namespace, *extra), f"{inst.user} may {verb} {resource} {extra}"
     # Nothing outside the watched namespace, nothing cluster-wide beyond kopf's read-only observers.
-    for verb, resource in [("list", "publications.herald.dev"), ("get", "secrets"), ("create", "jobs.batch"),
-                           ("list", "pods")]:
+    for verb, resource in [
+        ("list", "publications.herald.dev"),
+        ("get", "secrets"),
+        ("create", "jobs.batch"),
+        ("list", "pods"),
+    ]:
         assert not inst.can_i(kc, verb, resource, "-n", "default"), f"{verb} {resource} in default"
         assert not inst.can_i(kc, verb, resource, "--all-namespaces"), f"{verb} {resource} cluster-wide"
     assert inst.can_i(kc, "list", "customresourcedefinitions.apiextensions.k8s.io", "--all-namespaces")
     assert inst.can_i(kc, "watch", "namespaces", "--all-namespaces")
-    for verb, resource in [("create", "customresourcedefinitions.apiextensions.k8s.io"), ("delete", "namespaces"),
-                           ("create", "clusterroles.rbac.authorization.k8s.io"), ("list", "nodes"),
-                           ("get", "customresourcedefinitions.apiextensions.k8s.io")]:
+    for verb, resource in [
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("delete", "namespaces"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        ("list", "nodes"),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]:
         assert not inst.can_i(kc, verb, resource, "--all-namespaces"), f"{verb} {resource}"
 
 
 def test_adapter_service_account_has_no_api_access(api, namespace, install_rbac):
     inst = install_rbac()
-    adapter = next(o for o in inst.objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == ADAPTER_SA
-                   and o["metadata"]["namespace"] == namespace)
+    adapter = next(
+        o
+        for o in inst.objects
+        if o["kind"] == "ServiceAccount"
+        and o["metadata"]["name"] == ADAPTER_SA
+        and o["metadata"]["namespace"] == namespace
+    )
     assert adapter["automountServiceAccountToken"] is False
     live = client.CoreV1Api(api).read_namespaced_service_account(ADAPTER_SA, namespace)
     assert live.automount_service_account_token is False
     kc = inst.kubeconfig(ADAPTER_SA)
-    for verb, resource in [("get", "pods"), ("list", "publications.herald.dev"), ("get", "secrets"),
-                           ("create", "jobs.batch"), ("create", "events"), ("get", "configmaps")]:
+    for verb, resource in [
+        ("get", "pods"),
+        ("list", "publications.herald.dev"),
+        ("get", "secrets"),
+        ("create", "jobs.batch"),
+        ("create", "events"),
+        ("get", "configmaps"),
+    ]:
         assert not inst.can_i(kc, verb, resource, "-n", namespace), f"the adapter may {verb} {resource}"
     forbidden = inst.kubectl_as(kc, "get", "pods", "-n", namespace)
     assert forbidden.returncode != 0 and "Forbidden" in forbidden.stderr, forbidden.stderr
@@ -255,8 +329,11 @@ def test_without_the_role_binding_the_operator_is_forbidden(api, cluster, namesp
     binding = next(o["metadata"]["name"] for o in inst.objects if o["kind"] == "RoleBinding")
     cluster.kubectl("delete", "rolebinding", binding, "-n", namespace)
     kc = inst.kubeconfig()
-    wait_until(lambda: not inst.can_i(kc, "list", "publications.herald.dev", "-n", namespace), timeout=15,
-               what="the RoleBinding's removal to reach the authorizer")
+    wait_until(
+        lambda: not inst.can_i(kc, "list", "publications.herald.dev", "-n", namespace),
+        timeout=15,
+        what="the RoleBinding's removal to reach the authorizer",
+    )
     assert not inst.can_i(kc, "create", "jobs.batch", "-n", namespace)
 
     h = Herald(api, namespace)
@@ -264,9 +341,14 @@ def test_without_the_role_binding_the_operator_is_forbidden(api, cluster, namesp
     h.publication("denied", ["mastodon"])
     op = start_operator(inst, kc, tmp_path, wait=False, POD_ID=f"test-{inst.release}")
     try:
-        wait_until(lambda: 'cannot list resource \\"publications\\"' in op.log() or
-                   'cannot list resource "publications"' in op.log(), timeout=30,
-                   what="the operator to be refused listing publications")
+        wait_until(
+            lambda: (
+                'cannot list resource \\"publications\\"' in op.log()
+                or 'cannot list resource "publications"' in op.log()
+            ),
+            timeout=30,
+            what="the operator to be refused listing publications",
+        )
         # It cannot do its job: no status, no Job, within a generous deadline.
         with pytest.raises(Timeout):
             h.wait_publication("denied", lambda o: bool(o.get("status")), timeout=10, what="any status")
@@ -279,8 +361,10 @@ def test_without_the_role_binding_the_operator_is_forbidden(api, cluster, namesp
 
 # -- kopf peering under the chart's permissions -------------------------------------------------------
 
-def test_operator_with_kopf_peering_as_the_charts_service_account(api, cluster, namespace, install_rbac,
-                                                                  peering_crds, tmp_path):
+
+def test_operator_with_kopf_peering_as_the_charts_service_account(
+    api, cluster, namespace, install_rbac, peering_crds, tmp_path
+):
     inst = install_rbac({"peering.enabled": True, "peering.name": "herald"}, kinds=("KopfPeering",))
     assert inst.deployment_env()["HERALD_PEERING"] == "herald"
     identity = f"test-{inst.release}"
@@ -291,9 +375,19 @@ def test_operator_with_kopf_peering_as_the_charts_service_account(api, cluster, 
     try:
         publish_once(api, namespace)
         custom = client.CustomObjectsApi(api)
-        wait_until(lambda: identity in (custom.get_namespaced_custom_object(
-            "kopf.dev", "v1", namespace, "kopfpeerings", "herald").get("status") or {}),
-            timeout=30, what="the operator's keep-alive in its KopfPeering")
+        wait_until(
+            lambda: (
+                identity
+                in (
+                    custom.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", "herald").get(
+                        "status"
+                    )
+                    or {}
+                )
+            ),
+            timeout=30,
+            what="the operator's keep-alive in its KopfPeering",
+        )
     finally:
         op.stop()
     assert_no_permission_errors(op.log())
@@ -301,10 +395,21 @@ def test_operator_with_kopf_peering_as_the_charts_service_account(api, cluster, 
 
 # -- helm install / upgrade / uninstall against the API server ---------------------------------------------
 
+
 def test_helm_install_upgrade_uninstall(api, cluster, namespace, crds, peering_crds):
     release = unique_name("h")
-    base = ["--namespace", namespace, *set_args({"watchNamespaces": [namespace], "peering.enabled": True,
-                                                 "peering.createCRDs": False, "metrics.dashboard.enabled": True})]
+    base = [
+        "--namespace",
+        namespace,
+        *set_args(
+            {
+                "watchNamespaces": [namespace],
+                "peering.enabled": True,
+                "peering.createCRDs": False,
+                "metrics.dashboard.enabled": True,
+            }
+        ),
+    ]
     kc = cluster.kubeconfig
     installed = False
     try:
@@ -346,15 +451,22 @@ def test_without_the_kopf_cluster_role_kopf_cannot_observe(api, cluster, namespa
     binding = next(o["metadata"]["name"] for o in inst.objects if o["kind"] == "ClusterRoleBinding")
     cluster.kubectl("delete", "clusterrolebinding", binding)
     kc = inst.kubeconfig()
-    wait_until(lambda: not inst.can_i(kc, "list", "namespaces", "--all-namespaces"), timeout=15,
-               what="the ClusterRoleBinding's removal to reach the authorizer")
+    wait_until(
+        lambda: not inst.can_i(kc, "list", "namespaces", "--all-namespaces"),
+        timeout=15,
+        what="the ClusterRoleBinding's removal to reach the authorizer",
+    )
     op = start_operator(inst, kc, tmp_path, wait=False, POD_ID=f"test-{inst.release}")
     try:
+
         def refused(resource: str) -> bool:
             return any("APIForbiddenError" in line and f"/{resource} " in line for line in op.log().splitlines())
 
-        wait_until(lambda: refused("namespaces") and refused("customresourcedefinitions"), timeout=30,
-                   what="kopf to be refused observing namespaces and CRDs")
+        wait_until(
+            lambda: refused("namespaces") and refused("customresourcedefinitions"),
+            timeout=30,
+            what="kopf to be refused observing namespaces and CRDs",
+        )
         assert inst.user in op.log()
     finally:
         op.stop()

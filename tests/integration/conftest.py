@@ -1,4 +1,5 @@
 """Fixtures for tests that run Herald's operator against the cluster."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,9 +15,16 @@ def crds(cluster):
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     for crd in ("publications.herald.dev", "platformadapters.herald.dev"):
         # A just-created CRD may have no status yet, which `kubectl wait` reports as an error: poll.
-        wait_until(lambda: cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=5s",
-                                           check=False).returncode == 0,
-                   timeout=60, what=f"CRD {crd} Established")
+        wait_until(
+            lambda: (
+                cluster.kubectl(
+                    "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=5s", check=False
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+            what=f"CRD {crd} Established",
+        )
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The CRDs in crds/ on a real API server: valid objects are accepted (with their defaults), and invalid
 ones are refused by `kubectl apply` (client-side and server-side) with an error naming the field."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,12 @@ def _manifest(obj: dict) -> str:
 
 def _established(cluster, name: str) -> bool:
     # `kubectl wait` errors out (instead of waiting) while a brand-new CRD has no conditions yet.
-    return cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s",
-                           check=False, timeout=90).returncode == 0
+    return (
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s", check=False, timeout=90
+        ).returncode
+        == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +64,23 @@ def publication(**spec) -> dict:
         "targets": [{"adapter": "mastodon-main"}],
     }
     base.update(spec)
-    return {"apiVersion": "herald.dev/v1alpha1", "kind": "Publication", "metadata": {"name": "pub-under-test"},
-            "spec": base}
+    return {
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "Publication",
+        "metadata": {"name": "pub-under-test"},
+        "spec": base,
+    }
 
 
 def adapter(**spec) -> dict:
     base = {"platform": "mastodon"}
     base.update(spec)
-    return {"apiVersion": "herald.dev/v1alpha1", "kind": "PlatformAdapter",
-            "metadata": {"name": "adapter-under-test"}, "spec": base}
+    return {
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "PlatformAdapter",
+        "metadata": {"name": "adapter-under-test"},
+        "spec": base,
+    }
 
 
 FULL_ADAPTER = adapter(
@@ -136,12 +149,18 @@ INVALID = {
     "bad link URL": (_with(publication(), "spec.content.link", "example.org/no-scheme"), "spec.content.link"),
     "ftp link": (_with(publication(), "spec.content.link", "ftp://example.org/x"), "spec.content.link"),
     "link with a space": (_with(publication(), "spec.content.link", "https://example.org/a b"), "spec.content.link"),
-    "bad media URL": (_with(publication(), "spec.content.media", [{"url": "file:///etc/passwd"}]),
-                      "spec.content.media[0].url"),
-    "17 media": (_with(publication(), "spec.content.media", [{"url": f"https://e.org/{i}.png"} for i in range(17)]),
-                 "spec.content.media"),
-    "long altText": (_with(publication(), "spec.content.media", [{"url": "https://e.org/a.png", "altText": "x" * 1501}]),
-                     "spec.content.media[0].altText"),
+    "bad media URL": (
+        _with(publication(), "spec.content.media", [{"url": "file:///etc/passwd"}]),
+        "spec.content.media[0].url",
+    ),
+    "17 media": (
+        _with(publication(), "spec.content.media", [{"url": f"https://e.org/{i}.png"} for i in range(17)]),
+        "spec.content.media",
+    ),
+    "long altText": (
+        _with(publication(), "spec.content.media", [{"url": "https://e.org/a.png", "altText": "x" * 1501}]),
+        "spec.content.media[0].altText",
+    ),
     "tag with spaces": (_with(publication(), "spec.content.tags", ["ok", "two words"]), "spec.content.tags[1]"),
     "tag with #": (_with(publication(), "spec.content.tags", ["#release"]), "spec.content.tags[0]"),
     "31 tags": (_with(publication(), "spec.content.tags", [f"t{i}" for i in range(31)]), "spec.content.tags"),
@@ -155,10 +174,12 @@ INVALID = {
     ),
     "priority too high": (publication(priority=1001), "spec.priority"),
     "publication backoff max < initial": (
-        publication(retryPolicy={"backoff": {"initial": "5m", "max": "30s"}}), "spec.retryPolicy.backoff.max",
+        publication(retryPolicy={"backoff": {"initial": "5m", "max": "30s"}}),
+        "spec.retryPolicy.backoff.max",
     ),
     "publication unknownOutcome policy": (
-        publication(retryPolicy={"unknownOutcome": {"policy": "Sometimes"}}), "spec.retryPolicy.unknownOutcome.policy",
+        publication(retryPolicy={"unknownOutcome": {"policy": "Sometimes"}}),
+        "spec.retryPolicy.unknownOutcome.policy",
     ),
     "publication maxAttempts 0": (publication(retryPolicy={"maxAttempts": 0}), "spec.retryPolicy.maxAttempts"),
     "publication unknown field": (publication(colour="red"), "spec.colour"),
@@ -173,10 +194,12 @@ INVALID = {
     "bad endpoint": (adapter(endpoint="mastodon.social"), "spec.endpoint"),
     "bad secret name": (adapter(credentialsSecretRef={"name": "Not_A_Name"}), "spec.credentialsSecretRef.name"),
     "maxCooldown < cooldown": (
-        adapter(circuitBreaker={"cooldown": "10m", "maxCooldown": "5m"}), "spec.circuitBreaker.maxCooldown",
+        adapter(circuitBreaker={"cooldown": "10m", "maxCooldown": "5m"}),
+        "spec.circuitBreaker.maxCooldown",
     ),
     "maxCooldown < default cooldown": (
-        adapter(circuitBreaker={"maxCooldown": "1m"}), "spec.circuitBreaker.maxCooldown",
+        adapter(circuitBreaker={"maxCooldown": "1m"}),
+        "spec.circuitBreaker.maxCooldown",
     ),
     "adapter network backoff max < initial": (
         adapter(retryPolicy={"network": {"backoff": {"initial": "1h", "max": "1m"}}}),
@@ -188,7 +211,8 @@ INVALID = {
         "spec.jobTemplate.podLabels",
     ),
     "podAnnotations with herald.dev/ key": (
-        adapter(jobTemplate={"podAnnotations": {"herald.dev/payload": "{}"}}), "spec.jobTemplate.podAnnotations",
+        adapter(jobTemplate={"podAnnotations": {"herald.dev/payload": "{}"}}),
+        "spec.jobTemplate.podAnnotations",
     ),
     "toleration Exists with value": (
         adapter(jobTemplate={"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}),
@@ -199,10 +223,13 @@ INVALID = {
         "spec.jobTemplate.tolerations[0].effect",
     ),
     "bad resource quantity": (
-        adapter(jobTemplate={"resources": {"limits": {"memory": "lots"}}}), "spec.jobTemplate.resources.limits",
+        adapter(jobTemplate={"resources": {"limits": {"memory": "lots"}}}),
+        "spec.jobTemplate.resources.limits",
     ),
-    "activeDeadlineSeconds 0": (adapter(jobTemplate={"activeDeadlineSeconds": 0}),
-                                "spec.jobTemplate.activeDeadlineSeconds"),
+    "activeDeadlineSeconds 0": (
+        adapter(jobTemplate={"activeDeadlineSeconds": 0}),
+        "spec.jobTemplate.activeDeadlineSeconds",
+    ),
     "adapter unknown field": (adapter(retries=3), "spec.retries"),
 }
 
@@ -224,102 +251,173 @@ OPERATOR_LIMITS = {
     "publishAt with a space": (publication(publishAt="2030-06-01 09:00:00Z"), "spec.publishAt"),
     "publishAt too long": (publication(publishAt="2030-06-01T09:00:00." + "0" * 60 + "Z"), "spec.publishAt"),
     # every duration: at most 720h
-    "publication backoff.initial 721h": (publication(retryPolicy={"backoff": {"initial": "721h"}}),
-                                         "spec.retryPolicy.backoff.initial"),
+    "publication backoff.initial 721h": (
+        publication(retryPolicy={"backoff": {"initial": "721h"}}),
+        "spec.retryPolicy.backoff.initial",
+    ),
     "publication backoff.max huge, with initial": (
-        publication(retryPolicy={"backoff": {"initial": "1s", "max": LONG}}), "spec.retryPolicy.backoff.max"),
-    "publication rateLimited.minDelay huge": (publication(retryPolicy={"rateLimited": {"minDelay": LONG}}),
-                                              "spec.retryPolicy.rateLimited.minDelay"),
+        publication(retryPolicy={"backoff": {"initial": "1s", "max": LONG}}),
+        "spec.retryPolicy.backoff.max",
+    ),
+    "publication rateLimited.minDelay huge": (
+        publication(retryPolicy={"rateLimited": {"minDelay": LONG}}),
+        "spec.retryPolicy.rateLimited.minDelay",
+    ),
     "publication rateLimited.backoff.max 720h1ms": (
         publication(retryPolicy={"rateLimited": {"backoff": {"max": "720h1ms"}}}),
-        "spec.retryPolicy.rateLimited.backoff.max"),
+        "spec.retryPolicy.rateLimited.backoff.max",
+    ),
     "publication network.backoff.initial 20 digits": (
         publication(retryPolicy={"network": {"backoff": {"initial": "9" * 20 + "h"}}}),
-        "spec.retryPolicy.network.backoff.initial"),
+        "spec.retryPolicy.network.backoff.initial",
+    ),
     "publication serverError.backoff.max in ms": (
         publication(retryPolicy={"serverError": {"backoff": {"max": "2592000001ms"}}}),
-        "spec.retryPolicy.serverError.backoff.max"),
+        "spec.retryPolicy.serverError.backoff.max",
+    ),
     "publication podFailure.backoff.initial 43201m": (
         publication(retryPolicy={"podFailure": {"backoff": {"initial": "43201m"}}}),
-        "spec.retryPolicy.podFailure.backoff.initial"),
+        "spec.retryPolicy.podFailure.backoff.initial",
+    ),
     "publication unknownOutcome.backoff.max in parts": (
         publication(retryPolicy={"unknownOutcome": {"backoff": {"max": "700h1200m0.001s"}}}),
-        "spec.retryPolicy.unknownOutcome.backoff.max"),
-    "publication credentialsTimeout huge": (publication(retryPolicy={"credentialsTimeout": LONG}),
-                                            "spec.retryPolicy.credentialsTimeout"),
-    "adapter backoff.initial huge, with max": (adapter(retryPolicy={"backoff": {"initial": LONG, "max": "10m"}}),
-                                               "spec.retryPolicy.backoff.initial"),
-    "adapter rateLimited.minDelay huge": (adapter(retryPolicy={"rateLimited": {"minDelay": LONG}}),
-                                          "spec.retryPolicy.rateLimited.minDelay"),
-    "adapter network.backoff.max 721h": (adapter(retryPolicy={"network": {"backoff": {"max": "721h"}}}),
-                                         "spec.retryPolicy.network.backoff.max"),
-    "adapter credentialsTimeout huge": (adapter(retryPolicy={"credentialsTimeout": LONG}),
-                                        "spec.retryPolicy.credentialsTimeout"),
+        "spec.retryPolicy.unknownOutcome.backoff.max",
+    ),
+    "publication credentialsTimeout huge": (
+        publication(retryPolicy={"credentialsTimeout": LONG}),
+        "spec.retryPolicy.credentialsTimeout",
+    ),
+    "adapter backoff.initial huge, with max": (
+        adapter(retryPolicy={"backoff": {"initial": LONG, "max": "10m"}}),
+        "spec.retryPolicy.backoff.initial",
+    ),
+    "adapter rateLimited.minDelay huge": (
+        adapter(retryPolicy={"rateLimited": {"minDelay": LONG}}),
+        "spec.retryPolicy.rateLimited.minDelay",
+    ),
+    "adapter network.backoff.max 721h": (
+        adapter(retryPolicy={"network": {"backoff": {"max": "721h"}}}),
+        "spec.retryPolicy.network.backoff.max",
+    ),
+    "adapter credentialsTimeout huge": (
+        adapter(retryPolicy={"credentialsTimeout": LONG}),
+        "spec.retryPolicy.credentialsTimeout",
+    ),
     "adapter rateLimit.period huge": (adapter(rateLimit={"limit": 1, "period": LONG}), "spec.rateLimit.period"),
-    "adapter circuitBreaker.cooldown huge": (adapter(circuitBreaker={"cooldown": LONG, "maxCooldown": "1h"}),
-                                             "spec.circuitBreaker.cooldown"),
-    "adapter circuitBreaker.maxCooldown 721h": (adapter(circuitBreaker={"maxCooldown": "721h"}),
-                                                "spec.circuitBreaker.maxCooldown"),
+    "adapter circuitBreaker.cooldown huge": (
+        adapter(circuitBreaker={"cooldown": LONG, "maxCooldown": "1h"}),
+        "spec.circuitBreaker.cooldown",
+    ),
+    "adapter circuitBreaker.maxCooldown 721h": (
+        adapter(circuitBreaker={"maxCooldown": "721h"}),
+        "spec.circuitBreaker.maxCooldown",
+    ),
     # jobTemplate: labels, annotations and the node selector as the Job's pod template takes them
-    "podLabels key with a space": (adapter(jobTemplate={"podLabels": {"team name": "social"}}),
-                                   "spec.jobTemplate.podLabels"),
-    "podLabels key with an upper-case prefix": (adapter(jobTemplate={"podLabels": {"Example.com/team": "x"}}),
-                                                "spec.jobTemplate.podLabels"),
-    "podLabels key name of 64": (adapter(jobTemplate={"podLabels": {"example.com/" + "n" * 64: "x"}}),
-                                 "spec.jobTemplate.podLabels"),
-    "podLabels key prefix over 253": (adapter(jobTemplate={"podLabels": {"p" * 63 + "." + "p" * 63 + "." + "p" * 63
-                                                                      + "." + "p" * 63 + "/name": "x"}}),
-                                    "spec.jobTemplate.podLabels"),
-    "podLabels value not a label value": (adapter(jobTemplate={"podLabels": {"team": "-social"}}),
-                                          "spec.jobTemplate.podLabels.team"),
-    "podLabels value of 64": (adapter(jobTemplate={"podLabels": {"team": "s" * 64}}),
-                              "spec.jobTemplate.podLabels.team"),
+    "podLabels key with a space": (
+        adapter(jobTemplate={"podLabels": {"team name": "social"}}),
+        "spec.jobTemplate.podLabels",
+    ),
+    "podLabels key with an upper-case prefix": (
+        adapter(jobTemplate={"podLabels": {"Example.com/team": "x"}}),
+        "spec.jobTemplate.podLabels",
+    ),
+    "podLabels key name of 64": (
+        adapter(jobTemplate={"podLabels": {"example.com/" + "n" * 64: "x"}}),
+        "spec.jobTemplate.podLabels",
+    ),
+    "podLabels key prefix over 253": (
+        adapter(
+            jobTemplate={"podLabels": {"p" * 63 + "." + "p" * 63 + "." + "p" * 63 + "." + "p" * 63 + "/name": "x"}}
+        ),
+        "spec.jobTemplate.podLabels",
+    ),
+    "podLabels value not a label value": (
+        adapter(jobTemplate={"podLabels": {"team": "-social"}}),
+        "spec.jobTemplate.podLabels.team",
+    ),
+    "podLabels value of 64": (
+        adapter(jobTemplate={"podLabels": {"team": "s" * 64}}),
+        "spec.jobTemplate.podLabels.team",
+    ),
     "podLabels job-name": (adapter(jobTemplate={"podLabels": {"job-name": "x"}}), "spec.jobTemplate.podLabels"),
-    "podLabels controller-uid": (adapter(jobTemplate={"podLabels": {"controller-uid": "x"}}),
-                                 "spec.jobTemplate.podLabels"),
-    "podLabels batch.kubernetes.io/": (adapter(jobTemplate={"podLabels": {"batch.kubernetes.io/job-name": "x"}}),
-                                       "spec.jobTemplate.podLabels"),
-    "podAnnotations key not a qualified name": (adapter(jobTemplate={"podAnnotations": {"team/name/x": "social"}}),
-                                                "spec.jobTemplate.podAnnotations"),
+    "podLabels controller-uid": (
+        adapter(jobTemplate={"podLabels": {"controller-uid": "x"}}),
+        "spec.jobTemplate.podLabels",
+    ),
+    "podLabels batch.kubernetes.io/": (
+        adapter(jobTemplate={"podLabels": {"batch.kubernetes.io/job-name": "x"}}),
+        "spec.jobTemplate.podLabels",
+    ),
+    "podAnnotations key not a qualified name": (
+        adapter(jobTemplate={"podAnnotations": {"team/name/x": "social"}}),
+        "spec.jobTemplate.podAnnotations",
+    ),
     "podAnnotations batch.kubernetes.io/": (
         adapter(jobTemplate={"podAnnotations": {"batch.kubernetes.io/job-completion-index": "0"}}),
-        "spec.jobTemplate.podAnnotations"),
-    "podAnnotations job-name": (adapter(jobTemplate={"podAnnotations": {"job-name": "x"}}),
-                                "spec.jobTemplate.podAnnotations"),
+        "spec.jobTemplate.podAnnotations",
+    ),
+    "podAnnotations job-name": (
+        adapter(jobTemplate={"podAnnotations": {"job-name": "x"}}),
+        "spec.jobTemplate.podAnnotations",
+    ),
     "podAnnotations over 32768 bytes": (
         adapter(jobTemplate={"podAnnotations": {"a": "x" * 16384, "b": "\u00e9" * 8192}}),
-        "spec.jobTemplate.podAnnotations"),
-    "nodeSelector key not a qualified name": (adapter(jobTemplate={"nodeSelector": {"disk type": "ssd"}}),
-                                              "spec.jobTemplate.nodeSelector"),
-    "nodeSelector value not a label value": (adapter(jobTemplate={"nodeSelector": {"disktype": "s s d"}}),
-                                             "spec.jobTemplate.nodeSelector.disktype"),
+        "spec.jobTemplate.podAnnotations",
+    ),
+    "nodeSelector key not a qualified name": (
+        adapter(jobTemplate={"nodeSelector": {"disk type": "ssd"}}),
+        "spec.jobTemplate.nodeSelector",
+    ),
+    "nodeSelector value not a label value": (
+        adapter(jobTemplate={"nodeSelector": {"disktype": "s s d"}}),
+        "spec.jobTemplate.nodeSelector.disktype",
+    ),
     "cpu limit below request": (
         adapter(jobTemplate={"resources": {"limits": {"cpu": "500m"}, "requests": {"cpu": "1"}}}),
-        "spec.jobTemplate.resources.limits"),
+        "spec.jobTemplate.resources.limits",
+    ),
     "memory limit below request": (
         adapter(jobTemplate={"resources": {"limits": {"memory": 1000}, "requests": {"memory": "1Ki"}}}),
-        "spec.jobTemplate.resources.limits"),
+        "spec.jobTemplate.resources.limits",
+    ),
     # content: no control characters, and at most 64 KiB per target for the Job's payload annotation
     "text with a control character": (_with(publication(), "spec.content.text", "ding\x07"), "spec.content.text"),
     "title with an escape": (_with(publication(), "spec.content.title", "\x1b[1mBold"), "spec.content.title"),
-    "link with a unit separator": (_with(publication(), "spec.content.link", "https://example.org/\x1f"),
-                                   "spec.content.link"),
-    "media URL with a NUL": (_with(publication(), "spec.content.media", [{"url": "https://e.org/\x00.png"}]),
-                             "spec.content.media[0].url"),
+    "link with a unit separator": (
+        _with(publication(), "spec.content.link", "https://example.org/\x1f"),
+        "spec.content.link",
+    ),
+    "media URL with a NUL": (
+        _with(publication(), "spec.content.media", [{"url": "https://e.org/\x00.png"}]),
+        "spec.content.media[0].url",
+    ),
     "altText with a backspace": (
         _with(publication(), "spec.content.media", [{"url": "https://e.org/a.png", "altText": "a\x08"}]),
-        "spec.content.media[0].altText"),
+        "spec.content.media[0].altText",
+    ),
     "override text with a control character": (
         publication(targets=[{"adapter": "slack", "overrides": {"text": "\x01"}}]),
-        "spec.targets[0].overrides.text"),
+        "spec.targets[0].overrides.text",
+    ),
     "payload over 64 KiB": (_with(publication(), "spec.content.text", "\u00e9" * 32768 + "!"), "spec.targets"),
     "payload over 64 KiB with media": (
-        _with(_with(publication(), "spec.content.text", "x" * 60000), "spec.content.media",
-              [{"url": "https://e.org/a.png", "altText": "a" * 1500}] * 4), "spec.targets"),
+        _with(
+            _with(publication(), "spec.content.text", "x" * 60000),
+            "spec.content.media",
+            [{"url": "https://e.org/a.png", "altText": "a" * 1500}] * 4,
+        ),
+        "spec.targets",
+    ),
     "payload over 64 KiB for one target": (
-        publication(content={"text": "short"}, targets=[
-            {"adapter": "mastodon"}, {"adapter": "slack", "overrides": {"text": "\U0001F600" * 16384, "title": "t"}}]),
-        "spec.targets"),
+        publication(
+            content={"text": "short"},
+            targets=[
+                {"adapter": "mastodon"},
+                {"adapter": "slack", "overrides": {"text": "\U0001f600" * 16384, "title": "t"}},
+            ],
+        ),
+        "spec.targets",
+    ),
 }
 
 CLEAN = ("evaluating rule", "Internal error", "type conversion error", "no such overload", "overflow")
@@ -341,13 +439,16 @@ def _apply(cluster, namespace: str, obj: dict, mode: str = "client-side"):
 def test_examples_are_accepted(served_crds, namespace, example: Path):
     out = served_crds.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example), check=False)
     assert out.returncode == 0, out.stderr
-    out = served_crds.kubectl("apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", str(example), check=False)
+    out = served_crds.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", str(example), check=False
+    )
     assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.parametrize("mode", APPLY_MODES)
-@pytest.mark.parametrize("obj", [adapter(), FULL_ADAPTER, publication()], ids=["minimal-adapter", "full-adapter",
-                                                                              "minimal-publication"])
+@pytest.mark.parametrize(
+    "obj", [adapter(), FULL_ADAPTER, publication()], ids=["minimal-adapter", "full-adapter", "minimal-publication"]
+)
 def test_valid_objects_are_accepted(served_crds, namespace, obj, mode):
     out = _apply(served_crds, namespace, obj, mode)
     assert out.returncode == 0, out.stderr
@@ -363,29 +464,55 @@ EDGES = {
     "publishAt 29 February 2028": publication(publishAt="2028-02-29T09:00:00Z"),
     "publishAt 29 February 2000": publication(publishAt="2000-02-29T09:00:00Z"),
     "publishAt offset -23:59 with a fraction": publication(publishAt="2030-06-01T09:00:00.5-23:59"),
-    "publication durations of 720h": publication(retryPolicy={
-        "backoff": {"initial": "720h", "max": "720h"}, "rateLimited": {"minDelay": "43200m"},
-        "network": {"backoff": {"initial": "2592000s", "max": "2592000000ms"}},
-        "serverError": {"backoff": {"max": "719h59m59.999s"}}, "credentialsTimeout": "000000000000000000720h"}),
+    "publication durations of 720h": publication(
+        retryPolicy={
+            "backoff": {"initial": "720h", "max": "720h"},
+            "rateLimited": {"minDelay": "43200m"},
+            "network": {"backoff": {"initial": "2592000s", "max": "2592000000ms"}},
+            "serverError": {"backoff": {"max": "719h59m59.999s"}},
+            "credentialsTimeout": "000000000000000000720h",
+        }
+    ),
     "adapter durations of 720h": adapter(
-        rateLimit={"limit": 1, "period": "720h"}, circuitBreaker={"cooldown": "720h", "maxCooldown": "720h"},
-        retryPolicy={"credentialsTimeout": "720h", "rateLimited": {"minDelay": "720h"},
-                     "podFailure": {"backoff": {"initial": "1.5h", "max": "720h"}}}),
-    "labels at their limits": adapter(jobTemplate={
-        "podLabels": {"example.com/team": "social", "empty": "", "n" * 63: "v" * 63,
-                      ("p" * 63 + ".") * 3 + "p" * 61 + "/" + "Name_with-dots.63" + "x" * 46: "A-b_c.9"},
-        "nodeSelector": {"kubernetes.io/os": "linux", "topology.kubernetes.io/zone": ""}}),
-    "annotations at their limit": adapter(jobTemplate={"podAnnotations": {
-        "Example.com/Team": "social", "a": "x" * (32768 - 16 - 6 - 1 - 1), "b": ""}}),
-    "requests equal to limits": adapter(jobTemplate={"resources": {
-        "limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1024Mi"}}}),
-    "only limits, only requests": adapter(jobTemplate={"resources": {"limits": {"cpu": "1"},
-                                                                     "requests": {"memory": 67108864}}}),
-    "payload of exactly 64 KiB": _with(_with(publication(), "spec.content.text", "\u00e9" * 32760 + "\t\r\n"),
-                                       "spec.content.tags", ["abcdefghij", "klm"]),
+        rateLimit={"limit": 1, "period": "720h"},
+        circuitBreaker={"cooldown": "720h", "maxCooldown": "720h"},
+        retryPolicy={
+            "credentialsTimeout": "720h",
+            "rateLimited": {"minDelay": "720h"},
+            "podFailure": {"backoff": {"initial": "1.5h", "max": "720h"}},
+        },
+    ),
+    "labels at their limits": adapter(
+        jobTemplate={
+            "podLabels": {
+                "example.com/team": "social",
+                "empty": "",
+                "n" * 63: "v" * 63,
+                ("p" * 63 + ".") * 3 + "p" * 61 + "/" + "Name_with-dots.63" + "x" * 46: "A-b_c.9",
+            },
+            "nodeSelector": {"kubernetes.io/os": "linux", "topology.kubernetes.io/zone": ""},
+        }
+    ),
+    "annotations at their limit": adapter(
+        jobTemplate={"podAnnotations": {"Example.com/Team": "social", "a": "x" * (32768 - 16 - 6 - 1 - 1), "b": ""}}
+    ),
+    "requests equal to limits": adapter(
+        jobTemplate={
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1024Mi"}}
+        }
+    ),
+    "only limits, only requests": adapter(
+        jobTemplate={"resources": {"limits": {"cpu": "1"}, "requests": {"memory": 67108864}}}
+    ),
+    "payload of exactly 64 KiB": _with(
+        _with(publication(), "spec.content.text", "\u00e9" * 32760 + "\t\r\n"),
+        "spec.content.tags",
+        ["abcdefghij", "klm"],
+    ),
     "longest text, shorter overrides": publication(
-        content={"text": "x" * 65536}, targets=[{"adapter": "slack", "overrides": {"text": "y" * 60000,
-                                                                                     "title": "t" * 1024}}]),
+        content={"text": "x" * 65536},
+        targets=[{"adapter": "slack", "overrides": {"text": "y" * 60000, "title": "t" * 1024}}],
+    ),
 }
 
 
@@ -450,32 +577,50 @@ def test_duplicate_targets_error_is_clear(served_crds, namespace):
 
 def test_cel_messages_say_what_is_wrong(served_crds, namespace):
     out = _apply(served_crds, namespace, INVALID["maxCooldown < cooldown"][0])
-    assert "spec.circuitBreaker.maxCooldown (5m) must be greater than or equal to spec.circuitBreaker.cooldown (10m)" \
-        in out.stderr, out.stderr
+    assert (
+        "spec.circuitBreaker.maxCooldown (5m) must be greater than or equal to spec.circuitBreaker.cooldown (10m)"
+        in out.stderr
+    ), out.stderr
     out = _apply(served_crds, namespace, INVALID["podLabels with herald.dev/ key"][0])
     assert "reserved for Herald" in out.stderr, out.stderr
     out = _apply(served_crds, namespace, INVALID["bad link URL"][0])
     assert "spec.content.link must be an absolute http:// or https:// URL" in out.stderr, out.stderr
 
 
-@pytest.mark.parametrize("case, message", [
-    ("publication rateLimited.minDelay huge",
-     "spec.retryPolicy.rateLimited.minDelay (99999999h) must be at most 720h (30 days)"),
-    ("adapter rateLimit.period huge", "spec.rateLimit.period (99999999h) must be at most 720h (30 days)"),
-    ("publishAt before year 1 in UTC",
-     "spec.publishAt (0001-01-01T00:00:00+01:00) must be an RFC 3339 date-time such as 2030-06-01T09:00:00Z"),
-    ("publishAt lower-case t and z", "between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC"),
-    ("podLabels key with a space", 'spec.jobTemplate.podLabels: "team name" is not a qualified name'),
-    ("podLabels job-name", "spec.jobTemplate.podLabels: label keys batch.kubernetes.io/*, controller-uid and "
-                           "job-name are reserved for the Job controller"),
-    ("podAnnotations over 32768 bytes", "spec.jobTemplate.podAnnotations must total at most 32768 bytes"),
-    ("cpu limit below request",
-     "spec.jobTemplate.resources.limits.cpu (500m) must not be below spec.jobTemplate.resources.requests.cpu (1)"),
-    ("memory limit below request", "spec.jobTemplate.resources.limits.memory (1000) must not be below "
-                                   "spec.jobTemplate.resources.requests.memory (1Ki)"),
-    ("payload over 64 KiB", "must be at most 65536 bytes in UTF-8"),
-    ("text with a control character", "spec.content.text in body should match"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "publication rateLimited.minDelay huge",
+            "spec.retryPolicy.rateLimited.minDelay (99999999h) must be at most 720h (30 days)",
+        ),
+        ("adapter rateLimit.period huge", "spec.rateLimit.period (99999999h) must be at most 720h (30 days)"),
+        (
+            "publishAt before year 1 in UTC",
+            "spec.publishAt (0001-01-01T00:00:00+01:00) must be an RFC 3339 date-time such as 2030-06-01T09:00:00Z",
+        ),
+        ("publishAt lower-case t and z", "between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC"),
+        ("podLabels key with a space", 'spec.jobTemplate.podLabels: "team name" is not a qualified name'),
+        (
+            "podLabels job-name",
+            "spec.jobTemplate.podLabels: label keys batch.kubernetes.io/*, controller-uid and "
+            "job-name are reserved for the Job controller",
+        ),
+        ("podAnnotations over 32768 bytes", "spec.jobTemplate.podAnnotations must total at most 32768 bytes"),
+        (
+            "cpu limit below request",
+            "spec.jobTemplate.resources.limits.cpu (500m) must not be below "
+            "spec.jobTemplate.resources.requests.cpu (1)",
+        ),
+        (
+            "memory limit below request",
+            "spec.jobTemplate.resources.limits.memory (1000) must not be below "
+            "spec.jobTemplate.resources.requests.memory (1Ki)",
+        ),
+        ("payload over 64 KiB", "must be at most 65536 bytes in UTF-8"),
+        ("text with a control character", "spec.content.text in body should match"),
+    ],
+)
 def test_operator_limit_messages_say_what_is_wrong(served_crds, namespace, case, message):
     out = _apply(served_crds, namespace, OPERATOR_LIMITS[case][0])
     assert message in out.stderr, out.stderr
@@ -514,22 +659,67 @@ STATUS = {
     "attempts": 3,
     "nextAttemptAt": "2030-01-01T00:00:30Z",
     "conditions": [
-        {"type": "Published", "status": "True", "reason": "AllTargetsPublished", "message": "",
-         "lastTransitionTime": "2030-01-01T00:00:00Z", "observedGeneration": 1},
-        {"type": "Retrying", "status": "True", "reason": "RetryScheduled", "message": "network",
-         "lastTransitionTime": "2030-01-01T00:00:00Z"},
+        {
+            "type": "Published",
+            "status": "True",
+            "reason": "AllTargetsPublished",
+            "message": "",
+            "lastTransitionTime": "2030-01-01T00:00:00Z",
+            "observedGeneration": 1,
+        },
+        {
+            "type": "Retrying",
+            "status": "True",
+            "reason": "RetryScheduled",
+            "message": "network",
+            "lastTransitionTime": "2030-01-01T00:00:00Z",
+        },
     ],
     "targets": [
-        {"adapter": "mastodon-main", "phase": "Published", "reason": "Published", "message": "", "attempts": 1,
-         "retries": 0, "jobName": "pub-mastodon-main-abc123-1", "lastErrorClass": None, "lastError": None,
-         "lastBackoffSeconds": None, "nextAttemptAt": None, "postId": "1099", "url": "https://m.example/@h/1099",
-         "publishedTime": "2030-01-01T00:00:05Z", "observedAttempt": 1, "verifyNext": False, "budgetStart": 0,
-         "failures": {}, "deadLetter": False, "waitingSince": None},
-        {"adapter": "bluesky", "phase": "Retrying", "reason": "RetryScheduled", "message": "connect timeout",
-         "attempts": 2, "retries": 1, "jobName": None, "lastErrorClass": "network", "lastError": "connect timeout",
-         "lastBackoffSeconds": 2.5, "nextAttemptAt": "2030-01-01T00:00:30Z", "postId": None, "url": None,
-         "publishedTime": None, "observedAttempt": 2, "verifyNext": False, "budgetStart": 0,
-         "failures": {"network": 2}, "deadLetter": False, "waitingSince": None},
+        {
+            "adapter": "mastodon-main",
+            "phase": "Published",
+            "reason": "Published",
+            "message": "",
+            "attempts": 1,
+            "retries": 0,
+            "jobName": "pub-mastodon-main-abc123-1",
+            "lastErrorClass": None,
+            "lastError": None,
+            "lastBackoffSeconds": None,
+            "nextAttemptAt": None,
+            "postId": "1099",
+            "url": "https://m.example/@h/1099",
+            "publishedTime": "2030-01-01T00:00:05Z",
+            "observedAttempt": 1,
+            "verifyNext": False,
+            "budgetStart": 0,
+            "failures": {},
+            "deadLetter": False,
+            "waitingSince": None,
+        },
+        {
+            "adapter": "bluesky",
+            "phase": "Retrying",
+            "reason": "RetryScheduled",
+            "message": "connect timeout",
+            "attempts": 2,
+            "retries": 1,
+            "jobName": None,
+            "lastErrorClass": "network",
+            "lastError": "connect timeout",
+            "lastBackoffSeconds": 2.5,
+            "nextAttemptAt": "2030-01-01T00:00:30Z",
+            "postId": None,
+            "url": None,
+            "publishedTime": None,
+            "observedAttempt": 2,
+            "verifyNext": False,
+            "budgetStart": 0,
+            "failures": {"network": 2},
+            "deadLetter": False,
+            "waitingSince": None,
+        },
     ],
 }
 
@@ -537,8 +727,9 @@ STATUS = {
 def _patch_status(cluster, namespace: str, resource: str, status: dict, check: bool = True):
     # A JSON patch, not a merge patch: in a merge patch null means "delete", and nulls must reach the schema.
     patch = [{"op": "add", "path": "/status", "value": status}]
-    out = cluster.kubectl("patch", resource, "-n", namespace, "--subresource=status", "--type=json",
-                          "-p", json.dumps(patch), check=False)
+    out = cluster.kubectl(
+        "patch", resource, "-n", namespace, "--subresource=status", "--type=json", "-p", json.dumps(patch), check=False
+    )
     assert out.returncode == 0 or not check, out.stderr
     return out
 
@@ -546,7 +737,9 @@ def _patch_status(cluster, namespace: str, resource: str, status: dict, check: b
 def test_publication_status_the_operator_writes_is_accepted(served_crds, namespace):
     _created(served_crds, namespace, publication(targets=[{"adapter": "mastodon-main"}, {"adapter": "bluesky"}]))
     _patch_status(served_crds, namespace, "publication/pub-under-test", STATUS)
-    got = json.loads(served_crds.kubectl("get", "pub", "pub-under-test", "-n", namespace, "-o", "json").stdout)["status"]
+    got = json.loads(served_crds.kubectl("get", "pub", "pub-under-test", "-n", namespace, "-o", "json").stdout)[
+        "status"
+    ]
     assert got["targets"][1]["failures"] == {"network": 2}
     assert got["targets"][1]["lastBackoffSeconds"] == 2.5
     # Nullable fields keep an explicit null (others would have it pruned).
@@ -559,8 +752,9 @@ def test_publication_status_the_operator_writes_is_accepted(served_crds, namespa
     # The next attempt as a time, not "<invalid>" (what a date column shows for a future time).
     assert table[1].split()[:6] == ["pub-under-test", "Retrying", "1", "2", "3", "2030-01-01T00:00:30Z"]
 
-    out = served_crds.kubectl("wait", "--for=condition=Published", "publication/pub-under-test", "-n", namespace,
-                       "--timeout=30s", check=False)
+    out = served_crds.kubectl(
+        "wait", "--for=condition=Published", "publication/pub-under-test", "-n", namespace, "--timeout=30s", check=False
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -585,12 +779,24 @@ def test_platformadapter_status_and_columns(served_crds, namespace):
     _created(served_crds, namespace, adapter(paused=True))
     status = {
         "observedGeneration": 1,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
-                        "lastTransitionTime": "2030-01-01T00:00:00Z"}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Ready",
+                "message": "",
+                "lastTransitionTime": "2030-01-01T00:00:00Z",
+            }
+        ],
         "queue": {"pending": 7, "running": 2},
         "lastPublishedTime": None,
-        "circuit": {"state": "HalfOpen", "consecutiveFailures": 5, "openedAt": "2030-01-01T00:00:00Z",
-                    "nextProbeAt": None, "opens": 1},
+        "circuit": {
+            "state": "HalfOpen",
+            "consecutiveFailures": 5,
+            "openedAt": "2030-01-01T00:00:00Z",
+            "nextProbeAt": None,
+            "opens": 1,
+        },
         "rateLimit": {"blockedUntil": None, "remaining": None, "resetAt": None},
         "credentials": {"valid": True, "invalidSince": None, "secretResourceVersion": None, "message": ""},
     }
@@ -598,8 +804,9 @@ def test_platformadapter_status_and_columns(served_crds, namespace):
     table = served_crds.kubectl("get", "padapter", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "PLATFORM", "PAUSED", "CIRCUIT", "PENDING", "RUNNING", "AGE"]
     assert table[1].split()[:6] == ["adapter-under-test", "mastodon", "true", "HalfOpen", "7", "2"]
-    out = _patch_status(served_crds, namespace, "platformadapter/adapter-under-test", {"circuit": {"state": "Ajar"}},
-                        check=False)
+    out = _patch_status(
+        served_crds, namespace, "platformadapter/adapter-under-test", {"circuit": {"state": "Ajar"}}, check=False
+    )
     assert out.returncode != 0 and "status.circuit.state" in out.stderr, out.stderr
 
 
@@ -609,9 +816,11 @@ def test_short_names_and_category(served_crds, namespace):
     names = served_crds.kubectl("get", "herald", "-n", namespace, "-o", "name").stdout.split()
     assert sorted(names) == ["platformadapter.herald.dev/adapter-under-test", "publication.herald.dev/pub-under-test"]
     assert served_crds.kubectl("get", "pub", "-n", namespace, "-o", "name").stdout.split() == [
-        "publication.herald.dev/pub-under-test"]
+        "publication.herald.dev/pub-under-test"
+    ]
     assert served_crds.kubectl("get", "padapter", "-n", namespace, "-o", "name").stdout.split() == [
-        "platformadapter.herald.dev/adapter-under-test"]
+        "platformadapter.herald.dev/adapter-under-test"
+    ]
 
 
 # ---------------------------------------------------------------------------- objects from before the upgrade

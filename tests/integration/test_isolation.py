@@ -4,6 +4,7 @@ The poison objects are created under the CRDs as they were before admission lear
 them (``legacy_crds``): such objects exist in clusters that upgraded. A control Publication
 created alongside must publish on time, and each poison object must say what is wrong with it.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,14 @@ POISON_SPECS = {
     "publish-at-year-10000": ({"publishAt": "9999-12-31T23:59:59-01:00"}, "spec.publishAt"),
     "publish-at-lower-case": ({"publishAt": "2030-06-01t09:00:00z"}, "spec.publishAt"),
     "publish-at-offset-25h": ({"publishAt": "2030-06-01T09:00:00+25:00"}, "spec.publishAt"),
-    "min-delay-overflow": ({"retryPolicy": {"rateLimited": {"minDelay": "99999999h"}}},
-                           "spec.retryPolicy.rateLimited.minDelay"),
-    "credentials-timeout-overflow": ({"retryPolicy": {"credentialsTimeout": "99999999h"}},
-                                     "spec.retryPolicy.credentialsTimeout"),
+    "min-delay-overflow": (
+        {"retryPolicy": {"rateLimited": {"minDelay": "99999999h"}}},
+        "spec.retryPolicy.rateLimited.minDelay",
+    ),
+    "credentials-timeout-overflow": (
+        {"retryPolicy": {"credentialsTimeout": "99999999h"}},
+        "spec.retryPolicy.credentialsTimeout",
+    ),
 }
 
 
@@ -51,10 +56,14 @@ def test_poison_objects_and_results_stall_only_themselves(cluster, herald, opera
     with legacy_crds(cluster):
         herald.adapter("mastodon")
         herald.adapter("deep", annotations=fate(deep, exit_code=1))
-        herald.adapter("reset-year-1", annotations=fate(result(postId="9", rateLimit={
-            "remaining": 5, "resetAt": "0001-01-01T00:00:00+01:00"})))
-        herald.adapter("reset-year-999", annotations=fate(result(postId="9", rateLimit={
-            "remaining": 4, "resetAt": "0999-01-01T00:00:00Z"})))
+        herald.adapter(
+            "reset-year-1",
+            annotations=fate(result(postId="9", rateLimit={"remaining": 5, "resetAt": "0001-01-01T00:00:00+01:00"})),
+        )
+        herald.adapter(
+            "reset-year-999",
+            annotations=fate(result(postId="9", rateLimit={"remaining": 4, "resetAt": "0999-01-01T00:00:00Z"})),
+        )
         herald.adapter("cooldown-overflow", circuitBreaker={"cooldown": "99999999h"})
         for name, (spec, _) in POISON_SPECS.items():
             herald.publication(name, ["mastodon"], **spec)
@@ -70,46 +79,61 @@ def test_poison_objects_and_results_stall_only_themselves(cluster, herald, opera
     print(f"control published {time.monotonic() - started:.2f}s after its create, next to the poison")
 
     for name, (_, field) in POISON_SPECS.items():
-        wait_until(lambda: stalled_message(herald, name).startswith(field), timeout=30,
-                   what=f"{name}: Stalled naming {field} (now {stalled_message(herald, name)!r})")
+        wait_until(
+            lambda: stalled_message(herald, name).startswith(field),
+            timeout=30,
+            what=f"{name}: Stalled naming {field} (now {stalled_message(herald, name)!r})",
+        )
         assert herald.jobs(name) == []
     # The adapter results: classified, recorded, never breaking a status write.
     herald.wait_publication("deep-result", lambda p: target(p, "deep").get("lastErrorClass") == "pod_failure")
     herald.wait_phase("reset-1", "Published")
     herald.wait_phase("reset-999", "Published")
     for name, remaining in (("reset-year-1", 5), ("reset-year-999", 4)):
-        rl = herald.wait_adapter(name, lambda a: (a.get("status") or {}).get("rateLimit", {}).get("remaining")
-                                 == remaining)["status"]["rateLimit"]
+        rl = herald.wait_adapter(
+            name, lambda a: (a.get("status") or {}).get("rateLimit", {}).get("remaining") == remaining
+        )["status"]["rateLimit"]
         assert rl.get("resetAt") in (None, "0999-01-01T00:00:00Z")
     # An adapter whose spec overflows holds only its own targets, and says why.
-    pub = herald.wait_publication("to-invalid-adapter",
-                                  lambda p: target(p, "cooldown-overflow").get("reason") == "AdapterInvalid")
+    pub = herald.wait_publication(
+        "to-invalid-adapter", lambda p: target(p, "cooldown-overflow").get("reason") == "AdapterInvalid"
+    )
     assert "spec.circuitBreaker.cooldown" in target(pub, "cooldown-overflow")["message"]
-    wait_until(lambda: stalled_message(herald, "cooldown-overflow", "adapter").startswith("spec.circuitBreaker"),
-               timeout=30, what="the adapter's Stalled condition")
+    wait_until(
+        lambda: stalled_message(herald, "cooldown-overflow", "adapter").startswith("spec.circuitBreaker"),
+        timeout=30,
+        what="the adapter's Stalled condition",
+    )
     # A redrive annotation longer than status can hold is recorded by digest; status writes go on.
-    pub = herald.wait_publication("long-redrive", lambda p: (p.get("status") or {}).get("observedRedrive", "")
-                                  .startswith("sha256:"))
+    pub = herald.wait_publication(
+        "long-redrive", lambda p: (p.get("status") or {}).get("observedRedrive", "").startswith("sha256:")
+    )
     assert pub["status"]["phase"] == "Published"
 
     # One Warning Event per stalled object, not one per tick.
-    wait_until(lambda: all(warnings(herald, n, "InvalidSpec") for n in POISON_SPECS), timeout=30,
-               what="an InvalidSpec Event for each poison publication")
+    wait_until(
+        lambda: all(warnings(herald, n, "InvalidSpec") for n in POISON_SPECS),
+        timeout=30,
+        what="an InvalidSpec Event for each poison publication",
+    )
     another = herald.publication("control-2", ["mastodon"])
     assert another
     herald.wait_phase("control-2", "Published", timeout=CONTROL_DEADLINE)
     for name in POISON_SPECS:
         assert len(warnings(herald, name, "InvalidSpec")) == 1, name
-    assert "ERROR" not in "\n".join(line for line in operator.log().splitlines()
-                                    if "cannot write status" in line), "a status write was refused"
+    assert "ERROR" not in "\n".join(line for line in operator.log().splitlines() if "cannot write status" in line), (
+        "a status write was refused"
+    )
 
 
 def test_a_job_the_api_server_refuses_is_a_dead_lettered_attempt(cluster, herald, operator):
     cases = {
         "bad-annotation-key": {"podAnnotations": {**PUBLISHED, "bad key!": "x"}},
         "reserved-job-label": {"podAnnotations": PUBLISHED, "podLabels": {"batch.kubernetes.io/job-name": "other"}},
-        "limits-below-requests": {"podAnnotations": PUBLISHED, "resources": {
-            "requests": {"memory": "256Mi"}, "limits": {"memory": "64Mi"}}},
+        "limits-below-requests": {
+            "podAnnotations": PUBLISHED,
+            "resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "64Mi"}},
+        },
     }
     with legacy_crds(cluster):
         for name, template in cases.items():
@@ -135,7 +159,7 @@ def test_a_payload_over_the_annotation_limit_is_refused_once(cluster, herald, op
     herald.adapter("mastodon")
     with legacy_crds(cluster):
         # 30,000 emoji: within the text limit, but escaped in the payload annotation it is over 256 KiB.
-        herald.publication("huge", ["mastodon"], text="\U0001F600" * 30_000)
+        herald.publication("huge", ["mastodon"], text="\U0001f600" * 30_000)
     herald.publication("control", ["mastodon"])
     herald.wait_phase("control", "Published", timeout=CONTROL_DEADLINE)
     pub = herald.wait_phase("huge", "Failed", timeout=60)
@@ -156,8 +180,9 @@ def _health(port: int) -> int:
 def test_a_wedged_loop_fails_healthz(cluster, herald, namespace, crds, tmp_path):
     """A loop that stops ticking while work is due makes /healthz fail, so Kubernetes restarts it.
     The wedge is the operator's test-only fault HERALD_TEST_WEDGE_ON (the loop hangs on an await)."""
-    proc = OperatorProcess(cluster.kubeconfig, namespace, tmp_path,
-                           env={"HERALD_TEST_WEDGE_ON": "wedge", "HERALD_LIVENESS_SECONDS": "3"})
+    proc = OperatorProcess(
+        cluster.kubeconfig, namespace, tmp_path, env={"HERALD_TEST_WEDGE_ON": "wedge", "HERALD_LIVENESS_SECONDS": "3"}
+    )
     proc.start()
     try:
         herald.adapter("mastodon")

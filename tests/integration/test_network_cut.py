@@ -4,6 +4,7 @@ The operator runs as its own uid (OperatorProcess(run_as=...)), so tests/support
 exactly its packets to and from the API server's port, while this test's client (root) keeps talking
 to the same API server and watches what the operator does, or cannot do.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,13 @@ def first_until(list_fn, deadline: float, **kwargs) -> dict | None:
             return None
         w = watch.Watch()
         try:
-            for event in w.stream(list_fn, resource_version=listing["metadata"]["resourceVersion"],
-                                  timeout_seconds=max(1, math.ceil(remaining)), _request_timeout=remaining + 30,
-                                  **kwargs):
+            for event in w.stream(
+                list_fn,
+                resource_version=listing["metadata"]["resourceVersion"],
+                timeout_seconds=max(1, math.ceil(remaining)),
+                _request_timeout=remaining + 30,
+                **kwargs,
+            ):
                 if event["type"] in ("ADDED", "MODIFIED"):
                     return event["raw_object"]
         finally:
@@ -59,8 +64,11 @@ def first_until(list_fn, deadline: float, **kwargs) -> dict | None:
 
 def job_of(jobs: JobRecorder, publication: str) -> tuple[str, float] | None:
     """The first Job the recorder saw for ``publication``, and when."""
-    seen = [(at, name) for name, at in jobs.added.items()
-            if jobs.jobs[name].metadata.labels.get("herald.dev/publication") == publication]
+    seen = [
+        (at, name)
+        for name, at in jobs.added.items()
+        if jobs.jobs[name].metadata.labels.get("herald.dev/publication") == publication
+    ]
     return (min(seen)[1], min(seen)[0]) if seen else None
 
 
@@ -79,8 +87,12 @@ def test_publishing_resumes_within_10s_after_a_30s_network_cut(herald, cut_opera
 
         with network_cut(operator.uid, operator.api_port) as cut:
             herald.publication("during", ["mastodon"])  # root's client is not cut
-            appeared = first_until(herald.batch.list_namespaced_job, cut.started + CUT_SECONDS,
-                                   namespace=namespace, label_selector="herald.dev/publication=during")
+            appeared = first_until(
+                herald.batch.list_namespaced_job,
+                cut.started + CUT_SECONDS,
+                namespace=namespace,
+                label_selector="herald.dev/publication=during",
+            )
             # The cut is honest: the operator never created the Job nor wrote the status, though it is
             # alive, and packets between it and the API server were dropped.
             assert appeared is None, f"a Job appeared during the cut: {appeared['metadata']['name']}"
@@ -104,20 +116,29 @@ def test_publishing_resumes_within_10s_after_a_30s_network_cut(herald, cut_opera
         during_job_delay, after_job_delay = during_job[1] - restored, after_job[1] - t_after
 
         log = operator.log()
-        print(f"\nnetwork cut {cut.ended - cut.started:.1f}s (uid {cut.uid} <-> :{cut.port}; "
-              f"connections cut mid-stream: {len(cut.connections)}; dropped packets {dropped})")
+        print(
+            f"\nnetwork cut {cut.ended - cut.started:.1f}s (uid {cut.uid} <-> :{cut.port}; "
+            f"connections cut mid-stream: {len(cut.connections)}; dropped packets {dropped})"
+        )
         print(f"control: Published {control:.2f}s after creation (network up)")
-        print(f"'during' (created in the cut): Job {during_job_delay:.2f}s after the restore, "
-              f"Published by {during_published:.2f}s after it")
-        print(f"'after' (created {t_after - restored:.2f}s after the restore): Job {after_job_delay:.2f}s, "
-              f"Published {after_published:.2f}s after creation")
+        print(
+            f"'during' (created in the cut): Job {during_job_delay:.2f}s after the restore, "
+            f"Published by {during_published:.2f}s after it"
+        )
+        print(
+            f"'after' (created {t_after - restored:.2f}s after the restore): Job {after_job_delay:.2f}s, "
+            f"Published {after_published:.2f}s after creation"
+        )
         print("operator log during the cut:\n" + (log[log_from:log_cut_end] or "(nothing)\n"))
         print("operator log after the restore:\n" + (log[log_cut_end:][-8000:] or "(nothing)\n"))
 
         assert during_job[1] >= restored  # never early (and no Job was seen during the cut above)
-        assert during_job_delay <= RESUME_WITHIN, \
+        assert during_job_delay <= RESUME_WITHIN, (
             f"the Job of the publication created during the cut appeared {during_job_delay:.1f}s after the restore"
-        assert after_job_delay <= RESUME_WITHIN, f"the Job of 'after' appeared {after_job_delay:.1f}s after its creation"
+        )
+        assert after_job_delay <= RESUME_WITHIN, (
+            f"the Job of 'after' appeared {after_job_delay:.1f}s after its creation"
+        )
         assert after_published <= RESUME_WITHIN, f"'after' was Published {after_published:.1f}s after its creation"
         assert target(during_pub, "mastodon")["attempts"] == 1
         assert operator.starts == 1 and operator.proc.poll() is None, "the operator recovered by restarting"

@@ -1,9 +1,10 @@
 """The operator core against a real cluster: one Job per attempt, schedule, queue, suspend, status."""
+
 from __future__ import annotations
 
+import itertools
 import json
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,14 +15,16 @@ pytestmark = pytest.mark.cluster
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_publish_now_runs_one_job_and_records_the_post(herald, operator):
-    herald.adapter("mastodon", annotations={**PUBLISHED, "team": "news"},
-                   jobTemplate={"podAnnotations": {**PUBLISHED, "team": "news"}, "podLabels": {"tier": "social"}})
-    herald.publication("hello", ["mastodon"], text="Hello world",
-                       content={"text": "Hello world", "tags": ["launch"]})
+    herald.adapter(
+        "mastodon",
+        annotations={**PUBLISHED, "team": "news"},
+        jobTemplate={"podAnnotations": {**PUBLISHED, "team": "news"}, "podLabels": {"tier": "social"}},
+    )
+    herald.publication("hello", ["mastodon"], text="Hello world", content={"text": "Hello world", "tags": ["launch"]})
     pub = herald.wait_phase("hello", "Published")
     t = target(pub, "mastodon")
     assert (t["attempts"], t["retries"], t["postId"], t["url"]) == (1, 0, "1", "https://example.social/@h/1")
@@ -50,8 +53,11 @@ def test_publish_now_runs_one_job_and_records_the_post(herald, operator):
 
 def test_target_overrides_reach_the_adapter(herald, operator):
     herald.adapter("discord", platform="discord")
-    herald.publication("ov", [{"adapter": "discord", "overrides": {"text": "short", "tags": ["x"]}}],
-                       content={"text": "long text", "title": "T", "tags": ["a", "b"]})
+    herald.publication(
+        "ov",
+        [{"adapter": "discord", "overrides": {"text": "short", "tags": ["x"]}}],
+        content={"text": "long text", "title": "T", "tags": ["a", "b"]},
+    )
     herald.wait_phase("ov", "Published")
     [job] = herald.jobs("ov")
     payload = json.loads(job.spec.template.metadata.annotations["herald.dev/payload"])
@@ -60,7 +66,7 @@ def test_target_overrides_reach_the_adapter(herald, operator):
 
 def test_scheduled_publication_starts_within_a_second_of_publish_at(herald, operator, api, namespace):
     herald.adapter("mastodon")
-    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
     jobs = JobRecorder(api, namespace)
     try:
         herald.publication("later", ["mastodon"], publishAt=_iso(at))
@@ -94,7 +100,7 @@ def test_queue_respects_concurrency_and_priority(herald, operator, api, namespac
         assert order == ["first", "urgent", "normal", "low"]
         # Never two at once: each job starts after the previous one finished.
         names = sorted(jobs.added, key=jobs.added.get)
-        for prev, nxt in zip(names, names[1:]):
+        for prev, nxt in itertools.pairwise(names):
             assert jobs.added[nxt] >= jobs.finished[prev]
     finally:
         jobs.stop()
@@ -105,8 +111,12 @@ def test_adapter_status_shows_the_queue(herald, operator):
     for i in range(4):
         herald.publication(f"q{i}", ["busy"])
     # Queue counts alone are written at most every 10s (docs/performance.md), so allow for that.
-    adapter = herald.wait_adapter("busy", lambda a: (a.get("status") or {}).get("queue") == {"pending": 3, "running": 1},
-                                  timeout=25, what="queue pending=3 running=1")
+    adapter = herald.wait_adapter(
+        "busy",
+        lambda a: (a.get("status") or {}).get("queue") == {"pending": 3, "running": 1},
+        timeout=25,
+        what="queue pending=3 running=1",
+    )
     assert adapter["status"]["circuit"]["state"] == "Closed"
 
 
@@ -117,9 +127,13 @@ def test_rate_limit_caps_attempts_per_period(herald, operator, api, namespace):
         for i in range(4):
             herald.publication(f"p{i}", ["limited"])
         jobs.wait_count(2)
+
         def waiting():
-            return [p for p in (f"p{i}" for i in range(4))
-                    if target(herald.get_publication(p), "limited").get("reason") == "RateLimitWindow"]
+            return [
+                p
+                for p in (f"p{i}" for i in range(4))
+                if target(herald.get_publication(p), "limited").get("reason") == "RateLimitWindow"
+            ]
 
         wait_until(lambda: len(waiting()) == 2, timeout=10, what="two publications waiting for the rate limit window")
         assert len(jobs.added) == 2
@@ -138,8 +152,11 @@ def test_suspend_cancels_the_running_job_and_resume_publishes(herald, operator):
     herald.patch_publication("s", {"spec": {"suspend": True}})
     pub = herald.wait_phase("s", "Cancelled")
     assert target(pub, "mastodon")["phase"] == "Cancelled"
-    wait_until(lambda: all(j.metadata.deletion_timestamp for j in herald.jobs("s")) or not herald.jobs("s"),
-               timeout=20, what="the running Job deleted")
+    wait_until(
+        lambda: all(j.metadata.deletion_timestamp for j in herald.jobs("s")) or not herald.jobs("s"),
+        timeout=20,
+        what="the running Job deleted",
+    )
     # The next attempt runs quickly (merge patch: null removes the duration).
     herald.patch_adapter("mastodon", {"jobTemplate": {"podAnnotations": {"kwok.herald.dev/duration": None}}})
     herald.patch_publication("s", {"spec": {"suspend": False}})
@@ -150,8 +167,9 @@ def test_suspend_cancels_the_running_job_and_resume_publishes(herald, operator):
 def test_paused_adapter_starts_nothing_until_unpaused(herald, operator):
     herald.adapter("mastodon", paused=True)
     herald.publication("p", ["mastodon"])
-    pub = herald.wait_publication("p", lambda p: target(p, "mastodon").get("reason") == "AdapterPaused",
-                                  what="waiting on the paused adapter")
+    pub = herald.wait_publication(
+        "p", lambda p: target(p, "mastodon").get("reason") == "AdapterPaused", what="waiting on the paused adapter"
+    )
     assert pub["status"]["phase"] == "Queued"
     assert herald.jobs("p") == []
     herald.patch_adapter("mastodon", {"paused": False})
@@ -161,8 +179,11 @@ def test_paused_adapter_starts_nothing_until_unpaused(herald, operator):
 def test_one_failed_target_of_several_gives_partially_published(herald, operator):
     herald.adapter("mastodon")
     herald.adapter("bluesky", platform="bluesky")
-    herald.adapter("strict", platform="webhook",
-                   annotations=fate(result("failed", errorClass="rejected", message="HTTP 422: text too long"), exit_code=1))
+    herald.adapter(
+        "strict",
+        platform="webhook",
+        annotations=fate(result("failed", errorClass="rejected", message="HTTP 422: text too long"), exit_code=1),
+    )
     herald.publication("multi", ["mastodon", "bluesky", "strict"])
     pub = herald.wait_phase("multi", "PartiallyPublished")
     assert pub["status"]["publishedTargets"] == 2
@@ -170,8 +191,11 @@ def test_one_failed_target_of_several_gives_partially_published(herald, operator
     assert (strict["phase"], strict["lastErrorClass"], strict["attempts"]) == ("Failed", "rejected", 1)
     assert "HTTP 422" in strict["lastError"]
     assert condition(pub, "Failed")["status"] == "True"
-    herald.wait_publication("multi", lambda p: p["metadata"].get("labels", {}).get("herald.dev/dead-letter") == "true",
-                            what="the dead-letter label")
+    herald.wait_publication(
+        "multi",
+        lambda p: p["metadata"].get("labels", {}).get("herald.dev/dead-letter") == "true",
+        what="the dead-letter label",
+    )
 
 
 def test_sigkill_while_jobs_run_and_others_queue_loses_nothing(herald, operator, api, namespace):
@@ -201,6 +225,9 @@ def test_job_deleted_by_hand_is_retried_in_verify_mode(herald, operator):
     pub = herald.wait_publication("d", lambda p: target(p, "mastodon")["attempts"] == 2, what="attempt 2")
     t = target(pub, "mastodon")
     assert t["lastErrorClass"] == "unknown_outcome"
-    jobs = wait_until(lambda: [j for j in herald.jobs("d") if j.metadata.annotations["herald.dev/attempt"] == "2"],
-                      timeout=20, what="attempt 2's Job")
+    jobs = wait_until(
+        lambda: [j for j in herald.jobs("d") if j.metadata.annotations["herald.dev/attempt"] == "2"],
+        timeout=20,
+        what="attempt 2's Job",
+    )
     assert jobs[0].metadata.annotations["herald.dev/mode"] == "verify"

@@ -1,8 +1,9 @@
 """Retention: spec.ttlSecondsAfterFinished, and the operator-wide default, delete finished
 Publications (never before their time) so a cluster keeps only what its users want."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -35,11 +36,14 @@ def test_a_finished_publication_is_deleted_after_its_ttl_never_before(herald, op
     done = _completion(pub)
     herald.wait_phase("kept", "Published")
     # Never early: until 2.5 s after completionTime (0.5 s for clock granularity) it is still there.
-    wait_until(lambda: _gone(herald, "short") or (datetime.now(timezone.utc) - done).total_seconds() >= 2.5,
-               timeout=30, what="2.5 s after completionTime")
+    wait_until(
+        lambda: _gone(herald, "short") or (datetime.now(UTC) - done).total_seconds() >= 2.5,
+        timeout=30,
+        what="2.5 s after completionTime",
+    )
     assert not _gone(herald, "short"), "deleted before its ttlSecondsAfterFinished"
     wait_until(lambda: _gone(herald, "short"), timeout=60, what="the publication past its TTL to be deleted")
-    print(f"deleted {(datetime.now(timezone.utc) - done).total_seconds():.1f}s after completionTime (TTL 3 s)")
+    print(f"deleted {(datetime.now(UTC) - done).total_seconds():.1f}s after completionTime (TTL 3 s)")
     assert not _gone(herald, "kept")
 
 

@@ -72,8 +72,8 @@ def prometheus_factory(
 
 
 __all__ = [
-    "monitoring_binaries",
-    "alertmanager_factory",
     "alertmanager",
+    "alertmanager_factory",
+    "monitoring_binaries",
     "prometheus_factory",
 ]

@@ -55,7 +55,7 @@ def wait_until(
     while True:
         try:
             value = probe()
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             last_exc = exc
             value = None
         if value:
@@ -108,7 +108,7 @@ class _Process:
     def __init__(self, argv: Sequence[str], log_path: Path, cwd: Path) -> None:
         self.argv = list(argv)
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             self.argv,
             cwd=cwd,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -120,7 +120,7 @@ def _local_copy(receiver_url: str) -> dict:
 
 
 def _alert(name: str, severity: str, adapter: str) -> dict:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return {
         "labels": {"alertname": name, "severity": severity, "adapter": adapter},
         "annotations": {"summary": "test"},

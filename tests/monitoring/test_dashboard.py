@@ -7,6 +7,7 @@ import re
 import threading
 
 import pytest
+
 from herald import metrics as m
 
 from .dashboard import (

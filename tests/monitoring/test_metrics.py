@@ -8,8 +8,9 @@ import subprocess
 import httpx
 import kopf
 import pytest
-from herald import metrics as m
 from prometheus_client.parser import text_string_to_metric_families
+
+from herald import metrics as m
 
 # name -> (type, labels) exactly as the operator wiring expects them.
 EXPECTED = {
@@ -157,7 +158,7 @@ def test_histograms_use_the_shared_buckets():
     ):
         fam = next(f for f in text_string_to_metric_families(m.exposition().decode()) if f.name == name)
         les = sorted({float(s.labels["le"]) for s in fam.samples if s.name.endswith("_bucket")})
-        assert les == BUCKETS + [float("inf")], name
+        assert les == [*BUCKETS, float("inf")], name
 
 
 def test_build_info_is_one_with_versions():
@@ -255,12 +256,10 @@ def test_reconcile_timer_context_manager_results():
         pass
     with m.reconcile_timer(c) as t:
         t.result = "requeue"
-    with pytest.raises(RuntimeError):
-        with m.reconcile_timer(c):
-            raise RuntimeError("boom")
-    with pytest.raises(kopf.TemporaryError):
-        with m.reconcile_timer(c):
-            raise kopf.TemporaryError("later", delay=5)
+    with pytest.raises(RuntimeError), m.reconcile_timer(c):
+        raise RuntimeError("boom")
+    with pytest.raises(kopf.TemporaryError), m.reconcile_timer(c):
+        raise kopf.TemporaryError("later", delay=5)
     assert sample("herald_reconcile_total", controller=c, result="success") == 1
     assert sample("herald_reconcile_total", controller=c, result="requeue") == 2
     assert sample("herald_reconcile_total", controller=c, result="error") == 1

@@ -9,6 +9,7 @@ Secret keys (credentials) the fake accepts. GET /_herald/posts lists the posts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -17,23 +18,25 @@ from . import FAKES
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.platforms", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.platforms", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--platform", required=True, choices=sorted(FAKES))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--public-url", default=None,
-                        help="the base URL adapters reach this server at (for the printed endpoint and credentials)")
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="the base URL adapters reach this server at (for the printed endpoint and credentials)",
+    )
     args = parser.parse_args(argv)
     fake = FAKES[args.platform](args.host, args.port)
     base = (args.public_url or fake.url).rstrip("/")
     info = {"platform": args.platform, "url": fake.url, **_settings(args.platform, fake, base)}
     print(json.dumps(info), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         fake.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

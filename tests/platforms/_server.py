@@ -15,9 +15,10 @@ import json
 import re
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # A 1x1 transparent PNG.
@@ -129,7 +130,7 @@ class FakePlatform:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakePlatform":
+    def start(self) -> FakePlatform:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name=f"fake-{self.name}", daemon=True
         )
@@ -144,7 +145,7 @@ class FakePlatform:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "FakePlatform":
+    def __enter__(self) -> FakePlatform:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -156,7 +157,9 @@ class FakePlatform:
         with self._lock:
             self._scripts.setdefault(route, deque()).extend(scripts)
 
-    def fail(self, route: str, status: int, body: Any = None, headers: dict[str, str] | None = None, times: int = 1) -> None:
+    def fail(
+        self, route: str, status: int, body: Any = None, headers: dict[str, str] | None = None, times: int = 1
+    ) -> None:
         """The next ``times`` requests to ``route`` get this error reply."""
         self.script(route, *[Script(response=Response(status, body, dict(headers or {})))] * times)
 

@@ -53,8 +53,15 @@ def error(status: int, name: str, message: str, headers: dict | None = None) -> 
 class BlueskyFake(FakePlatform):
     name = "bluesky"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, identifier: str = DEFAULT_IDENTIFIER,
-                 app_password: str = DEFAULT_APP_PASSWORD, remaining: int = 4999):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        identifier: str = DEFAULT_IDENTIFIER,
+        app_password: str = DEFAULT_APP_PASSWORD,
+        remaining: int = 4999,
+    ):
         self.identifier = identifier
         self.app_password = app_password
         self.remaining = remaining
@@ -93,10 +100,17 @@ class BlueskyFake(FakePlatform):
         token = "fake-access-jwt-" + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:24]
         with self._lock:
             self.sessions.add(token)
-        return Response(200, {
-            "did": DID, "handle": self.identifier, "accessJwt": token,
-            "refreshJwt": "fake-refresh-jwt-" + token[-12:], "active": True,
-        }, self.rate_headers())
+        return Response(
+            200,
+            {
+                "did": DID,
+                "handle": self.identifier,
+                "accessJwt": token,
+                "refreshJwt": "fake-refresh-jwt-" + token[-12:],
+                "active": True,
+            },
+            self.rate_headers(),
+        )
 
     def add_record(self, rkey: str, record: dict) -> dict:
         cid = "bafyrei" + hashlib.sha256(rkey.encode()).hexdigest()[:40]
@@ -116,9 +130,15 @@ class BlueskyFake(FakePlatform):
         record = data.get("record") or {}
         text = record.get("text", "")
         if record.get("$type") != COLLECTION or not record.get("createdAt"):
-            return error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: Record must have the property \"createdAt\"")
+            return error(
+                400, "InvalidRequest", 'Invalid app.bsky.feed.post record: Record must have the property "createdAt"'
+            )
         if _graphemes(text) > TEXT_LIMIT:
-            return error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes")
+            return error(
+                400,
+                "InvalidRequest",
+                "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes",
+            )
         size = len(text.encode())
         for facet in record.get("facets") or []:
             index = facet.get("index") or {}
@@ -129,15 +149,29 @@ class BlueskyFake(FakePlatform):
             if rkey in self.records:
                 return error(400, "InvalidRequest", f"Record already exists: at://{DID}/{COLLECTION}/{rkey}")
             entry = self.add_record(rkey, record)
-        self.record_post({"uri": entry["uri"], "rkey": rkey, "text": text, "facets": record.get("facets"), "embed": record.get("embed")})
-        return Response(200, {"uri": entry["uri"], "cid": entry["cid"], "validationStatus": "valid"}, self.rate_headers())
+        self.record_post(
+            {
+                "uri": entry["uri"],
+                "rkey": rkey,
+                "text": text,
+                "facets": record.get("facets"),
+                "embed": record.get("embed"),
+            }
+        )
+        return Response(
+            200, {"uri": entry["uri"], "cid": entry["cid"], "validationStatus": "valid"}, self.rate_headers()
+        )
 
     def get_record(self, request: Request) -> Response:
         rkey = request.param("rkey") or ""
         with self._lock:
             entry = self.records.get(rkey)
         if entry is None or request.param("collection") != COLLECTION:
-            return error(400, "RecordNotFound", f"Could not locate record: at://{request.param('repo')}/{request.param('collection')}/{rkey}")
+            return error(
+                400,
+                "RecordNotFound",
+                f"Could not locate record: at://{request.param('repo')}/{request.param('collection')}/{rkey}",
+            )
         return Response(200, entry, self.rate_headers())
 
     def list_records(self, request: Request) -> Response:
@@ -154,7 +188,15 @@ class BlueskyFake(FakePlatform):
         link = "bafkrei" + hashlib.sha256(request.body).hexdigest()[:40]
         with self._lock:
             self.blobs[link] = request.body
-        return Response(200, {"blob": {
-            "$type": "blob", "ref": {"$link": link},
-            "mimeType": request.headers.get("content-type", "application/octet-stream"), "size": len(request.body),
-        }}, self.rate_headers())
+        return Response(
+            200,
+            {
+                "blob": {
+                    "$type": "blob",
+                    "ref": {"$link": link},
+                    "mimeType": request.headers.get("content-type", "application/octet-stream"),
+                    "size": len(request.body),
+                }
+            },
+            self.rate_headers(),
+        )

@@ -18,8 +18,15 @@ CONTENT_LIMIT = 2000
 class DiscordFake(FakePlatform):
     name = "discord"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, webhook_id: str = DEFAULT_WEBHOOK_ID,
-                 webhook_token: str = DEFAULT_WEBHOOK_TOKEN, remaining: int = 4):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        webhook_id: str = DEFAULT_WEBHOOK_ID,
+        webhook_token: str = DEFAULT_WEBHOOK_TOKEN,
+        remaining: int = 4,
+    ):
         self.webhook_id = webhook_id
         self.webhook_token = webhook_token
         self.remaining = remaining
@@ -58,16 +65,29 @@ class DiscordFake(FakePlatform):
         if not content and not data.get("embeds"):
             return Response(400, {"message": "Cannot send an empty message", "code": 50006})
         if len(content) > CONTENT_LIMIT:
-            return Response(400, {
-                "message": "Invalid Form Body", "code": 50035,
-                "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}},
-            })
+            return Response(
+                400,
+                {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {
+                        "content": {
+                            "_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]
+                        }
+                    },
+                },
+            )
         with self._lock:
             self._next_id += 1
             message_id = str(self._next_id)
         message = {
-            "id": message_id, "type": 0, "content": content, "channel_id": CHANNEL_ID, "guild_id": GUILD_ID,
-            "webhook_id": self.webhook_id, "embeds": data.get("embeds") or [],
+            "id": message_id,
+            "type": 0,
+            "content": content,
+            "channel_id": CHANNEL_ID,
+            "guild_id": GUILD_ID,
+            "webhook_id": self.webhook_id,
+            "embeds": data.get("embeds") or [],
             "author": {"id": self.webhook_id, "username": "Herald", "bot": True},
         }
         self.record_post({**message, "allowed_mentions": data.get("allowed_mentions")})

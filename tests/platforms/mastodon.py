@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ._server import FakePlatform, Request, Response, form_or_json, multipart
 
@@ -28,7 +28,7 @@ def _length(text: str) -> int:
 
 
 def _iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_html(text: str) -> str:
@@ -45,7 +45,10 @@ def to_html(text: str) -> str:
     def plain(part: str) -> str:
         return re.sub(
             r"(?<![\w/&])#(\w+)",
-            lambda m: f'<a href="https://fake.example/tags/{m.group(1)}" class="mention hashtag" rel="tag">#<span>{m.group(1)}</span></a>',
+            lambda m: (
+                f'<a href="https://fake.example/tags/{m.group(1)}" class="mention hashtag" rel="tag">'
+                f"#<span>{m.group(1)}</span></a>"
+            ),
             html.escape(part),
         )
 
@@ -53,7 +56,7 @@ def to_html(text: str) -> str:
     for paragraph in text.split("\n\n"):
         out, pos = [], 0
         for match in _URL.finditer(paragraph):
-            out += [plain(paragraph[pos:match.start()]), link(match.group(0))]
+            out += [plain(paragraph[pos : match.start()]), link(match.group(0))]
             pos = match.end()
         out.append(plain(paragraph[pos:]))
         paragraphs.append("<p>" + "".join(out).replace("\n", "<br />") + "</p>")
@@ -63,8 +66,15 @@ def to_html(text: str) -> str:
 class MastodonFake(FakePlatform):
     name = "mastodon"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, access_token: str = DEFAULT_ACCESS_TOKEN,
-                 remaining: int = 299, media_processing_polls: int = 0):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        access_token: str = DEFAULT_ACCESS_TOKEN,
+        remaining: int = 299,
+        media_processing_polls: int = 0,
+    ):
         self.access_token = access_token
         self.remaining = remaining
         self.media_processing_polls = media_processing_polls
@@ -85,7 +95,7 @@ class MastodonFake(FakePlatform):
         return {"accessToken": self.access_token}
 
     def rate_headers(self) -> dict[str, str]:
-        reset = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(minutes=5)
+        reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
         return {
             "X-RateLimit-Limit": "300",
             "X-RateLimit-Remaining": str(self.remaining),
@@ -107,7 +117,7 @@ class MastodonFake(FakePlatform):
         status_id = self._id()
         status = {
             "id": status_id,
-            "created_at": _iso(created_at or datetime.now(timezone.utc)),
+            "created_at": _iso(created_at or datetime.now(UTC)),
             "content": to_html(text),
             "url": f"{self.url}/@{USERNAME}/{status_id}",
             "uri": f"{self.url}/users/{USERNAME}/statuses/{status_id}",
@@ -132,21 +142,31 @@ class MastodonFake(FakePlatform):
         if not text and not media_ids:
             return Response(422, {"error": "Validation failed: Text can't be blank"}, self.rate_headers())
         if _length(text) > STATUS_LIMIT:
-            return Response(422, {"error": f"Validation failed: Text character limit of {STATUS_LIMIT} exceeded"}, self.rate_headers())
+            return Response(
+                422,
+                {"error": f"Validation failed: Text character limit of {STATUS_LIMIT} exceeded"},
+                self.rate_headers(),
+            )
         attachments = []
         for media_id in media_ids:
             media = self.media.get(str(media_id))
             if media is None:
                 return Response(422, {"error": "Validation failed: Media attachments are invalid"}, self.rate_headers())
             if media["pending_polls"] > 0:
-                return Response(422, {"error": "Cannot attach files that have not finished processing. Try again in a moment!"}, self.rate_headers())
+                return Response(
+                    422,
+                    {"error": "Cannot attach files that have not finished processing. Try again in a moment!"},
+                    self.rate_headers(),
+                )
             attachments.append(media["entity"])
         status = self.add_status(text)
         status["media_attachments"] = attachments
         with self._lock:
             if key:
                 self._by_key[key] = status
-        self.record_post({"id": status["id"], "text": text, "idempotencyKey": key, "media": attachments, "url": status["url"]})
+        self.record_post(
+            {"id": status["id"], "text": text, "idempotencyKey": key, "media": attachments, "url": status["url"]}
+        )
         return Response(200, status, self.rate_headers())
 
     def upload_media(self, request: Request) -> Response:
@@ -160,7 +180,9 @@ class MastodonFake(FakePlatform):
         media_id = self._id()
         processing = self.media_processing_polls > 0
         entity = {
-            "id": media_id, "type": "image", "description": description or None,
+            "id": media_id,
+            "type": "image",
+            "description": description or None,
             "url": None if processing else f"{self.url}/media/{media_id}/{filename}",
             "preview_url": f"{self.url}/media/{media_id}/small",
             "meta": {"size": len(data), "content_type": content_type},

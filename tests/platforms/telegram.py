@@ -33,8 +33,15 @@ def error(code: int, description: str, **parameters) -> Response:
 class TelegramFake(FakePlatform):
     name = "telegram"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, bot_token: str = DEFAULT_BOT_TOKEN,
-                 chat_id: str = DEFAULT_CHAT_ID, username: str | None = CHANNEL_USERNAME):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        bot_token: str = DEFAULT_BOT_TOKEN,
+        chat_id: str = DEFAULT_CHAT_ID,
+        username: str | None = CHANNEL_USERNAME,
+    ):
         self.bot_token = bot_token
         self.chat_id = chat_id
         self.username = username

@@ -18,7 +18,9 @@ MAX_SKEW_SECONDS = 300
 class WebhookFake(FakePlatform):
     name = "webhook"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, hmac_secret: str = DEFAULT_SECRET, remaining: int = 99):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, hmac_secret: str = DEFAULT_SECRET, remaining: int = 99
+    ):
         self.hmac_secret = hmac_secret
         self.remaining = remaining
         self._by_key: dict[str, Response] = {}
@@ -40,9 +42,10 @@ class WebhookFake(FakePlatform):
     def hook(self, request: Request) -> Response:
         timestamp = request.headers.get("x-herald-timestamp", "")
         signature = request.headers.get("x-herald-signature", "")
-        expected = "sha256=" + hmac.new(
-            self.hmac_secret.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256
-        ).hexdigest()
+        expected = (
+            "sha256="
+            + hmac.new(self.hmac_secret.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
+        )
         if not hmac.compare_digest(signature, expected):
             return Response(401, {"error": "bad signature"})
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_SKEW_SECONDS:

@@ -1,4 +1,5 @@
 """The test cluster: the repo's own local cluster, or an existing one (HERALD_CLUSTER=existing)."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class Cluster:
     kubeconfig: str
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         env = dict(os.environ, KUBECONFIG=self.kubeconfig)
         return subprocess.run(
             ["kubectl", *args], input=input, env=env, capture_output=True, text=True, check=check, timeout=timeout

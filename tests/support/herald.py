@@ -1,11 +1,13 @@
 """Creating Herald objects and waiting on them, for the cluster tests."""
+
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from kubernetes import client, watch
 
@@ -19,8 +21,13 @@ def result(outcome: str = "published", **fields: Any) -> str:
     return json.dumps({"outcome": outcome, **fields}, separators=(",", ":"))
 
 
-def fate(message: str | None = None, exit_code: int = 0, fail_attempts: str | None = None,
-         success: str | None = None, duration: str | None = None) -> dict[str, str]:
+def fate(
+    message: str | None = None,
+    exit_code: int = 0,
+    fail_attempts: str | None = None,
+    success: str | None = None,
+    duration: str | None = None,
+) -> dict[str, str]:
     """Pod annotations that decide what the simulated adapter does (see docs/testing.md)."""
     ann: dict[str, str] = {}
     if message is not None:
@@ -53,22 +60,32 @@ class Herald:
         self.core = client.CoreV1Api(self.api)
 
     # -- objects -------------------------------------------------------------------------------
-    def adapter(self, name: str, platform: str = "mastodon", annotations: dict[str, str] | None = None,
-                **spec: Any) -> dict:
+    def adapter(
+        self, name: str, platform: str = "mastodon", annotations: dict[str, str] | None = None, **spec: Any
+    ) -> dict:
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "PlatformAdapter", "metadata": {"name": name},
-            "spec": {"platform": platform, "jobTemplate": {"podAnnotations": annotations if annotations is not None else PUBLISHED}, **spec},
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "PlatformAdapter",
+            "metadata": {"name": name},
+            "spec": {
+                "platform": platform,
+                "jobTemplate": {"podAnnotations": annotations if annotations is not None else PUBLISHED},
+                **spec,
+            },
         }
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "platformadapters", body)
 
     def patch_adapter(self, name: str, spec: dict) -> dict:
-        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, "platformadapters", name,
-                                                          {"spec": spec})
+        return self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "platformadapters", name, {"spec": spec}
+        )
 
     def publication(self, name: str, targets: list[str] | list[dict], text: str = "Hello", **spec: Any) -> dict:
         ts = [t if isinstance(t, dict) else {"adapter": t} for t in targets]
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Publication", "metadata": {"name": name},
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Publication",
+            "metadata": {"name": name},
             "spec": {"content": {"text": text}, "targets": ts, **spec},
         }
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "publications", body)
@@ -83,14 +100,18 @@ class Herald:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "platformadapters", name)
 
     def jobs(self, publication: str | None = None) -> list:
-        sel = f"herald.dev/publication={publication}" if publication else \
-            "herald.dev/publication,herald.dev/publication!=recorder-sentinel"
-        return sorted(self.batch.list_namespaced_job(self.namespace, label_selector=sel).items,
-                      key=lambda j: (j.metadata.creation_timestamp, j.metadata.name))
+        sel = (
+            f"herald.dev/publication={publication}"
+            if publication
+            else "herald.dev/publication,herald.dev/publication!=recorder-sentinel"
+        )
+        return sorted(
+            self.batch.list_namespaced_job(self.namespace, label_selector=sel).items,
+            key=lambda j: (j.metadata.creation_timestamp, j.metadata.name),
+        )
 
     def events(self, name: str) -> list:
-        return self.core.list_namespaced_event(self.namespace,
-                                               field_selector=f"involvedObject.name={name}").items
+        return self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}").items
 
     # -- waiting -------------------------------------------------------------------------------
     def _list_pubs(self, **kw):
@@ -99,18 +120,28 @@ class Herald:
     def _list_adapters(self, **kw):
         return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "platformadapters", **kw)
 
-    def wait_publication(self, name: str, predicate: Callable[[dict], bool], timeout: float = 30,
-                         what: str = "") -> dict:
-        return watch_until(self._list_pubs, lambda o: o["metadata"]["name"] == name and predicate(o),
-                           timeout=timeout, what=what or f"publication {name}")
+    def wait_publication(
+        self, name: str, predicate: Callable[[dict], bool], timeout: float = 30, what: str = ""
+    ) -> dict:
+        return watch_until(
+            self._list_pubs,
+            lambda o: o["metadata"]["name"] == name and predicate(o),
+            timeout=timeout,
+            what=what or f"publication {name}",
+        )
 
     def wait_phase(self, name: str, phase: str, timeout: float = 30) -> dict:
-        return self.wait_publication(name, lambda o: (o.get("status") or {}).get("phase") == phase, timeout,
-                                     f"publication {name} phase {phase}")
+        return self.wait_publication(
+            name, lambda o: (o.get("status") or {}).get("phase") == phase, timeout, f"publication {name} phase {phase}"
+        )
 
     def wait_adapter(self, name: str, predicate: Callable[[dict], bool], timeout: float = 30, what: str = "") -> dict:
-        return watch_until(self._list_adapters, lambda o: o["metadata"]["name"] == name and predicate(o),
-                           timeout=timeout, what=what or f"adapter {name}")
+        return watch_until(
+            self._list_adapters,
+            lambda o: o["metadata"]["name"] == name and predicate(o),
+            timeout=timeout,
+            what=what or f"adapter {name}",
+        )
 
 
 def target(pub: dict, adapter: str) -> dict:
@@ -150,9 +181,13 @@ class Recorder:
         return "True" in (conds.get("Complete"), conds.get("Failed"))
 
     def _sentinel(self, name: str) -> None:
-        body = {"metadata": {"name": name, "labels": {"herald.dev/publication": "recorder-sentinel"}},
-                "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never",
-                         "containers": [{"name": "c", "image": "none"}]}}}}
+        body = {
+            "metadata": {"name": name, "labels": {"herald.dev/publication": "recorder-sentinel"}},
+            "spec": {
+                "suspend": True,
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "none"}]}},
+            },
+        }
         self.batch.create_namespaced_job(self.namespace, body)
         wait_until(lambda: self._sentinel_seen, timeout=15, what=f"the {self.kind} watch to be live")
         self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
@@ -163,8 +198,9 @@ class Recorder:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                for ev in self._watch.stream(self._list(), self.namespace, timeout_seconds=300,
-                                             label_selector="herald.dev/publication"):
+                for ev in self._watch.stream(
+                    self._list(), self.namespace, timeout_seconds=300, label_selector="herald.dev/publication"
+                ):
                     now = time.time()
                     obj = ev["object"]
                     if obj.metadata.labels.get("herald.dev/publication") == "recorder-sentinel":
@@ -205,9 +241,13 @@ class PodRecorder(Recorder):
         return any(cs.state and cs.state.terminated for cs in (obj.status.container_statuses or []))
 
     def _sentinel(self, name: str) -> None:
-        body = {"metadata": {"name": name, "labels": {"herald.dev/publication": "recorder-sentinel"}},
-                "spec": {"nodeSelector": {"herald.dev/no-such-node": "true"},
-                         "containers": [{"name": "c", "image": "none"}]}}
+        body = {
+            "metadata": {"name": name, "labels": {"herald.dev/publication": "recorder-sentinel"}},
+            "spec": {
+                "nodeSelector": {"herald.dev/no-such-node": "true"},
+                "containers": [{"name": "c", "image": "none"}],
+            },
+        }
         self.core.create_namespaced_pod(self.namespace, body)
         wait_until(lambda: self._sentinel_seen, timeout=15, what="the pod watch to be live")
         self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)

@@ -21,13 +21,15 @@ The ValidatingAdmissionPolicy for the herald.dev/redrive annotation (crds/polici
 operator test fixtures do not install it (they apply crds/ without -R), and ``redrive_policy_disabled(cluster)``
 takes Herald's policy bindings away for a while when a test needs a longer annotation on a cluster that has them.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -41,12 +43,12 @@ DRY_RUN_NAMESPACE = "default"
 
 # The rules added to crds/ by the change, by their messages (each pattern must match at least once).
 ADDED_RULES = (
-    r"must be at most 720h \(30 days\)$",                       # every duration field
-    r"^spec\.publishAt must be an RFC 3339 date-time",          # publishAt: form, calendar date, UTC range
-    r"^spec\.targets: the content each target is sent",         # the payload budget per target
-    r"are reserved for the Job controller$",                    # podLabels, podAnnotations
-    r"keys must be qualified names",                            # podLabels, podAnnotations, nodeSelector
-    r"^spec\.jobTemplate\.podAnnotations must total at most",   # the annotations budget
+    r"must be at most 720h \(30 days\)$",  # every duration field
+    r"^spec\.publishAt must be an RFC 3339 date-time",  # publishAt: form, calendar date, UTC range
+    r"^spec\.targets: the content each target is sent",  # the payload budget per target
+    r"are reserved for the Job controller$",  # podLabels, podAnnotations
+    r"keys must be qualified names",  # podLabels, podAnnotations, nodeSelector
+    r"^spec\.jobTemplate\.podAnnotations must total at most",  # the annotations budget
     r"^spec\.jobTemplate\.resources\.limits\.\w+ must not be below",  # cpu, memory
 )
 
@@ -87,55 +89,89 @@ def _publication(name: str, **spec: Any) -> dict:
 
 
 def _adapter(name: str, **spec: Any) -> dict:
-    return {"apiVersion": "herald.dev/v1alpha1", "kind": "PlatformAdapter", "metadata": {"name": name},
-            "spec": {"platform": "mastodon", **spec}}
+    return {
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "PlatformAdapter",
+        "metadata": {"name": name},
+        "spec": {"platform": "mastodon", **spec},
+    }
 
 
 # Objects the CRDs of crds/ refuse and the legacy ones accept: name -> (manifest, the field the refusal names).
 POISON: dict[str, tuple[dict, str]] = {
     "publishAt before year 1 in UTC": (
-        _publication("poison-publish-at-min", publishAt="0001-01-01T00:00:00+01:00"), "spec.publishAt"),
+        _publication("poison-publish-at-min", publishAt="0001-01-01T00:00:00+01:00"),
+        "spec.publishAt",
+    ),
     "publishAt after year 9999 in UTC": (
-        _publication("poison-publish-at-max", publishAt="9999-12-31T23:59:59-01:00"), "spec.publishAt"),
+        _publication("poison-publish-at-max", publishAt="9999-12-31T23:59:59-01:00"),
+        "spec.publishAt",
+    ),
     "publishAt in lower case": (
-        _publication("poison-publish-at-lower", publishAt="2030-06-01t09:00:00z"), "spec.publishAt"),
+        _publication("poison-publish-at-lower", publishAt="2030-06-01t09:00:00z"),
+        "spec.publishAt",
+    ),
     "publishAt offset +25:00": (
-        _publication("poison-publish-at-offset", publishAt="2030-06-01T09:00:00+25:00"), "spec.publishAt"),
+        _publication("poison-publish-at-offset", publishAt="2030-06-01T09:00:00+25:00"),
+        "spec.publishAt",
+    ),
     "publication rateLimited.minDelay 99999999h": (
         _publication("poison-min-delay", retryPolicy={"rateLimited": {"minDelay": "99999999h"}}),
-        "spec.retryPolicy.rateLimited.minDelay"),
+        "spec.retryPolicy.rateLimited.minDelay",
+    ),
     "publication backoff.max 99999999h": (
         _publication("poison-backoff-max", retryPolicy={"backoff": {"initial": "1s", "max": "99999999h"}}),
-        "spec.retryPolicy.backoff.max"),
+        "spec.retryPolicy.backoff.max",
+    ),
     "publication text with a control character": (
-        _publication("poison-control", content={"text": "bell\x07"}), "spec.content.text"),
+        _publication("poison-control", content={"text": "bell\x07"}),
+        "spec.content.text",
+    ),
     "publication payload over 64 KiB": (
-        _publication("poison-payload", content={"text": "x" * 65536, "title": "one byte too many"}), "spec.targets"),
+        _publication("poison-payload", content={"text": "x" * 65536, "title": "one byte too many"}),
+        "spec.targets",
+    ),
     "adapter credentialsTimeout 99999999h": (
         _adapter("poison-credentials-timeout", retryPolicy={"credentialsTimeout": "99999999h"}),
-        "spec.retryPolicy.credentialsTimeout"),
+        "spec.retryPolicy.credentialsTimeout",
+    ),
     "adapter circuitBreaker.cooldown 99999999h": (
-        _adapter("poison-cooldown", circuitBreaker={"cooldown": "99999999h"}), "spec.circuitBreaker.cooldown"),
+        _adapter("poison-cooldown", circuitBreaker={"cooldown": "99999999h"}),
+        "spec.circuitBreaker.cooldown",
+    ),
     "adapter circuitBreaker.maxCooldown 721h": (
         _adapter("poison-max-cooldown", circuitBreaker={"cooldown": "721h", "maxCooldown": "800h"}),
-        "spec.circuitBreaker.maxCooldown"),
+        "spec.circuitBreaker.maxCooldown",
+    ),
     "adapter rateLimit.period 99999999h": (
-        _adapter("poison-period", rateLimit={"limit": 1, "period": "99999999h"}), "spec.rateLimit.period"),
+        _adapter("poison-period", rateLimit={"limit": 1, "period": "99999999h"}),
+        "spec.rateLimit.period",
+    ),
     "adapter podLabels job-name": (
-        _adapter("poison-job-name", jobTemplate={"podLabels": {"job-name": "mine"}}), "spec.jobTemplate.podLabels"),
+        _adapter("poison-job-name", jobTemplate={"podLabels": {"job-name": "mine"}}),
+        "spec.jobTemplate.podLabels",
+    ),
     "adapter podLabels key not a qualified name": (
-        _adapter("poison-label-key", jobTemplate={"podLabels": {"team name": "social"}}), "spec.jobTemplate.podLabels"),
+        _adapter("poison-label-key", jobTemplate={"podLabels": {"team name": "social"}}),
+        "spec.jobTemplate.podLabels",
+    ),
     "adapter podLabels value not a label value": (
         _adapter("poison-label-value", jobTemplate={"podLabels": {"team": "-social-"}}),
-        "spec.jobTemplate.podLabels.team"),
+        "spec.jobTemplate.podLabels.team",
+    ),
     "adapter cpu limit below request": (
         _adapter("poison-cpu", jobTemplate={"resources": {"limits": {"cpu": "100m"}, "requests": {"cpu": "1"}}}),
-        "spec.jobTemplate.resources.limits"),
+        "spec.jobTemplate.resources.limits",
+    ),
 }
 
 # The probes that tell which schema is served: refused by the CRDs of crds/, accepted by the legacy ones.
-PROBES = ("publishAt before year 1 in UTC", "publication rateLimited.minDelay 99999999h", "adapter podLabels job-name",
-          "adapter credentialsTimeout 99999999h")
+PROBES = (
+    "publishAt before year 1 in UTC",
+    "publication rateLimited.minDelay 99999999h",
+    "adapter podLabels job-name",
+    "adapter credentialsTimeout 99999999h",
+)
 
 
 def strict_manifests() -> dict[str, dict]:
@@ -160,13 +196,13 @@ def _nodes(node: dict, path: str = "") -> Iterator[tuple[str, dict]]:
 def legacy_manifests() -> dict[str, dict]:
     """The CRDs of crds/ without the rules and keywords the change added, by name. Fails if something listed
     above is no longer in crds/ (the list would be stale)."""
-    used = {pattern: 0 for pattern in ADDED_RULES}
+    used = dict.fromkeys(ADDED_RULES, 0)
     out = {}
     for name, strict in strict_manifests().items():
         crd = copy.deepcopy(strict)
         (version,) = crd["spec"]["versions"]
         nodes = dict(_nodes(version["schema"]["openAPIV3Schema"]))
-        for path, node in nodes.items():
+        for _path, node in nodes.items():
             rules = node.get("x-kubernetes-validations")
             if not rules:
                 continue
@@ -184,8 +220,10 @@ def legacy_manifests() -> dict[str, dict]:
         for path, keywords in ADDED_KEYWORDS.get(name, {}).items():
             for key, value in keywords.items():
                 if nodes[path].get(key) != value:
-                    raise ValueError(f"{name} {path}: expected {key}={value!r} (added by the change), found "
-                                     f"{nodes[path].get(key)!r}: update tests/support/legacy_crds.py")
+                    raise ValueError(
+                        f"{name} {path}: expected {key}={value!r} (added by the change), found "
+                        f"{nodes[path].get(key)!r}: update tests/support/legacy_crds.py"
+                    )
                 del nodes[path][key]
         for path, keywords in REMOVED_KEYWORDS.get(name, {}).items():
             for key, value in keywords.items():
@@ -200,14 +238,19 @@ def legacy_manifests() -> dict[str, dict]:
 
 
 def _apply(cluster: Cluster, crds: dict[str, dict]) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
-                    input=yaml.safe_dump_all(list(crds.values()), sort_keys=False))
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(list(crds.values()), sort_keys=False),
+    )
 
 
 def dry_run(cluster: Cluster, obj: dict, namespace: str = DRY_RUN_NAMESPACE):
     """``kubectl create --dry-run=server`` of ``obj``: the completed process (returncode, stderr)."""
-    return cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(obj),
-                           check=False)
+    return cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(obj), check=False)
 
 
 def _probe_results(cluster: Cluster) -> dict[str, str | None]:
@@ -229,8 +272,12 @@ def wait_served(cluster: Cluster, legacy: bool, timeout: float = SERVED_TIMEOUT)
             return all(err is None for err in last[0].values())
         return all(err is not None and POISON[case][1] in err for case, err in last[0].items())
 
-    wait_until(served, timeout=timeout, interval=0.2,
-               what=f"the {'legacy' if legacy else 'strict'} Herald CRDs to be served (probes: {last})")
+    wait_until(
+        served,
+        timeout=timeout,
+        interval=0.2,
+        what=f"the {'legacy' if legacy else 'strict'} Herald CRDs to be served (probes: {last})",
+    )
 
 
 def apply_strict(cluster: Cluster) -> None:
@@ -273,8 +320,9 @@ def redrive_policy_enforced(cluster: Cluster, namespace: str = DRY_RUN_NAMESPACE
 
 def _herald_bindings(cluster: Cluster) -> list[dict]:
     """Herald's ValidatingAdmissionPolicyBindings (crds/policies/ or the chart's)."""
-    out = cluster.kubectl("get", "validatingadmissionpolicybindings", "-l", "app.kubernetes.io/part-of=herald",
-                          "-o", "json")
+    out = cluster.kubectl(
+        "get", "validatingadmissionpolicybindings", "-l", "app.kubernetes.io/part-of=herald", "-o", "json"
+    )
     return json.loads(out.stdout)["items"]
 
 
@@ -287,8 +335,12 @@ def redrive_policy_disabled(cluster: Cluster, namespace: str = DRY_RUN_NAMESPACE
     try:
         for b in bindings:
             cluster.kubectl("delete", "validatingadmissionpolicybinding", b["metadata"]["name"], "--ignore-not-found")
-        wait_until(lambda: not redrive_policy_enforced(cluster, namespace), timeout=SERVED_TIMEOUT, interval=0.2,
-                   what="the redrive admission policy to be lifted")
+        wait_until(
+            lambda: not redrive_policy_enforced(cluster, namespace),
+            timeout=SERVED_TIMEOUT,
+            interval=0.2,
+            what="the redrive admission policy to be lifted",
+        )
         yield
     finally:
         for b in bindings:
@@ -296,19 +348,28 @@ def redrive_policy_disabled(cluster: Cluster, namespace: str = DRY_RUN_NAMESPACE
             restored = {"apiVersion": b["apiVersion"], "kind": b["kind"], "metadata": meta, "spec": b["spec"]}
             cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(restored))
         if bindings:
-            wait_until(lambda: redrive_policy_enforced(cluster, namespace), timeout=SERVED_TIMEOUT, interval=0.2,
-                       what="the redrive admission policy to be enforced again")
+            wait_until(
+                lambda: redrive_policy_enforced(cluster, namespace),
+                timeout=SERVED_TIMEOUT,
+                interval=0.2,
+                what="the redrive admission policy to be enforced again",
+            )
 
 
-def install_redrive_policy(cluster: Cluster, manifest: str | None = None,
-                           namespace: str = DRY_RUN_NAMESPACE) -> list[dict]:
+def install_redrive_policy(
+    cluster: Cluster, manifest: str | None = None, namespace: str = DRY_RUN_NAMESPACE
+) -> list[dict]:
     """Apply the redrive policy (crds/policies/ unless ``manifest`` is given, e.g. the chart's) and wait until it
     is enforced in ``namespace``; returns the objects applied (for ``uninstall_redrive_policy``)."""
     text = manifest if manifest is not None else POLICY_FILE.read_text()
     objs = [d for d in yaml.safe_load_all(text) if d]
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(objs))
-    wait_until(lambda: redrive_policy_enforced(cluster, namespace), timeout=SERVED_TIMEOUT, interval=0.2,
-               what=f"the redrive admission policy to be enforced in {namespace}")
+    wait_until(
+        lambda: redrive_policy_enforced(cluster, namespace),
+        timeout=SERVED_TIMEOUT,
+        interval=0.2,
+        what=f"the redrive admission policy to be enforced in {namespace}",
+    )
     return objs
 
 
@@ -316,5 +377,9 @@ def uninstall_redrive_policy(cluster: Cluster, objs: list[dict], namespace: str 
     """Delete what ``install_redrive_policy`` applied and wait until a long annotation is accepted again."""
     for o in reversed(objs):
         cluster.kubectl("delete", o["kind"].lower(), o["metadata"]["name"], "--ignore-not-found")
-    wait_until(lambda: not redrive_policy_enforced(cluster, namespace), timeout=SERVED_TIMEOUT, interval=0.2,
-               what=f"the redrive admission policy to be lifted in {namespace}")
+    wait_until(
+        lambda: not redrive_policy_enforced(cluster, namespace),
+        timeout=SERVED_TIMEOUT,
+        interval=0.2,
+        what=f"the redrive admission policy to be lifted in {namespace}",
+    )

@@ -17,15 +17,16 @@ Anything else is untouched, in particular the test's own client (root) talking t
 The rules live in their own table, ``inet herald_netcut_<uid>_<port>``; leaving the context deletes it.
 Needs root and the ``nft`` command (Debian package nftables, tests/tools/install-debs.sh).
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 _LISTEN, _TIME_WAIT = 0x0A, 0x06
 
@@ -86,8 +87,9 @@ class Cut:
 def clear_cuts(uid: int) -> list[str]:
     """Delete the cut tables of ``uid`` a killed run may have left behind; their names."""
     tables = json.loads(_nft("-j", "list", "tables", "inet"))["nftables"]
-    stale = [t["table"]["name"] for t in tables
-             if "table" in t and t["table"]["name"].startswith(f"herald_netcut_{uid}_")]
+    stale = [
+        t["table"]["name"] for t in tables if "table" in t and t["table"]["name"].startswith(f"herald_netcut_{uid}_")
+    ]
     for name in stale:
         _nft("delete", "table", "inet", name)
     return stale
@@ -98,7 +100,10 @@ def network_cut(uid: int, port: int) -> Iterator[Cut]:
     table = f"herald_netcut_{uid}_{port}"
     cut = Cut(uid, port, table)
     # One atomic transaction: drop a table left behind by a killed run, then create the rules.
-    _nft("-f", "-", script=f"""
+    _nft(
+        "-f",
+        "-",
+        script=f"""
 table inet {table} {{}}
 delete table inet {table}
 table inet {table} {{
@@ -113,7 +118,8 @@ table inet {table} {{
     tcp sport {port} tcp dport @conns counter drop comment "conns-in"
   }}
 }}
-""")
+""",
+    )
     try:
         cut.started = time.time()
         # After the rule above no new connection of the uid can complete, so this snapshot is complete.

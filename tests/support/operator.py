@@ -3,6 +3,7 @@
 With ``run_as`` the operator runs as a dedicated non-root system user (created on first use), so a
 test can single out its traffic by uid, e.g. to cut it off the API server (tests/support/netcut.py).
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,8 +39,21 @@ def ensure_system_user(name: str = TEST_USER) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
     except KeyError:
         pass
-    done = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                           "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+    )
     try:  # a concurrent run may have created it first: that is fine too
         return pwd.getpwnam(name)
     except KeyError:
@@ -82,8 +96,14 @@ class OperatorProcess:
     capability, so it runs the venv's own interpreter and standard library. It cannot write anything it
     does not own, and its network identity (its uid) is what tests rely on."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log_dir: Path, env: dict[str, str] | None = None,
-                 run_as: str | None = None):
+    def __init__(
+        self,
+        kubeconfig: str,
+        namespace: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        run_as: str | None = None,
+    ):
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_dir = log_dir
@@ -124,21 +144,33 @@ class OperatorProcess:
         if self._user is None:
             return cmd, {"KUBECONFIG": self.kubeconfig}
         home = self._private_home()
-        setpriv = ["setpriv", f"--reuid={self._user.pw_uid}", f"--regid={self._user.pw_gid}", "--clear-groups",
-                   "--inh-caps=-all,+dac_read_search", "--ambient-caps=-all,+dac_read_search"]
-        env = {"KUBECONFIG": os.path.join(home, "kubeconfig"), "HOME": home, "TMPDIR": home,
-               "USER": self._user.pw_name, "LOGNAME": self._user.pw_name}
+        setpriv = [
+            "setpriv",
+            f"--reuid={self._user.pw_uid}",
+            f"--regid={self._user.pw_gid}",
+            "--clear-groups",
+            "--inh-caps=-all,+dac_read_search",
+            "--ambient-caps=-all,+dac_read_search",
+        ]
+        env = {
+            "KUBECONFIG": os.path.join(home, "kubeconfig"),
+            "HOME": home,
+            "TMPDIR": home,
+            "USER": self._user.pw_name,
+            "LOGNAME": self._user.pw_name,
+        }
         return [*setpriv, "--", *cmd], env
 
     @property
     def log_path(self) -> Path:
         return self.log_dir / f"operator-{self.starts}.log"
 
-    def start(self) -> "OperatorProcess":
+    def start(self) -> OperatorProcess:
         self.starts += 1
         cmd, run_env = self._command()
-        env = dict(os.environ, HERALD_METRICS_PORT=str(self.metrics_port), PYTHONUNBUFFERED="1",
-                   **run_env, **self.extra_env)
+        env = dict(
+            os.environ, HERALD_METRICS_PORT=str(self.metrics_port), PYTHONUNBUFFERED="1", **run_env, **self.extra_env
+        )
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:

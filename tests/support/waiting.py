@@ -1,8 +1,10 @@
 """Waiting without bare sleeps: poll with a deadline, or follow a watch."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -1,4 +1,5 @@
 """Queue admission per adapter: who may start now, who waits, and why."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -79,15 +80,17 @@ def test_room_in_the_window_limits_how_many_start():
     assert set(a.waiting.values()) == {Wait.RATE_LIMIT}
 
 
-@pytest.mark.parametrize("ago, expected_wake", [
-    ((), 60),        # empty window, limit 2: a and b start now, the window is full until now+60s
-    ((50,), 10),     # one start 50s ago: a starts, the window is full until that one ages out (now+10s)
-])
+@pytest.mark.parametrize(
+    "ago, expected_wake",
+    [
+        ((), 60),  # empty window, limit 2: a and b start now, the window is full until now+60s
+        ((50,), 10),  # one start 50s ago: a starts, the window is full until that one ages out (now+10s)
+    ],
+)
 def test_wake_at_when_the_starts_admitted_now_fill_the_window(ago, expected_wake):
     """The candidates admitted now fill the window: the rest wait RateLimitWindow, and admission
     must say when the window frees (no event will come at that time)."""
-    gate = Gate(concurrency=10, rate_limit=2, rate_period=60,
-                recent_starts=[NOW - timedelta(seconds=s) for s in ago])
+    gate = Gate(concurrency=10, rate_limit=2, rate_period=60, recent_starts=[NOW - timedelta(seconds=s) for s in ago])
     a = admit(gate, [cand("a"), cand("b", created=at(1)), cand("c", created=at(2))], NOW)
     assert len(a.start) == 2 - len(ago)
     assert set(a.waiting.values()) == {Wait.RATE_LIMIT}
@@ -150,15 +153,21 @@ gate_st = st.builds(
     concurrency=st.integers(min_value=1, max_value=6),
     rate_limit=st.none() | st.integers(min_value=1, max_value=5),
     rate_period=st.sampled_from([10.0, 60.0, 300.0]),
-    recent_starts=st.lists(st.integers(min_value=0, max_value=400).map(lambda s: NOW - timedelta(seconds=s)),
-                           max_size=8),
+    recent_starts=st.lists(
+        st.integers(min_value=0, max_value=400).map(lambda s: NOW - timedelta(seconds=s)), max_size=8
+    ),
     running=st.integers(min_value=0, max_value=8),
 )
 cands_st = st.lists(
-    st.builds(cand, key=st.uuids().map(str), priority=st.integers(min_value=-3, max_value=3),
-              due=st.integers(min_value=-100, max_value=100).map(at),
-              created=st.integers(min_value=-100, max_value=100).map(at)),
-    max_size=12, unique_by=lambda c: c.key,
+    st.builds(
+        cand,
+        key=st.uuids().map(str),
+        priority=st.integers(min_value=-3, max_value=3),
+        due=st.integers(min_value=-100, max_value=100).map(at),
+        created=st.integers(min_value=-100, max_value=100).map(at),
+    ),
+    max_size=12,
+    unique_by=lambda c: c.key,
 )
 
 
@@ -192,5 +201,5 @@ def test_admission_properties(gate, cands):
 def test_adding_a_lower_priority_candidate_never_displaces_a_started_one(gate, cands, extra):
     base = admit(gate, cands, NOW)
     low = cand("zz-lowest", priority=-100, due=at(1000), created=at(1000))
-    more = admit(gate, cands + [low], NOW)
+    more = admit(gate, [*cands, low], NOW)
     assert more.start[: len(base.start)] == base.start

@@ -1,4 +1,5 @@
 """The per-adapter circuit breaker."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -21,8 +22,9 @@ def fail(c: Circuit, now, n: int = 1, cfg: BreakerConfig = CFG) -> Circuit:
 
 def test_defaults_match_the_documented_breaker():
     assert (CFG.failure_threshold, CFG.cooldown, CFG.max_cooldown) == (5, 120, 1800)
-    assert BreakerConfig.from_spec({"failureThreshold": 3, "cooldown": "30s", "maxCooldown": "5m"}) == \
-        BreakerConfig(3, 30, 300)
+    assert BreakerConfig.from_spec({"failureThreshold": 3, "cooldown": "30s", "maxCooldown": "5m"}) == BreakerConfig(
+        3, 30, 300
+    )
     assert BreakerConfig.from_spec(None) == CFG
 
 
@@ -99,8 +101,13 @@ def test_custom_threshold_and_cooldown():
 def test_status_round_trip():
     c = fail(Circuit(), T0 + timedelta(milliseconds=250), 5)
     st_ = c.to_status()
-    assert st_ == {"state": "Open", "consecutiveFailures": 5, "openedAt": "2030-06-01T09:00:00.250Z",
-                   "nextProbeAt": "2030-06-01T09:02:00.250Z", "opens": 1}
+    assert st_ == {
+        "state": "Open",
+        "consecutiveFailures": 5,
+        "openedAt": "2030-06-01T09:00:00.250Z",
+        "nextProbeAt": "2030-06-01T09:02:00.250Z",
+        "opens": 1,
+    }
     assert Circuit.from_status(st_) == c
     assert Circuit.from_status(None) == Circuit()
     assert Circuit.from_status({}) == Circuit()
@@ -108,8 +115,10 @@ def test_status_round_trip():
 
 
 @DETERMINISTIC
-@given(st.lists(st.tuples(st.booleans(), st.integers(min_value=0, max_value=900)), max_size=40),
-       st.integers(min_value=1, max_value=6))
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(min_value=0, max_value=900)), max_size=40),
+    st.integers(min_value=1, max_value=6),
+)
 def test_breaker_properties(events, threshold):
     """Random successes/failures over time: the status always round-trips, the cooldown stays within
     [cooldown, maxCooldown], and it takes `threshold` failures in a row to open a closed circuit."""

@@ -1,13 +1,15 @@
 """The CRD files in crds/, checked without a cluster: shape, structural schemas, printer columns, CEL
 rules, defaults that agree with the operator's, and the examples against the schema's keywords."""
+
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -218,8 +220,16 @@ def test_strings_checked_by_cel_are_bounded(crd):
 def test_publication_spec_fields():
     spec = _at(PUBLICATION, ".spec")
     assert spec["required"] == ["content", "targets"]
-    assert set(spec["properties"]) == {"content", "targets", "publishAt", "priority", "retryPolicy", "suspend",
-                                       "truncate", "ttlSecondsAfterFinished"}
+    assert set(spec["properties"]) == {
+        "content",
+        "targets",
+        "publishAt",
+        "priority",
+        "retryPolicy",
+        "suspend",
+        "truncate",
+        "ttlSecondsAfterFinished",
+    }
     content = spec["properties"]["content"]
     assert content["required"] == ["text"]
     assert set(content["properties"]) == {"text", "title", "link", "media", "tags"}
@@ -248,18 +258,52 @@ def test_publication_spec_fields():
 
 def test_publication_status_fields():
     status = _at(PUBLICATION, ".status")
-    assert set(status["properties"]) == {"phase", "observedGeneration", "observedRedrive", "conditions",
-                                         "publishedTargets", "totalTargets", "attempts", "nextAttemptAt", "completionTime", "targets"}
+    assert set(status["properties"]) == {
+        "phase",
+        "observedGeneration",
+        "observedRedrive",
+        "conditions",
+        "publishedTargets",
+        "totalTargets",
+        "attempts",
+        "nextAttemptAt",
+        "completionTime",
+        "targets",
+    }
     assert status["properties"]["phase"]["enum"] == [
-        "Pending", "Scheduled", "Queued", "Publishing", "Retrying", "Published", "PartiallyPublished", "Failed",
+        "Pending",
+        "Scheduled",
+        "Queued",
+        "Publishing",
+        "Retrying",
+        "Published",
+        "PartiallyPublished",
+        "Failed",
         "Cancelled",
     ]
     target = status["properties"]["targets"]["items"]
     assert status["properties"]["targets"]["x-kubernetes-list-map-keys"] == ["adapter"]
     assert set(target["properties"]) == {
-        "adapter", "phase", "reason", "message", "attempts", "retries", "jobName", "lastErrorClass", "lastError",
-        "lastBackoffSeconds", "nextAttemptAt", "postId", "url", "publishedTime", "observedAttempt", "verifyNext",
-        "budgetStart", "failures", "deadLetter", "waitingSince",
+        "adapter",
+        "phase",
+        "reason",
+        "message",
+        "attempts",
+        "retries",
+        "jobName",
+        "lastErrorClass",
+        "lastError",
+        "lastBackoffSeconds",
+        "nextAttemptAt",
+        "postId",
+        "url",
+        "publishedTime",
+        "observedAttempt",
+        "verifyNext",
+        "budgetStart",
+        "failures",
+        "deadLetter",
+        "waitingSince",
     }
     assert "PartiallyPublished" not in target["properties"]["phase"]["enum"]
     # A CEL rule instead of an enum: the API server refuses null for an enum, even with nullable.
@@ -268,17 +312,36 @@ def test_publication_status_fields():
     (rule,) = error_class["x-kubernetes-validations"]
     assert set(re.findall(r"'([a-z_]+)'", rule["rule"])) == {e.value for e in ErrorClass}
     assert target["properties"]["failures"]["additionalProperties"]["type"] == "integer"
-    for name in ("jobName", "lastError", "lastBackoffSeconds", "nextAttemptAt", "postId", "url", "publishedTime",
-                 "waitingSince"):
+    for name in (
+        "jobName",
+        "lastError",
+        "lastBackoffSeconds",
+        "nextAttemptAt",
+        "postId",
+        "url",
+        "publishedTime",
+        "waitingSince",
+    ):
         assert target["properties"][name].get("nullable") is True, name
 
 
 def test_platformadapter_spec_fields():
     spec = _at(ADAPTER, ".spec")
     assert spec["required"] == ["platform"]
-    assert set(spec["properties"]) == {"platform", "image", "command", "args", "endpoint", "credentialsSecretRef",
-                                       "concurrency", "rateLimit", "retryPolicy", "circuitBreaker", "jobTemplate",
-                                       "paused"}
+    assert set(spec["properties"]) == {
+        "platform",
+        "image",
+        "command",
+        "args",
+        "endpoint",
+        "credentialsSecretRef",
+        "concurrency",
+        "rateLimit",
+        "retryPolicy",
+        "circuitBreaker",
+        "jobTemplate",
+        "paused",
+    }
     platform = spec["properties"]["platform"]
     assert (platform["pattern"], platform["maxLength"]) == ("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", 63)
     conc = spec["properties"]["concurrency"]
@@ -286,8 +349,16 @@ def test_platformadapter_spec_fields():
     assert spec["properties"]["rateLimit"]["required"] == ["limit", "period"]
     assert spec["properties"]["paused"]["default"] is False
     tpl = spec["properties"]["jobTemplate"]["properties"]
-    assert set(tpl) == {"podAnnotations", "podLabels", "resources", "serviceAccountName", "nodeSelector",
-                        "tolerations", "activeDeadlineSeconds", "ttlSecondsAfterFinished"}
+    assert set(tpl) == {
+        "podAnnotations",
+        "podLabels",
+        "resources",
+        "serviceAccountName",
+        "nodeSelector",
+        "tolerations",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    }
     tol = tpl["tolerations"]["items"]["properties"]
     assert tol["operator"]["enum"] == ["Exists", "Equal"]
     assert tol["effect"]["enum"] == ["NoSchedule", "PreferNoSchedule", "NoExecute"]
@@ -309,11 +380,25 @@ def test_platformadapter_spec_fields():
 
 def test_platformadapter_status_fields():
     status = _at(ADAPTER, ".status")["properties"]
-    assert set(status) == {"observedGeneration", "conditions", "queue", "lastPublishedTime", "circuit",
-                           "rateLimit", "credentials"}
+    assert set(status) == {
+        "observedGeneration",
+        "conditions",
+        "queue",
+        "lastPublishedTime",
+        "circuit",
+        "rateLimit",
+        "credentials",
+    }
     assert status["circuit"]["properties"]["state"]["enum"] == ["Closed", "Open", "HalfOpen"]
-    for path in ("circuit.openedAt", "circuit.nextProbeAt", "rateLimit.blockedUntil", "rateLimit.remaining",
-                 "rateLimit.resetAt", "credentials.invalidSince", "credentials.secretResourceVersion"):
+    for path in (
+        "circuit.openedAt",
+        "circuit.nextProbeAt",
+        "rateLimit.blockedUntil",
+        "rateLimit.remaining",
+        "rateLimit.resetAt",
+        "credentials.invalidSince",
+        "credentials.secretResourceVersion",
+    ):
         obj, field = path.split(".")
         assert status[obj]["properties"][field].get("nullable") is True, path
 
@@ -340,8 +425,16 @@ def test_retry_policy_is_the_same_shape_in_both():
     a = _at(ADAPTER, ".spec.retryPolicy")
     p = _at(PUBLICATION, ".spec.retryPolicy")
     assert _without(a, {"description", "default"}) == _without(p, {"description", "default"})
-    assert set(a["properties"]) == {"maxAttempts", "backoff", "rateLimited", "network", "serverError",
-                                    "podFailure", "unknownOutcome", "credentialsTimeout"}
+    assert set(a["properties"]) == {
+        "maxAttempts",
+        "backoff",
+        "rateLimited",
+        "network",
+        "serverError",
+        "podFailure",
+        "unknownOutcome",
+        "credentialsTimeout",
+    }
     assert set(a["properties"]["rateLimited"]["properties"]) == {"maxAttempts", "backoff", "minDelay"}
     assert set(a["properties"]["unknownOutcome"]["properties"]) == {"maxAttempts", "backoff", "policy"}
     # The publication's retryPolicy is merged over the adapter's: a default there would silently
@@ -365,8 +458,10 @@ def test_durations_use_the_operators_pattern(crd):
     durations = [path for path, node in _walk(_schema(crd)) if node.get("pattern") == DURATION_PATTERN]
     assert len(durations) >= 10
     for path, node in _walk(_schema(crd)):
-        if re.search(r"(initial|max|minDelay|cooldown|maxCooldown|period|credentialsTimeout)$", path) and \
-                node.get("type") == "string":
+        if (
+            re.search(r"(initial|max|minDelay|cooldown|maxCooldown|period|credentialsTimeout)$", path)
+            and node.get("type") == "string"
+        ):
             assert node["pattern"] == DURATION_PATTERN, path
 
 
@@ -408,9 +503,10 @@ def _errors(value: Any, node: dict, path: str) -> list[str]:
                 FORMATS[node["format"]](value)
             except ValueError:
                 out.append(f"{path}: not {node['format']}")
-    if typ in ("integer", "number"):
-        if value < node.get("minimum", float("-inf")) or value > node.get("maximum", float("inf")):
-            out.append(f"{path}: {value} out of range")
+    if typ in ("integer", "number") and (
+        value < node.get("minimum", float("-inf")) or value > node.get("maximum", float("inf"))
+    ):
+        out.append(f"{path}: {value} out of range")
     if typ == "array":
         if len(value) < node.get("minItems", 0) or len(value) > node.get("maxItems", 1 << 30):
             out.append(f"{path}: {len(value)} items")
@@ -469,8 +565,14 @@ def test_the_validator_notices_mistakes():
     broken["spec"]["priority"] = 5000
     broken["spec"]["colour"] = "red"
     errors = "\n".join(_errors(broken, schema, ""))
-    for field in (".spec.content.text", ".spec.targets", ".spec.content.tags[0]", ".spec.publishAt",
-                  ".spec.priority", ".spec.colour"):
+    for field in (
+        ".spec.content.text",
+        ".spec.targets",
+        ".spec.content.tags[0]",
+        ".spec.publishAt",
+        ".spec.priority",
+        ".spec.colour",
+    ):
         assert field in errors
 
 
@@ -492,8 +594,13 @@ _UNIT_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
 def _duration_rules(crd: dict) -> dict[str, dict]:
-    return {path: rule for path, node in _walk(_schema(crd)) if node.get("pattern") == DURATION_PATTERN
-            for rule in node.get("x-kubernetes-validations", []) if MAX_DURATION in rule["rule"]}
+    return {
+        path: rule
+        for path, node in _walk(_schema(crd))
+        if node.get("pattern") == DURATION_PATTERN
+        for rule in node.get("x-kubernetes-validations", [])
+        if MAX_DURATION in rule["rule"]
+    }
 
 
 def _safe_form(crd: dict) -> str:
@@ -531,13 +638,18 @@ def test_rules_comparing_durations_only_parse_the_safe_form(crd):
 
 
 def _ns(text: str) -> Fraction:
-    return sum((Fraction(m.group(1)) * _UNIT_NS[m.group(3)]
-                for m in re.finditer(r"([0-9]+([.][0-9]+)?)(ms|s|m|h)", text)), Fraction(0))
+    return sum(
+        (Fraction(m.group(1)) * _UNIT_NS[m.group(3)] for m in re.finditer(r"([0-9]+([.][0-9]+)?)(ms|s|m|h)", text)),
+        Fraction(0),
+    )
 
 
-_part = st.tuples(st.integers(0, 3), st.text("0123456789", min_size=1, max_size=14),
-                  st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=4).map(lambda f: "." + f)),
-                  st.sampled_from(["ms", "s", "m", "h"]))
+_part = st.tuples(
+    st.integers(0, 3),
+    st.text("0123456789", min_size=1, max_size=14),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=4).map(lambda f: "." + f)),
+    st.sampled_from(["ms", "s", "m", "h"]),
+)
 
 
 SAFE_FORM = re.compile(_safe_form(ADAPTER))
@@ -575,8 +687,9 @@ def _payload_budget() -> int:
 
 
 def _annotations_budget() -> int:
-    [rule] = [r for r in _at(ADAPTER, ".spec.jobTemplate.podAnnotations")["x-kubernetes-validations"]
-              if ".sum()" in r["rule"]]
+    [rule] = [
+        r for r in _at(ADAPTER, ".spec.jobTemplate.podAnnotations")["x-kubernetes-validations"] if ".sum()" in r["rule"]
+    ]
     return int(re.search(r"<= (\d+)$", rule["rule"].strip()).group(1))
 
 
@@ -609,13 +722,19 @@ def test_the_largest_job_the_crds_allow_has_annotations_under_256_kib():
     content = {"title": "t", "link": "http://a", "media": media, "tags": tags, "text": ""}
     spec = {"content": content, "targets": [{"adapter": "a" * 63}], "truncate": True}
     left = budget - _payload_bytes(spec, "a" * 63)
-    content["text"] = "\U0001F600" * (left // 4) + "a" * (left % 4)
+    content["text"] = "\U0001f600" * (left // 4) + "a" * (left % 4)
     assert _payload_bytes(spec, "a" * 63) == budget
     key = "example.com/" + "k" * 63
-    adapter_spec = {"platform": "mastodon", "jobTemplate": {"podAnnotations": {
-        key: "\u00e9" * ((user_budget - len(key)) // 2) + "x" * ((user_budget - len(key)) % 2)}}}
-    assert sum(len(k.encode()) + len(v.encode()) for k, v in adapter_spec["jobTemplate"]["podAnnotations"].items()) \
+    adapter_spec = {
+        "platform": "mastodon",
+        "jobTemplate": {
+            "podAnnotations": {key: "\u00e9" * ((user_budget - len(key)) // 2) + "x" * ((user_budget - len(key)) % 2)}
+        },
+    }
+    assert (
+        sum(len(k.encode()) + len(v.encode()) for k, v in adapter_spec["jobTemplate"]["podAnnotations"].items())
         == user_budget
+    )
     pub = {"apiVersion": "herald.dev/v1alpha1", "kind": "Publication", "metadata": {"name": "p" * 253}, "spec": spec}
     assert _errors(pub, _schema(PUBLICATION), "") == []
 
@@ -638,9 +757,13 @@ def test_legacy_crds_are_the_crds_without_the_new_rules():
         rules = [r for _, node in _walk(_schema(crd)) for r in node.get("x-kubernetes-validations", [])]
         assert not [r for r in rules if any(re.search(p, r["message"]) for p in ADDED_RULES)]
         # The rules comparing durations stay, with their guard (laxer than before: see legacy_crds.py).
-        assert len([r for r in rules if "duration(" in r["rule"]]) == \
-            {"platformadapters.herald.dev": 8, "publications.herald.dev": 6}[name]
-        assert len(rules) < len([r for _, n in _walk(_schema(strict[name])) for r in n.get("x-kubernetes-validations", [])])
+        assert (
+            len([r for r in rules if "duration(" in r["rule"]])
+            == {"platformadapters.herald.dev": 8, "publications.herald.dev": 6}[name]
+        )
+        assert len(rules) < len(
+            [r for _, n in _walk(_schema(strict[name])) for r in n.get("x-kubernetes-validations", [])]
+        )
     publish_at = _at(legacy["publications.herald.dev"], ".spec.publishAt")
     assert publish_at == {"type": "string", "description": publish_at["description"], "format": "date-time"}
     labels = _at(legacy["platformadapters.herald.dev"], ".spec.jobTemplate.podLabels")
@@ -650,6 +773,14 @@ def test_legacy_crds_are_the_crds_without_the_new_rules():
 
 def test_the_api_reference_names_the_maximums():
     doc = (ROOT / "docs" / "api.md").read_text()
-    for text in ("`720h`", "65536 bytes", "32768 bytes", "256 KiB", "herald.dev/redrive", "1024 characters",
-                 "crds/policies/herald-redrive-policy.yaml", "admissionPolicy.enabled"):
+    for text in (
+        "`720h`",
+        "65536 bytes",
+        "32768 bytes",
+        "256 KiB",
+        "herald.dev/redrive",
+        "1024 characters",
+        "crds/policies/herald-redrive-policy.yaml",
+        "admissionPolicy.enabled",
+    ):
         assert text in doc, text

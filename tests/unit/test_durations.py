@@ -1,25 +1,46 @@
 """Durations ("1m30s", "250ms") and RFC 3339 times, as the CRDs write them."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from herald.durations import (
-    DURATION_PATTERN, MAX_DURATION, InvalidValue, format_duration, format_time, parse_duration, parse_time,
+    DURATION_PATTERN,
+    MAX_DURATION,
+    InvalidValue,
+    format_duration,
+    format_time,
+    parse_duration,
+    parse_time,
 )
 
 from .builders import DETERMINISTIC
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("1s", 1.0), ("30s", 30.0), ("10m", 600.0), ("2m", 120.0), ("30m", 1800.0), ("24h", 86400.0),
-    ("1h30m", 5400.0), ("1m30s", 90.0), ("250ms", 0.25), ("500ms", 0.5), ("1.5h", 5400.0),
-    ("0s", 0.0), ("1h0m1s", 3601.0), ("2h45m30s500ms", 9930.5),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("1s", 1.0),
+        ("30s", 30.0),
+        ("10m", 600.0),
+        ("2m", 120.0),
+        ("30m", 1800.0),
+        ("24h", 86400.0),
+        ("1h30m", 5400.0),
+        ("1m30s", 90.0),
+        ("250ms", 0.25),
+        ("500ms", 0.5),
+        ("1.5h", 5400.0),
+        ("0s", 0.0),
+        ("1h0m1s", 3601.0),
+        ("2h45m30s500ms", 9930.5),
+    ],
+)
 def test_parse_duration_reads_go_style_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -44,11 +65,27 @@ def test_parse_duration_missing_value_uses_default_or_fails():
         parse_duration("")
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (0, "0s"), (1, "1s"), (4, "4s"), (59, "59s"), (60, "1m"), (90, "1m30s"), (120, "2m"), (600, "10m"),
-    (3600, "1h"), (7200, "2h"), (3661, "1h1m1s"), (86400, "24h"), (0.25, "250ms"), (0.001, "1ms"),
-    (1.4, "1s"), (30.0, "30s"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0, "0s"),
+        (1, "1s"),
+        (4, "4s"),
+        (59, "59s"),
+        (60, "1m"),
+        (90, "1m30s"),
+        (120, "2m"),
+        (600, "10m"),
+        (3600, "1h"),
+        (7200, "2h"),
+        (3661, "1h1m1s"),
+        (86400, "24h"),
+        (0.25, "250ms"),
+        (0.001, "1ms"),
+        (1.4, "1s"),
+        (30.0, "30s"),
+    ],
+)
 def test_format_duration_short_human_form(seconds, text):
     assert format_duration(seconds) == text
 
@@ -70,8 +107,13 @@ def test_sub_second_durations_round_trip_in_milliseconds(ms):
 
 
 @DETERMINISTIC
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=500), st.sampled_from(["ms", "s", "m", "h"])),
-                min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=500), st.sampled_from(["ms", "s", "m", "h"])),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_any_text_matching_the_crd_pattern_parses_to_the_sum_of_its_parts(parts):
     text = "".join(f"{n}{u}" for n, u in parts)
     assert re.match(DURATION_PATTERN, text)
@@ -97,8 +139,11 @@ def test_the_maximum_duration_is_accepted():
 
 
 @DETERMINISTIC
-@given(st.one_of(st.text(max_size=80), st.integers(), st.floats(), st.none(), st.booleans(),
-                 st.lists(st.integers(), max_size=2)))
+@given(
+    st.one_of(
+        st.text(max_size=80), st.integers(), st.floats(), st.none(), st.booleans(), st.lists(st.integers(), max_size=2)
+    )
+)
 def test_parse_duration_is_total(value):
     """Any input: a number of seconds within [0, 720h], or InvalidValue; never another exception."""
     try:
@@ -108,17 +153,34 @@ def test_parse_duration_is_total(value):
     assert 0 <= seconds <= MAX_DURATION
 
 
-@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2030-06-01t09:00:00z",
-                                  "2030-06-01T09:00:00+25:00", "2030-02-30T09:00:00Z", "2030-06-01", "tomorrow",
-                                  "2030-06-01T09:00:00", "x" * 1000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2030-06-01t09:00:00z",
+        "2030-06-01T09:00:00+25:00",
+        "2030-02-30T09:00:00Z",
+        "2030-06-01",
+        "tomorrow",
+        "2030-06-01T09:00:00",
+        "x" * 1000,
+    ],
+)
 def test_times_the_api_server_may_hold_but_python_cannot_use_are_a_classified_error(text):
     with pytest.raises(InvalidValue):
         parse_time(text)
 
 
 @DETERMINISTIC
-@given(st.one_of(st.text(max_size=40), st.from_regex(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z"),
-                 st.integers(), st.none()))
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.from_regex(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})\Z"),
+        st.integers(),
+        st.none(),
+    )
+)
 def test_parse_time_is_total_and_what_it_returns_formats_back(value):
     """Any input: None, a UTC time that format_time writes as RFC 3339 with a four-digit year and
     that parses back, or InvalidValue."""
@@ -134,12 +196,12 @@ def test_parse_time_is_total_and_what_it_returns_formats_back(value):
 
 
 def test_format_time_pads_the_year_the_api_server_needs_four_digits():
-    assert format_time(datetime(999, 1, 1, tzinfo=timezone.utc)) == "0999-01-01T00:00:00Z"
+    assert format_time(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00Z"
 
 
 def test_parse_time_accepts_z_and_offsets_and_returns_utc():
     t = parse_time("2030-06-01T11:00:00+02:00")
-    assert t == datetime(2030, 6, 1, 9, 0, tzinfo=timezone.utc)
+    assert t == datetime(2030, 6, 1, 9, 0, tzinfo=UTC)
     assert t.tzinfo is not None and t.utcoffset() == timedelta(0)
     assert parse_time("2030-06-01T09:00:00Z") == t
     assert parse_time("2030-06-01T09:00:00.250Z") == t + timedelta(milliseconds=250)
@@ -155,7 +217,7 @@ def test_format_time_is_rfc3339_utc_with_optional_milliseconds():
 
 
 @DETERMINISTIC
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)))
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
 def test_times_round_trip_to_the_millisecond(t):
     t = t.replace(microsecond=(t.microsecond // 1000) * 1000)
     assert parse_time(format_time(t)) == t

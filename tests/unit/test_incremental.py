@@ -1,6 +1,7 @@
 """A tick decides only what changed: the store closes the changed keys over the adapters they
 compete for, settled Publications stay out, and deciding a unit gives the same result as deciding
 the whole world."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,11 @@ def test_settled_publications_are_not_in_the_unit_of_a_new_one():
     store = store_of(s)
     assert store.active == {(NS, "new")}
     store.take_dirty()
-    store.apply("publications", "MODIFIED", {**s.publications["new"],
-                                             "metadata": {**s.publications["new"]["metadata"], "resourceVersion": "99999"}})
+    store.apply(
+        "publications",
+        "MODIFIED",
+        {**s.publications["new"], "metadata": {**s.publications["new"]["metadata"], "resourceVersion": "99999"}},
+    )
     pubs, adapters = store.close(store.take_dirty())
     assert pubs == {(NS, "new")} and adapters == {(NS, A)}
     # A settled one that changes (or is looked at after a restart) is decided alone: it competes
@@ -108,8 +112,13 @@ def test_dead_letter_count_comes_from_the_index_not_the_unit():
     assert plan.gauges[(NS, A)]["dead_letter"] == 1
 
 
-scenario = st.lists(st.tuples(st.sampled_from(["new", "ok", "fail", "reject"]), st.sampled_from([A, B]),
-                              st.integers(min_value=0, max_value=3)), min_size=1, max_size=12)
+scenario = st.lists(
+    st.tuples(
+        st.sampled_from(["new", "ok", "fail", "reject"]), st.sampled_from([A, B]), st.integers(min_value=0, max_value=3)
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
 @DETERMINISTIC
@@ -128,8 +137,11 @@ def test_deciding_a_unit_equals_deciding_the_whole_world(steps):
             n += 1
             s.add_publication(f"p{n}", targets=[adapter], priority=prio)
         else:
-            running = [b for b in s.jobs.values() if b["status"].get("active")
-                       and b["metadata"]["annotations"]["herald.dev/target"] == adapter]
+            running = [
+                b
+                for b in s.jobs.values()
+                if b["status"].get("active") and b["metadata"]["annotations"]["herald.dev/target"] == adapter
+            ]
             if running:
                 job = running[0]
                 owner = job["metadata"]["ownerReferences"][0]["uid"].removeprefix("uid-pub-")
@@ -141,10 +153,12 @@ def test_deciding_a_unit_equals_deciding_the_whole_world(steps):
             pubs, adapters = store.close([seed])
             unit = reconcile(store.world_for(pubs, adapters, now), now)
             for key in pubs:
-                assert json.dumps(unit.publication_status.get(key), sort_keys=True, default=str) == \
-                    json.dumps(whole.publication_status.get(key), sort_keys=True, default=str), key
+                assert json.dumps(unit.publication_status.get(key), sort_keys=True, default=str) == json.dumps(
+                    whole.publication_status.get(key), sort_keys=True, default=str
+                ), key
             assert sorted(c.manifest["metadata"]["name"] for c in unit.creates) == sorted(
-                c.manifest["metadata"]["name"] for c in whole.creates if c.publication in pubs)
+                c.manifest["metadata"]["name"] for c in whole.creates if c.publication in pubs
+            )
             for key in adapters:
                 assert unit.adapter_status.get(key) == whole.adapter_status.get(key), key
                 assert unit.gauges.get(key) == whole.gauges.get(key), key

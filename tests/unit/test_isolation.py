@@ -1,5 +1,6 @@
 """One bad object, or one bad adapter result, affects only itself: it gets a Stalled condition
 naming the field and one Warning Event, while every other Publication keeps its pace."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,12 @@ from .builders import DETERMINISTIC, T0, Sim, at, condition_of, failed, publishe
 
 A = "mastodon-main"
 
-POISON_PUBLISH_AT = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2030-06-01t09:00:00z",
-                     "2030-06-01T09:00:00+25:00"]
+POISON_PUBLISH_AT = [
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "2030-06-01t09:00:00z",
+    "2030-06-01T09:00:00+25:00",
+]
 
 
 def sim_with_control() -> Sim:
@@ -53,12 +58,15 @@ def test_an_unusable_publish_at_stalls_only_its_publication(publish_at):
     assert (s.ns, "poison") not in again.publication_status
 
 
-@pytest.mark.parametrize("where,spec", [
-    ("spec.retryPolicy.rateLimited.minDelay", {"retryPolicy": {"rateLimited": {"minDelay": "99999999h"}}}),
-    ("spec.retryPolicy.credentialsTimeout", {"retryPolicy": {"credentialsTimeout": "99999999h"}}),
-    ("spec.retryPolicy.backoff.factor", {"retryPolicy": {"backoff": {"factor": float("nan")}}}),
-    ("spec.priority", {"priority": "high"}),
-])
+@pytest.mark.parametrize(
+    "where,spec",
+    [
+        ("spec.retryPolicy.rateLimited.minDelay", {"retryPolicy": {"rateLimited": {"minDelay": "99999999h"}}}),
+        ("spec.retryPolicy.credentialsTimeout", {"retryPolicy": {"credentialsTimeout": "99999999h"}}),
+        ("spec.retryPolicy.backoff.factor", {"retryPolicy": {"backoff": {"factor": float("nan")}}}),
+        ("spec.priority", {"priority": "high"}),
+    ],
+)
 def test_overflowing_or_malformed_spec_fields_are_named(where, spec):
     s = sim_with_control()
     s.add_publication("poison", **spec)
@@ -108,16 +116,20 @@ def test_a_failure_under_an_invalid_adapter_still_follows_the_publications_polic
 
 # -- adapter results ------------------------------------------------------------------------------
 
+
 def finish_with(s: Sim, message: str, exit_code: int = 1) -> None:
     s.finish("control", A, message, exit_code=exit_code, now=at(2))
 
 
-@pytest.mark.parametrize("message", [
-    "[" * 2000 + "]" * 2000,
-    '{"outcome": "failed", "x": ' + "[" * 2000 + "]" * 2000 + "}",
-    '{"outcome": "failed", "errorClass": "server_error"' + " " * 70000 + "}",
-    "\x00\xff not json",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[" * 2000 + "]" * 2000,
+        '{"outcome": "failed", "x": ' + "[" * 2000 + "]" * 2000 + "}",
+        '{"outcome": "failed", "errorClass": "server_error"' + " " * 70000 + "}",
+        "\x00\xff not json",
+    ],
+)
 def test_results_that_are_not_results_are_a_pod_failure(message):
     s = sim_with_control()
     s.step(T0)
@@ -156,16 +168,28 @@ def test_a_long_redrive_annotation_is_recorded_by_digest_within_the_status_limit
 
 def test_a_damaged_stored_status_is_read_as_what_it_can_be():
     s = sim_with_control()
-    s.add_publication("damaged", status={
-        "targets": [{"adapter": A, "phase": "Exploded", "attempts": "many", "failures": {"auth": -3, "x": 1},
-                     "nextAttemptAt": "yesterday", "verifyNext": "yes"}],
-        "conditions": ["not a condition", {"type": "Published"}],
-    })
+    s.add_publication(
+        "damaged",
+        status={
+            "targets": [
+                {
+                    "adapter": A,
+                    "phase": "Exploded",
+                    "attempts": "many",
+                    "failures": {"auth": -3, "x": 1},
+                    "nextAttemptAt": "yesterday",
+                    "verifyNext": "yes",
+                }
+            ],
+            "conditions": ["not a condition", {"type": "Published"}],
+        },
+    )
     plan = s.step(T0)
     assert sorted(created(plan)) == sorted([job_name("control", A, 1), job_name("damaged", A, 1)])
 
 
 # -- a refused Job create is a failed attempt -------------------------------------------------------
+
 
 def test_a_job_the_api_server_refuses_is_dead_lettered_with_its_message_and_no_started_event():
     s = Sim()
@@ -188,26 +212,44 @@ def test_a_job_the_api_server_refuses_is_dead_lettered_with_its_message_and_no_s
 # -- properties -------------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats() | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=30),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
-spec_fields = st.fixed_dictionaries({}, optional={
-    "publishAt": st.one_of(st.text(max_size=40), st.sampled_from(POISON_PUBLISH_AT), json_values),
-    "priority": json_values,
-    "suspend": json_values,
-    "retryPolicy": st.one_of(json_values, st.fixed_dictionaries({}, optional={
-        "maxAttempts": json_values, "credentialsTimeout": json_values,
-        "backoff": st.fixed_dictionaries({}, optional={"initial": json_values, "factor": json_values,
-                                                       "max": json_values, "jitter": json_values}),
-        "rateLimited": st.fixed_dictionaries({}, optional={"minDelay": json_values}),
-        "unknownOutcome": st.fixed_dictionaries({}, optional={"policy": json_values}),
-    })),
-    "targets": st.one_of(json_values, st.lists(st.fixed_dictionaries({"adapter": st.sampled_from([A, "x", ""])}),
-                                               max_size=3)),
-    "ttlSecondsAfterFinished": json_values,
-    "content": json_values,
-})
+spec_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "publishAt": st.one_of(st.text(max_size=40), st.sampled_from(POISON_PUBLISH_AT), json_values),
+        "priority": json_values,
+        "suspend": json_values,
+        "retryPolicy": st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "maxAttempts": json_values,
+                    "credentialsTimeout": json_values,
+                    "backoff": st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "initial": json_values,
+                            "factor": json_values,
+                            "max": json_values,
+                            "jitter": json_values,
+                        },
+                    ),
+                    "rateLimited": st.fixed_dictionaries({}, optional={"minDelay": json_values}),
+                    "unknownOutcome": st.fixed_dictionaries({}, optional={"policy": json_values}),
+                },
+            ),
+        ),
+        "targets": st.one_of(
+            json_values, st.lists(st.fixed_dictionaries({"adapter": st.sampled_from([A, "x", ""])}), max_size=3)
+        ),
+        "ttlSecondsAfterFinished": json_values,
+        "content": json_values,
+    },
+)
 
 
 @DETERMINISTIC
@@ -228,14 +270,25 @@ def test_any_publication_spec_or_status_leaves_the_control_publishing(spec, stat
 
 
 @DETERMINISTIC
-@given(st.one_of(json_values, st.text(max_size=200),
-                 st.fixed_dictionaries({"outcome": st.sampled_from(["published", "failed"])}, optional={
-                     "errorClass": json_values, "message": json_values, "retryAfterSeconds": json_values,
-                     "postId": json_values, "url": json_values, "responseSeconds": json_values,
-                     "rateLimit": st.fixed_dictionaries({}, optional={"remaining": json_values,
-                                                                      "resetAt": json_values}),
-                 })),
-       st.integers(min_value=0, max_value=255))
+@given(
+    st.one_of(
+        json_values,
+        st.text(max_size=200),
+        st.fixed_dictionaries(
+            {"outcome": st.sampled_from(["published", "failed"])},
+            optional={
+                "errorClass": json_values,
+                "message": json_values,
+                "retryAfterSeconds": json_values,
+                "postId": json_values,
+                "url": json_values,
+                "responseSeconds": json_values,
+                "rateLimit": st.fixed_dictionaries({}, optional={"remaining": json_values, "resetAt": json_values}),
+            },
+        ),
+    ),
+    st.integers(min_value=0, max_value=255),
+)
 def test_any_adapter_result_is_a_decision_for_its_target_only(result, exit_code):
     """Whatever an adapter writes as its result: the target gets a decision (published, retry or dead
     letter), the statuses are valid JSON with RFC 3339 times, and the other publication is unaffected."""

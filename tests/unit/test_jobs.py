@@ -1,4 +1,5 @@
 """build_job_spec: the Job for one attempt, per the adapter contract."""
+
 from __future__ import annotations
 
 import json
@@ -16,18 +17,32 @@ from .builders import DETERMINISTIC
 
 META = {"namespace": "news", "name": "launch", "uid": "4c1c-uid"}
 SPEC = {
-    "content": {"text": "Herald 1.0 is out", "title": "Release", "link": "https://example.org/h",
-                "media": [{"url": "https://example.org/c.png", "altText": "A cover"}], "tags": ["release"]},
+    "content": {
+        "text": "Herald 1.0 is out",
+        "title": "Release",
+        "link": "https://example.org/h",
+        "media": [{"url": "https://example.org/c.png", "altText": "A cover"}],
+        "tags": ["release"],
+    },
     "targets": [
         {"adapter": "mastodon-main"},
         {"adapter": "bluesky-main", "overrides": {"text": "Herald 1.0!", "tags": ["short"], "title": ""}},
     ],
     "truncate": True,
 }
-ADAPTER = {"platform": "mastodon", "endpoint": "https://mastodon.social", "image": "example/adapter:1.2",
-           "credentialsSecretRef": {"name": "mastodon-credentials"}}
-DEFAULTS = JobDefaults(image="herald-adapter:dev", service_account="", ttl_seconds_after_finished=3600,
-                       active_deadline_seconds=300, timeout_seconds=10)
+ADAPTER = {
+    "platform": "mastodon",
+    "endpoint": "https://mastodon.social",
+    "image": "example/adapter:1.2",
+    "credentialsSecretRef": {"name": "mastodon-credentials"},
+}
+DEFAULTS = JobDefaults(
+    image="herald-adapter:dev",
+    service_account="",
+    ttl_seconds_after_finished=3600,
+    active_deadline_seconds=300,
+    timeout_seconds=10,
+)
 
 
 def build(adapter=ADAPTER, target="mastodon-main", attempt=1, verify=False, spec=SPEC, defaults=DEFAULTS):
@@ -131,8 +146,13 @@ def test_payload_annotation_is_the_contracts_json_with_overrides_applied():
     assert payload == {
         "publication": {"namespace": "news", "name": "launch", "uid": "4c1c-uid"},
         "target": "bluesky-main",
-        "content": {"text": "Herald 1.0!", "title": "Release", "link": "https://example.org/h",
-                    "media": [{"url": "https://example.org/c.png", "altText": "A cover"}], "tags": ["short"]},
+        "content": {
+            "text": "Herald 1.0!",
+            "title": "Release",
+            "link": "https://example.org/h",
+            "media": [{"url": "https://example.org/c.png", "altText": "A cover"}],
+            "tags": ["short"],
+        },
         "truncate": True,
     }
     # the other target sees the publication's own content
@@ -220,8 +240,12 @@ def test_operator_defaults_apply_without_a_job_template():
 
 def test_pod_annotations_and_labels_reach_the_pod_but_cannot_override_heralds_own():
     tpl = {
-        "podAnnotations": {"prometheus.io/scrape": "false", "herald.dev/attempt": "99", "herald.dev/mode": "x",
-                           "herald.dev/payload": "{}"},
+        "podAnnotations": {
+            "prometheus.io/scrape": "false",
+            "herald.dev/attempt": "99",
+            "herald.dev/mode": "x",
+            "herald.dev/payload": "{}",
+        },
         "podLabels": {"team": "comms", "herald.dev/publication": "evil", "herald.dev/adapter": "evil"},
     }
     job = build(adapter={**ADAPTER, "jobTemplate": tpl}, attempt=2)
@@ -261,7 +285,9 @@ def test_payload_round_trips_any_text(text, attempt, verify):
     assert env(job)["HERALD_MODE"] == ("verify" if verify else "publish")
 
 
-@pytest.mark.parametrize("override, expected", [({"text": "T"}, "T"), ({"text": ""}, "base"), ({"text": None}, "base"), ({}, "base")])
+@pytest.mark.parametrize(
+    "override, expected", [({"text": "T"}, "T"), ({"text": ""}, "base"), ({"text": None}, "base"), ({}, "base")]
+)
 def test_empty_overrides_keep_the_publication_text(override, expected):
     spec = {"content": {"text": "base"}, "targets": [{"adapter": "a", "overrides": override}]}
     assert target_content(spec, "a")["text"] == expected

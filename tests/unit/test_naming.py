@@ -1,4 +1,5 @@
 """Deterministic Job names and the idempotency key."""
+
 from __future__ import annotations
 
 import re
@@ -34,9 +35,18 @@ def test_same_input_same_name():
     assert job_name("launch", "mastodon-main", 3) == job_name("launch", "mastodon-main", 3)
 
 
-@pytest.mark.parametrize("pub_len, target_len, attempt", [
-    (253, 63, 1), (253, 63, 100), (253, 63, 99999), (60, 63, 7), (63, 1, 1), (1, 63, 1), (40, 40, 12),
-])
+@pytest.mark.parametrize(
+    "pub_len, target_len, attempt",
+    [
+        (253, 63, 1),
+        (253, 63, 100),
+        (253, 63, 99999),
+        (60, 63, 7),
+        (63, 1, 1),
+        (1, 63, 1),
+        (40, 40, 12),
+    ],
+)
 def test_long_names_are_trimmed_to_a_dns_label(pub_len, target_len, attempt):
     name = job_name("a" * pub_len, "b" * target_len, attempt)
     assert MAX_NAME == 63
@@ -90,8 +100,11 @@ def test_distinct_inputs_give_distinct_names(p1, t1, a1, p2, t2, a2):
 
 
 @DETERMINISTIC
-@given(st.text(alphabet="abcdef-", min_size=0, max_size=8), target_names,
-       st.lists(st.sampled_from("0123456789"), min_size=1, max_size=3).map("".join))
+@given(
+    st.text(alphabet="abcdef-", min_size=0, max_size=8),
+    target_names,
+    st.lists(st.sampled_from("0123456789"), min_size=1, max_size=3).map("".join),
+)
 def test_long_shared_prefixes_keep_names_apart(stem, target, tail):
     """Names that must be trimmed and share everything up to the trim point."""
     prefix = "x" * 120 + stem

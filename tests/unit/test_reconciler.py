@@ -1,10 +1,11 @@
 """The pure reconcile(world, now) -> Plan, driven through a small simulator (builders.Sim) that
 applies each plan the way the engine and the API server would."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -15,8 +16,18 @@ from herald.reconciler import DEAD_LETTER_LABEL, progress_only, reconcile
 from herald.retry import DEFAULT_CREDENTIALS_TIMEOUT
 
 from .builders import (
-    DETERMINISTIC, NS, T0, Sim, at, condition_of, failed, merge_patch, pod_body, published,
-    status_diff, ts,
+    DETERMINISTIC,
+    NS,
+    T0,
+    Sim,
+    at,
+    condition_of,
+    failed,
+    merge_patch,
+    pod_body,
+    published,
+    status_diff,
+    ts,
 )
 
 A = "mastodon-main"
@@ -60,6 +71,7 @@ def fail_until_dead(s: Sim, pub: str, cls: str, now, **result) -> tuple[list[flo
 
 
 # -- first attempt, scheduling -------------------------------------------------------------------
+
 
 def test_new_publication_due_now_creates_one_job_for_attempt_1():
     s = one_target_sim()
@@ -112,6 +124,7 @@ def test_a_running_job_keeps_the_target_publishing_without_new_jobs():
 
 # -- outcomes ---------------------------------------------------------------------------------------
 
+
 def test_successful_job_publishes_the_target():
     s = one_target_sim()
     s.step(T0)
@@ -157,8 +170,9 @@ def test_server_error_at_attempt_1_schedules_a_retry_in_1s():
     assert t["lastErrorClass"] == "server_error"
     assert t["lastError"] == "HTTP 503 Service Unavailable"
     assert t["retries"] == 1
-    assert t["message"] == ("attempt 1 of 6 failed: server_error (HTTP 503 Service Unavailable); "
-                            f"next attempt in 1s at {ts(at(6))}")
+    assert t["message"] == (
+        f"attempt 1 of 6 failed: server_error (HTTP 503 Service Unavailable); next attempt in 1s at {ts(at(6))}"
+    )
     assert s.status("launch")["phase"] == "Retrying"
     assert s.status("launch")["nextAttemptAt"] == ts(at(6))
     assert condition_of(s.status("launch"), "Retrying")["status"] == "True"
@@ -239,8 +253,9 @@ def test_conditions_keep_their_transition_time_across_retries():
 
 def test_publication_retry_policy_overrides_the_adapters():
     s = Sim()
-    s.add_adapter(A, retryPolicy={"maxAttempts": 6, "backoff": {"initial": "1s"}},
-                  circuitBreaker={"failureThreshold": 100})
+    s.add_adapter(
+        A, retryPolicy={"maxAttempts": 6, "backoff": {"initial": "1s"}}, circuitBreaker={"failureThreshold": 100}
+    )
     s.add_publication("launch", retryPolicy={"maxAttempts": 3, "backoff": {"initial": "10s", "factor": 3}})
     s.step(T0)
     delays, _ = fail_until_dead(s, "launch", "server_error", T0)
@@ -272,8 +287,9 @@ def test_image_pull_error_stops_the_job_and_retries_as_pod_failure():
     s = one_target_sim()
     s.step(T0)
     jname = job_name("launch", A, 1)
-    s.pods["p"] = pod_body(jname, name="p", phase="Pending",
-                           waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling image"})
+    s.pods["p"] = pod_body(
+        jname, name="p", phase="Pending", waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling image"}
+    )
     plan = s.step(at(30))
     assert plan.deletes == [(NS, jname)]
     t = s.target("launch")
@@ -362,6 +378,7 @@ def test_adopting_an_attempt_n_job_when_status_says_n_minus_1():
 
 
 # -- the adapter's limits ---------------------------------------------------------------------------
+
 
 def test_concurrency_queues_the_rest_in_priority_order():
     s = Sim()
@@ -549,6 +566,7 @@ def test_failed_probe_doubles_the_cooldown_and_a_good_one_closes():
 
 # -- credentials ------------------------------------------------------------------------------------
 
+
 def creds_sim(**retry) -> Sim:
     s = Sim()
     s.add_adapter(A, credentialsSecretRef={"name": "creds"}, **({"retryPolicy": retry} if retry else {}))
@@ -686,6 +704,7 @@ def test_earlier_credentials_wait_does_not_shorten_a_later_one():
 
 # -- redrive, suspend -------------------------------------------------------------------------------
 
+
 def test_redrive_gives_failed_targets_a_fresh_budget_and_leaves_published_ones_alone():
     s = Sim()
     s.add_adapter(A, circuitBreaker={"failureThreshold": 100})
@@ -794,11 +813,16 @@ def test_multiple_targets_partially_published():
 
 # -- robustness: one bad adapter result must not stop the operator ----------------------------------
 
-@pytest.mark.parametrize("raw", [
-    '{"outcome":"failed","errorClass":"rate_limited","retryAfterSeconds":1e12}',
-    '{"outcome":"failed","errorClass":"rate_limited","retryAfterSeconds":Infinity}',
-    '{"outcome":"failed","errorClass":"rate_limited","retryAfterSeconds":NaN}',
-], ids=["retry-after-1e12s", "retry-after-Infinity", "retry-after-NaN"])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"outcome":"failed","errorClass":"rate_limited","retryAfterSeconds":1e12}',
+        '{"outcome":"failed","errorClass":"rate_limited","retryAfterSeconds":Infinity}',
+        '{"outcome":"failed","errorClass":"rate_limited","retryAfterSeconds":NaN}',
+    ],
+    ids=["retry-after-1e12s", "retry-after-Infinity", "retry-after-NaN"],
+)
 def test_absurd_retry_after_does_not_break_reconcile(raw):
     s = one_target_sim()
     s.add_publication("other", created=at(1))
@@ -820,6 +844,7 @@ def test_malformed_rate_limit_in_a_result_does_not_break_reconcile():
 
 # -- idempotence ------------------------------------------------------------------------------------
 
+
 def second_pass_changes(s: Sim, now, ignore: tuple[str, ...] = ()) -> list[str]:
     """What reconciling again at the same time, after the previous plan was applied, would change
     (differences at the status paths in ``ignore`` are left out)."""
@@ -835,14 +860,12 @@ def second_pass_changes(s: Sim, now, ignore: tuple[str, ...] = ()) -> list[str]:
         out.append(f"events {[(e.reason, e.message) for e in plan.events]}")
     for (_, name), new in plan.publication_status.items():
         old = s.publications[name]["status"]
-        diff = [d for d in status_diff(old, merge_patch(old, json.loads(json.dumps(new))))
-                if not d.startswith(ignore)]
+        diff = [d for d in status_diff(old, merge_patch(old, json.loads(json.dumps(new)))) if not d.startswith(ignore)]
         if diff:
             out.append(f"publication {name} status: {diff}")
     for (_, name), new in plan.adapter_status.items():
         old = s.adapters[name]["status"]
-        diff = [d for d in status_diff(old, merge_patch(old, json.loads(json.dumps(new))))
-                if not d.startswith(ignore)]
+        diff = [d for d in status_diff(old, merge_patch(old, json.loads(json.dumps(new)))) if not d.startswith(ignore)]
         if diff:
             out.append(f"adapter {name} status: {diff}")
     return out
@@ -1018,12 +1041,32 @@ def sc_concurrency_queue():
     return s, at(6)
 
 
-SCENARIOS: dict[str, Callable] = {f.__name__[3:]: f for f in [
-    sc_new_publication, sc_running, sc_scheduled, sc_published, sc_retrying, sc_retry_started, sc_dead_letter,
-    sc_rate_limited, sc_auth_waiting, sc_credentials_fixed, sc_auth_failure_with_an_older_secret, sc_credentials_timeout, sc_circuit_open,
-    sc_circuit_probe, sc_half_open_while_an_old_attempt_runs, sc_redriven, sc_suspended_while_running,
-    sc_job_vanished, sc_adopted, sc_paused, sc_concurrency_queue,
-]}
+SCENARIOS: dict[str, Callable] = {
+    f.__name__[3:]: f
+    for f in [
+        sc_new_publication,
+        sc_running,
+        sc_scheduled,
+        sc_published,
+        sc_retrying,
+        sc_retry_started,
+        sc_dead_letter,
+        sc_rate_limited,
+        sc_auth_waiting,
+        sc_credentials_fixed,
+        sc_auth_failure_with_an_older_secret,
+        sc_credentials_timeout,
+        sc_circuit_open,
+        sc_circuit_probe,
+        sc_half_open_while_an_old_attempt_runs,
+        sc_redriven,
+        sc_suspended_while_running,
+        sc_job_vanished,
+        sc_adopted,
+        sc_paused,
+        sc_concurrency_queue,
+    ]
+}
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -1067,22 +1110,37 @@ PUBS = {"p0": [A], "p1": [A, "bsky"], "p2": ["bsky"], "p3": [A, "bsky"]}
 
 op_st = st.one_of(
     st.tuples(st.just("tick"), st.sampled_from([0, 1, 5, 30, 90, 200, 1000])),
-    st.tuples(st.just("finish"), st.sampled_from(sorted(PUBS)), st.sampled_from([A, "bsky"]),
-              st.sampled_from(sorted(OUTCOMES))),
+    st.tuples(
+        st.just("finish"),
+        st.sampled_from(sorted(PUBS)),
+        st.sampled_from([A, "bsky"]),
+        st.sampled_from(sorted(OUTCOMES)),
+    ),
     st.tuples(st.just("suspend"), st.sampled_from(sorted(PUBS))),
     st.tuples(st.just("redrive"), st.sampled_from(sorted(PUBS))),
     st.tuples(st.just("pause"), st.sampled_from([A, "bsky"])),
-    st.tuples(st.just("secret"),),
+    st.tuples(
+        st.just("secret"),
+    ),
     st.tuples(st.just("vanish"), st.sampled_from(sorted(PUBS)), st.sampled_from([A, "bsky"])),
 )
 
 
 def random_world() -> Sim:
     s = Sim()
-    s.add_adapter(A, concurrency=2, rateLimit={"limit": 3, "period": "1m"},
-                  circuitBreaker={"failureThreshold": 3, "cooldown": "1m"})
-    s.add_adapter("bsky", platform="bluesky", concurrency=1, credentialsSecretRef={"name": "creds"},
-                  retryPolicy={"maxAttempts": 4, "credentialsTimeout": "30m"})
+    s.add_adapter(
+        A,
+        concurrency=2,
+        rateLimit={"limit": 3, "period": "1m"},
+        circuitBreaker={"failureThreshold": 3, "cooldown": "1m"},
+    )
+    s.add_adapter(
+        "bsky",
+        platform="bluesky",
+        concurrency=1,
+        credentialsSecretRef={"name": "creds"},
+        retryPolicy={"maxAttempts": 4, "credentialsTimeout": "30m"},
+    )
     s.set_secret("creds", "1")
     for i, (name, targets) in enumerate(PUBS.items()):
         kw = {"publishAt": ts(at(100))} if name == "p3" else {}
@@ -1093,9 +1151,11 @@ def random_world() -> Sim:
 def running_job(s: Sim, pub: str, target: str):
     uid = s.publications[pub]["metadata"]["uid"]
     for b in s.jobs.values():
-        if (b["metadata"]["ownerReferences"][0]["uid"] == uid
-                and b["metadata"]["annotations"]["herald.dev/target"] == target
-                and not b["status"].get("conditions")):
+        if (
+            b["metadata"]["ownerReferences"][0]["uid"] == uid
+            and b["metadata"]["annotations"]["herald.dev/target"] == target
+            and not b["status"].get("conditions")
+        ):
             return b
     return None
 
@@ -1108,8 +1168,12 @@ def check_invariants(s: Sim, plan, now) -> None:
     for pub in PUBS:
         for t in s.status(pub).get("targets") or []:
             uid = s.publications[pub]["metadata"]["uid"]
-            jobs = [b for b in s.jobs.values() if b["metadata"]["ownerReferences"][0]["uid"] == uid
-                    and b["metadata"]["annotations"]["herald.dev/target"] == t["adapter"]]
+            jobs = [
+                b
+                for b in s.jobs.values()
+                if b["metadata"]["ownerReferences"][0]["uid"] == uid
+                and b["metadata"]["annotations"]["herald.dev/target"] == t["adapter"]
+            ]
             active = [b for b in jobs if not b["status"].get("conditions")]
             assert len(active) <= 1, f"{pub}/{t['adapter']} has {len(active)} running Jobs"
             attempts = [int(b["metadata"]["annotations"]["herald.dev/attempt"]) for b in jobs]
@@ -1122,8 +1186,11 @@ def check_invariants(s: Sim, plan, now) -> None:
             assert budget <= (6 if t["adapter"] == A else 4)
     # Never more running than the adapter's concurrency; nothing starts through a paused adapter.
     for name, body in s.adapters.items():
-        running = [b for b in s.jobs.values()
-                   if b["metadata"]["annotations"]["herald.dev/target"] == name and not b["status"].get("conditions")]
+        running = [
+            b
+            for b in s.jobs.values()
+            if b["metadata"]["annotations"]["herald.dev/target"] == name and not b["status"].get("conditions")
+        ]
         assert len(running) <= body["spec"]["concurrency"]
         if body["spec"].get("paused"):
             assert not [c for c in plan.creates if c.manifest["metadata"]["annotations"]["herald.dev/target"] == name]
@@ -1173,6 +1240,7 @@ def test_random_histories_keep_the_invariants(ops):
 
 # -- progress_only: which status writes the engine may hold back ------------------------------------
 
+
 def test_a_started_attempt_is_progress_only():
     s = one_target_sim()
     old = json.loads(json.dumps(s.status("launch")))
@@ -1181,17 +1249,20 @@ def test_a_started_attempt_is_progress_only():
 
 
 def test_a_retry_starting_is_progress_only():
-    s, now = sc_retrying()
+    s, _now = sc_retrying()
     old = json.loads(json.dumps(s.status("launch")))
     plan = s.reconcile(at(3))
     assert len(plan.creates) == 1
     assert progress_only(plan.publication_status[(NS, "launch")], old)
 
 
-@pytest.mark.parametrize("outcome", [published(), failed("server_error"), failed("rejected"), failed("auth")],
-                         ids=["published", "server_error", "rejected", "auth"])
+@pytest.mark.parametrize(
+    "outcome",
+    [published(), failed("server_error"), failed("rejected"), failed("auth")],
+    ids=["published", "server_error", "rejected", "auth"],
+)
 def test_an_outcome_is_never_held_back(outcome):
-    s, now = sc_running()
+    s, _now = sc_running()
     old = json.loads(json.dumps(s.status("launch")))
     s.finish("launch", A, outcome, now=at(2))
     plan = s.reconcile(at(2))

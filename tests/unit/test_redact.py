@@ -1,4 +1,5 @@
 """Credentials never reach status, events, logs or alerts."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,29 +13,57 @@ from .builders import DETERMINISTIC
 TG_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-_x", "eyJhbGciOiJIUzI1NiJ9"),
-    ("authorization: bearer abc123def456", "abc123def456"),
-    ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
-    (f"POST https://api.telegram.org/bot{TG_TOKEN}/sendMessage: 401", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
-    ("POST https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX: 404",
-     "XXXXXXXXXXXXXXXXXXXXXXXX"),
-    ("POST https://discord.com/api/webhooks/123456789012345678/AbCdEf-GhIjKl_MnOp?wait=true: 401",
-     "AbCdEf-GhIjKl_MnOp"),
-    ("POST https://discordapp.com/api/webhooks/1/tok_en-123 failed", "tok_en-123"),
-    ("login failed: password=hunter2", "hunter2"),
-    ("login failed: Password: hunter2", "hunter2"),
-    ('{"password": "hunter2", "user": "x"}', "hunter2"),
-    ("app_password=abcd-efgh-ijkl-mnop", "abcd-efgh-ijkl-mnop"),
-    ("appPassword=abcd-efgh-ijkl-mnop", "abcd-efgh-ijkl-mnop"),
-    ("POST /oauth/token body grant_type=client_credentials&client_secret=Zx9-QQ41 returned 401", "Zx9-QQ41"),
-    ("refresh failed: refresh_token=rT0k3nVALUE", "rT0k3nVALUE"),
-    ("GET /v1?access_token=xyz987&x=1", "xyz987"),
-    ("api_key=K3Y-VALUE", "K3Y-VALUE"),
-    ("x-api-key: K3Y-VALUE", "K3Y-VALUE"),
-    ("slack says invalid_auth for xoxb-1234-5678-abcdefghij", "xoxb-1234-5678-abcdefghij"),
-    ("proxy https://user:pa55word@proxy.example:3128 refused", "pa55word"),
-], ids=['bearer-jwt', 'bearer-lowercase', 'basic', 'telegram-bot-url', 'slack-webhook', 'discord-webhook', 'discordapp-webhook', 'password-equals', 'password-colon', 'password-json', 'app_password', 'appPassword', 'client_secret', 'refresh_token', 'access_token-query', 'api_key', 'x-api-key', 'slack-xoxb', 'url-userinfo'])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-_x", "eyJhbGciOiJIUzI1NiJ9"),
+        ("authorization: bearer abc123def456", "abc123def456"),
+        ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        (f"POST https://api.telegram.org/bot{TG_TOKEN}/sendMessage: 401", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
+        (
+            "POST https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX: 404",
+            "XXXXXXXXXXXXXXXXXXXXXXXX",
+        ),
+        (
+            "POST https://discord.com/api/webhooks/123456789012345678/AbCdEf-GhIjKl_MnOp?wait=true: 401",
+            "AbCdEf-GhIjKl_MnOp",
+        ),
+        ("POST https://discordapp.com/api/webhooks/1/tok_en-123 failed", "tok_en-123"),
+        ("login failed: password=hunter2", "hunter2"),
+        ("login failed: Password: hunter2", "hunter2"),
+        ('{"password": "hunter2", "user": "x"}', "hunter2"),
+        ("app_password=abcd-efgh-ijkl-mnop", "abcd-efgh-ijkl-mnop"),
+        ("appPassword=abcd-efgh-ijkl-mnop", "abcd-efgh-ijkl-mnop"),
+        ("POST /oauth/token body grant_type=client_credentials&client_secret=Zx9-QQ41 returned 401", "Zx9-QQ41"),
+        ("refresh failed: refresh_token=rT0k3nVALUE", "rT0k3nVALUE"),
+        ("GET /v1?access_token=xyz987&x=1", "xyz987"),
+        ("api_key=K3Y-VALUE", "K3Y-VALUE"),
+        ("x-api-key: K3Y-VALUE", "K3Y-VALUE"),
+        ("slack says invalid_auth for xoxb-1234-5678-abcdefghij", "xoxb-1234-5678-abcdefghij"),
+        ("proxy https://user:pa55word@proxy.example:3128 refused", "pa55word"),
+    ],
+    ids=[
+        "bearer-jwt",
+        "bearer-lowercase",
+        "basic",
+        "telegram-bot-url",
+        "slack-webhook",
+        "discord-webhook",
+        "discordapp-webhook",
+        "password-equals",
+        "password-colon",
+        "password-json",
+        "app_password",
+        "appPassword",
+        "client_secret",
+        "refresh_token",
+        "access_token-query",
+        "api_key",
+        "x-api-key",
+        "slack-xoxb",
+        "url-userinfo",
+    ],
+)
 def test_credential_patterns_are_removed(text, secret):
     out = redact(text)
     assert secret not in out
@@ -46,7 +75,9 @@ def test_the_rest_of_the_message_is_kept():
     assert out.startswith("HTTP 401 from https://api.telegram.org/")
     assert out.endswith("/sendMessage: Unauthorized")
     assert redact("HTTP 503 Service Unavailable") == "HTTP 503 Service Unavailable"
-    assert redact("rate limited; retry in 30s (token bucket empty)") == "rate limited; retry in 30s (token bucket empty)"
+    assert (
+        redact("rate limited; retry in 30s (token bucket empty)") == "rate limited; retry in 30s (token bucket empty)"
+    )
 
 
 def test_explicit_secret_values_are_removed():
@@ -86,16 +117,21 @@ def test_long_text_is_shortened_after_redaction():
 
 
 @DETERMINISTIC
-@given(st.text(max_size=40), st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd")), min_size=8,
-                                     max_size=30), st.text(max_size=40))
+@given(
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd")), min_size=8, max_size=30),
+    st.text(max_size=40),
+)
 def test_an_explicit_secret_never_survives(before, secret, after):
     out = redact(before + secret + after, secrets=(secret,), limit=100_000)
     assert secret not in out
 
 
 @DETERMINISTIC
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=20, max_size=40),
-       st.integers(min_value=1, max_value=10**10))
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=20, max_size=40),
+    st.integers(min_value=1, max_value=10**10),
+)
 def test_telegram_bot_tokens_never_survive(tail, bot_id):
     url = f"https://api.telegram.org/bot{bot_id}:{tail}/sendMessage"
     assert tail not in redact(f"request to {url} failed")

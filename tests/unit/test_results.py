@@ -1,4 +1,5 @@
 """read_outcome: an attempt's outcome from its Job and pod, per the contract's table."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,10 @@ def finished(result, exit_code=None, reason=None, job_failed=None):
         exit_code = 0 if isinstance(result, dict) and result.get("outcome") == "published" else 1
     ok = exit_code == 0
     j = job(complete=ok, failed=not ok, failed_reason="" if ok else (job_failed or "BackoffLimitExceeded"))
-    p = pod(phase="Succeeded" if ok else "Failed",
-            terminated=termination(result, exit_code, reason=reason, started=at(1), finished=at(3)))
+    p = pod(
+        phase="Succeeded" if ok else "Failed",
+        terminated=termination(result, exit_code, reason=reason, started=at(1), finished=at(3)),
+    )
     return read_outcome(j, [p])
 
 
@@ -57,8 +60,9 @@ def test_numeric_post_ids_become_strings():
     assert o.post_id == "12345"
 
 
-@pytest.mark.parametrize("message", [None, "", "not json", "{", "[1,2]", '"published"', '{"outcome": "maybe"}',
-                                     '{"postId": "1"}'])
+@pytest.mark.parametrize(
+    "message", [None, "", "not json", "{", "[1,2]", '"published"', '{"outcome": "maybe"}', '{"postId": "1"}']
+)
 def test_exit_0_without_a_readable_result_is_published_without_a_post_id(message):
     o = finished(message, exit_code=0)
     assert o.published is True
@@ -85,8 +89,14 @@ def test_missing_or_unknown_class_is_unknown_outcome(cls):
 
 
 def test_retry_after_and_rate_limit_headers_are_read():
-    o = finished(failed("rate_limited", "HTTP 429", retryAfterSeconds=120,
-                        rateLimit={"remaining": 0, "resetAt": "2030-06-01T09:05:00Z"}))
+    o = finished(
+        failed(
+            "rate_limited",
+            "HTTP 429",
+            retryAfterSeconds=120,
+            rateLimit={"remaining": 0, "resetAt": "2030-06-01T09:05:00Z"},
+        )
+    )
     assert o.error_class is ErrorClass.RATE_LIMITED
     assert o.retry_after == 120
     assert o.rate_limit_remaining == 0
@@ -99,8 +109,9 @@ def test_unreadable_retry_after_is_ignored(ra):
     assert o.error_class is ErrorClass.RATE_LIMITED and o.retry_after is None
 
 
-@pytest.mark.parametrize("rate_limit", ["soon", [1, 2], 5, {"remaining": "3"}, {"resetAt": "never"},
-                                        {"resetAt": 5}, {"remaining": None}])
+@pytest.mark.parametrize(
+    "rate_limit", ["soon", [1, 2], 5, {"remaining": "3"}, {"resetAt": "never"}, {"resetAt": 5}, {"remaining": None}]
+)
 def test_malformed_rate_limit_does_not_break_reading_the_outcome(rate_limit):
     """A custom adapter writing a wrong shape must not make Herald unable to read the attempt
     (reconcile runs over the whole namespace: an exception here stops every publication)."""
@@ -142,7 +153,9 @@ def test_evicted_pod_is_a_pod_failure():
     assert "Evicted" in o.message and "low on resource" in o.message
 
 
-@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"])
+@pytest.mark.parametrize(
+    "reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"]
+)
 def test_a_pod_that_cannot_start_is_a_pod_failure_and_its_job_is_stopped(reason):
     p = pod(phase="Pending", waiting={"reason": reason, "message": "pull access denied for example/adapter"})
     o = read_outcome(job(), [p])
@@ -186,13 +199,18 @@ def test_only_the_adapter_container_is_read():
     assert p.terminated is None
 
 
-@pytest.mark.parametrize("secret_text, secret", [
-    ("401 for Authorization: Bearer abc.def-ghi_jkl", "abc.def-ghi_jkl"),
-    ("POST https://api.telegram.org/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage failed",
-     "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"),
-    ("webhook https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX returned 404", "XXXXXXXXXXXXXXXX"),
-    ("password=hunter2 rejected", "hunter2"),
-])
+@pytest.mark.parametrize(
+    "secret_text, secret",
+    [
+        ("401 for Authorization: Bearer abc.def-ghi_jkl", "abc.def-ghi_jkl"),
+        (
+            "POST https://api.telegram.org/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage failed",
+            "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+        ),
+        ("webhook https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX returned 404", "XXXXXXXXXXXXXXXX"),
+        ("password=hunter2 rejected", "hunter2"),
+    ],
+)
 def test_secrets_in_result_messages_are_redacted(secret_text, secret):
     o = finished(failed("auth", secret_text))
     assert secret not in o.message
@@ -200,8 +218,10 @@ def test_secrets_in_result_messages_are_redacted(secret_text, secret):
 
 
 def test_secrets_in_pod_messages_are_redacted():
-    p = pod(phase="Pending", waiting={"reason": "ErrImagePull",
-                                      "message": "pull https://user:s3cretpw@registry.example/img failed"})
+    p = pod(
+        phase="Pending",
+        waiting={"reason": "ErrImagePull", "message": "pull https://user:s3cretpw@registry.example/img failed"},
+    )
     o = read_outcome(job(), [p])
     assert "s3cretpw" not in o.message
     p = pod(phase="Failed", reason="Evicted", message="token=abcdef123456 leaked")
@@ -215,14 +235,17 @@ def test_long_messages_are_shortened():
 
 any_json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["remaining", "resetAt", "x"]), inner,
-                                                                 max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["remaining", "resetAt", "x"]), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 result_like = st.fixed_dictionaries(
     {"outcome": st.sampled_from(["published", "failed"])},
-    optional={k: any_json for k in ["errorClass", "retryAfterSeconds", "postId", "url", "rateLimit", "message",
-                                    "verified", "responseSeconds"]},
+    optional=dict.fromkeys(
+        ["errorClass", "retryAfterSeconds", "postId", "url", "rateLimit", "message", "verified", "responseSeconds"],
+        any_json,
+    ),
 ).map(json.dumps)
 
 

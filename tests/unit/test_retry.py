@@ -1,5 +1,8 @@
 """The retry policy: what happens after a failed attempt, per error class."""
+
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from hypothesis import given
@@ -36,6 +39,7 @@ def run_failures(policy: RetryPolicy, classes: list[ErrorClass], retry_after=Non
 
 # -- Backoff --------------------------------------------------------------------------------------
 
+
 def test_default_backoff_doubles_from_one_second():
     b = Backoff()
     assert [b.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 32, 64]
@@ -65,9 +69,12 @@ def test_retry_numbers_start_at_one():
 
 @DETERMINISTIC
 @given(
-    initial=st.floats(min_value=0.1, max_value=60), factor=st.floats(min_value=1, max_value=10),
-    max_=st.floats(min_value=60, max_value=3600), jitter=st.floats(min_value=0.01, max_value=1),
-    retry=st.integers(min_value=1, max_value=40), seed=st.text(max_size=20),
+    initial=st.floats(min_value=0.1, max_value=60),
+    factor=st.floats(min_value=1, max_value=10),
+    max_=st.floats(min_value=60, max_value=3600),
+    jitter=st.floats(min_value=0.01, max_value=1),
+    retry=st.integers(min_value=1, max_value=40),
+    seed=st.text(max_size=20),
 )
 def test_jitter_is_deterministic_and_bounded(initial, factor, max_, jitter, retry, seed):
     b = Backoff(initial, factor, max_, jitter)
@@ -86,15 +93,18 @@ def test_jitter_spreads_delays_across_seeds():
 
 
 @DETERMINISTIC
-@given(st.floats(min_value=0.1, max_value=30), st.floats(min_value=1, max_value=10), st.floats(min_value=1, max_value=3600))
+@given(
+    st.floats(min_value=0.1, max_value=30), st.floats(min_value=1, max_value=10), st.floats(min_value=1, max_value=3600)
+)
 def test_unjittered_delays_never_decrease_and_never_exceed_max(initial, factor, max_):
     b = Backoff(initial, factor, max_, 0)
     delays = [b.delay(n) for n in range(1, 30)]
-    assert all(a <= c for a, c in zip(delays, delays[1:]))
+    assert all(a <= c for a, c in itertools.pairwise(delays))
     assert all(d <= max_ for d in delays)
 
 
 # -- the default policy ---------------------------------------------------------------------------
+
 
 def test_default_policy_retries_five_times_with_1_2_4_8_16_then_dead_letters():
     decisions = run_failures(RetryPolicy(), [ErrorClass.SERVER_ERROR] * 10)
@@ -125,8 +135,14 @@ def test_pod_failure_uses_the_backoff():
 
 
 def test_classes_share_one_budget():
-    classes = [ErrorClass.SERVER_ERROR, ErrorClass.POD_FAILURE, ErrorClass.UNKNOWN_OUTCOME,
-               ErrorClass.SERVER_ERROR, ErrorClass.POD_FAILURE, ErrorClass.SERVER_ERROR]
+    classes = [
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.POD_FAILURE,
+        ErrorClass.UNKNOWN_OUTCOME,
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.POD_FAILURE,
+        ErrorClass.SERVER_ERROR,
+    ]
     policy = RetryPolicy.from_spec({"unknownOutcome": {"policy": "Retry"}})
     decisions = run_failures(policy, classes)
     assert [d.action for d in decisions] == [Action.RETRY] * 5 + [Action.DEAD_LETTER]
@@ -139,6 +155,7 @@ def test_max_attempts_one_means_no_retry():
 
 
 # -- per class ------------------------------------------------------------------------------------
+
 
 def test_network_first_retry_is_immediate_then_backoff():
     decisions = run_failures(RetryPolicy(), [ErrorClass.NETWORK] * 6)
@@ -210,11 +227,14 @@ def test_shared_budget_failures_do_not_spend_the_rate_limited_budget():
     assert d.attempt_in_budget == 1
 
 
-@pytest.mark.parametrize("policy, action, verify", [
-    ("Verify", Action.RETRY, True),
-    ("Retry", Action.RETRY, False),
-    ("Fail", Action.DEAD_LETTER, False),
-])
+@pytest.mark.parametrize(
+    "policy, action, verify",
+    [
+        ("Verify", Action.RETRY, True),
+        ("Retry", Action.RETRY, False),
+        ("Fail", Action.DEAD_LETTER, False),
+    ],
+)
 def test_unknown_outcome_policy(policy, action, verify):
     p = RetryPolicy.from_spec({"unknownOutcome": {"policy": policy}})
     d = decide(p, ErrorClass.UNKNOWN_OUTCOME, {})
@@ -233,14 +253,16 @@ def test_only_unknown_outcome_asks_for_verify_mode(cls):
 
 
 def test_per_class_overrides_have_their_own_max_attempts_and_backoff():
-    policy = RetryPolicy.from_spec({
-        "maxAttempts": 6,
-        "serverError": {"maxAttempts": 3, "backoff": {"initial": "10s", "factor": 3}},
-        "podFailure": {"backoff": {"max": "3s"}},
-        "network": {"maxAttempts": 10},
-        "unknownOutcome": {"maxAttempts": 2, "policy": "Retry"},
-        "rateLimited": {"maxAttempts": 4},
-    })
+    policy = RetryPolicy.from_spec(
+        {
+            "maxAttempts": 6,
+            "serverError": {"maxAttempts": 3, "backoff": {"initial": "10s", "factor": 3}},
+            "podFailure": {"backoff": {"max": "3s"}},
+            "network": {"maxAttempts": 10},
+            "unknownOutcome": {"maxAttempts": 2, "policy": "Retry"},
+            "rateLimited": {"maxAttempts": 4},
+        }
+    )
     se = run_failures(policy, [ErrorClass.SERVER_ERROR] * 5)
     assert [d.action for d in se] == [Action.RETRY, Action.RETRY, Action.DEAD_LETTER]
     assert [d.delay for d in se[:2]] == [10, 30]  # factor 3 from 10s; unset max keeps 10m
@@ -263,8 +285,12 @@ def test_class_limit_applies_to_the_budget_spent_so_far():
 
 
 def test_publication_override_merges_field_by_field_over_the_adapter_policy():
-    adapter = {"maxAttempts": 5, "backoff": {"initial": "2s", "factor": 2, "max": "10m", "jitter": 0.2},
-               "unknownOutcome": {"policy": "Verify"}, "credentialsTimeout": "24h"}
+    adapter = {
+        "maxAttempts": 5,
+        "backoff": {"initial": "2s", "factor": 2, "max": "10m", "jitter": 0.2},
+        "unknownOutcome": {"policy": "Verify"},
+        "credentialsTimeout": "24h",
+    }
     publication = {"backoff": {"initial": "10s"}, "unknownOutcome": {"policy": "Fail"}, "credentialsTimeout": "2h"}
     p = RetryPolicy.from_spec(adapter, publication)
     assert p.max_attempts == 5
@@ -292,19 +318,26 @@ def test_error_class_from_adapter_result():
 
 
 def test_breaker_classes_and_policy_keys():
-    assert BREAKER_CLASSES == {ErrorClass.NETWORK, ErrorClass.SERVER_ERROR, ErrorClass.UNKNOWN_OUTCOME,
-                               ErrorClass.POD_FAILURE}
+    assert {
+        ErrorClass.NETWORK,
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.UNKNOWN_OUTCOME,
+        ErrorClass.POD_FAILURE,
+    } == BREAKER_CLASSES
     assert set(POLICY_KEYS.values()) == {"rateLimited", "network", "serverError", "unknownOutcome", "podFailure"}
 
 
-failures_st = st.dictionaries(st.sampled_from([c.value for c in ErrorClass]), st.integers(min_value=0, max_value=30),
-                              max_size=7)
+failures_st = st.dictionaries(
+    st.sampled_from([c.value for c in ErrorClass]), st.integers(min_value=0, max_value=30), max_size=7
+)
 
 
 @DETERMINISTIC
 @given(
-    cls=st.sampled_from(list(ErrorClass)), failures=failures_st,
-    max_attempts=st.integers(min_value=1, max_value=20), retry_after=st.none() | st.floats(min_value=0, max_value=7200),
+    cls=st.sampled_from(list(ErrorClass)),
+    failures=failures_st,
+    max_attempts=st.integers(min_value=1, max_value=20),
+    retry_after=st.none() | st.floats(min_value=0, max_value=7200),
     jitter=st.sampled_from([0, 0.2, 1.0]),
 )
 def test_decide_properties(cls, failures, max_attempts, retry_after, jitter):
@@ -312,7 +345,7 @@ def test_decide_properties(cls, failures, max_attempts, retry_after, jitter):
     d = decide(policy, cls, failures, retry_after, seed="uid/target")
     assert d == decide(policy, cls, failures, retry_after, seed="uid/target"), "deterministic"
     assert d.delay >= 0
-    if cls is ErrorClass.REJECTED:
+    if cls in (ErrorClass.REJECTED, ErrorClass.INVALID_SPEC):  # neither is retried
         assert d.action is Action.DEAD_LETTER
     elif cls is ErrorClass.AUTH:
         assert d.action is Action.WAIT_CREDENTIALS
@@ -334,7 +367,7 @@ def test_decide_properties(cls, failures, max_attempts, retry_after, jitter):
 
 
 @DETERMINISTIC
-@given(st.lists(st.sampled_from(BUDGET_CLASSES + [ErrorClass.RATE_LIMITED, ErrorClass.AUTH]), min_size=1, max_size=60))
+@given(st.lists(st.sampled_from([*BUDGET_CLASSES, ErrorClass.RATE_LIMITED, ErrorClass.AUTH]), min_size=1, max_size=60))
 def test_a_target_never_gets_more_budget_attempts_than_max(classes):
     policy = RetryPolicy()
     failures: dict[str, int] = {}

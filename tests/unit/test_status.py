@@ -1,4 +1,5 @@
 """Status roll-up: target phases into the publication's phase, and conditions."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,28 +13,31 @@ from .builders import DETERMINISTIC, T0, at, ts
 P = Phase
 
 
-@pytest.mark.parametrize("targets, suspended, expected", [
-    ([], False, P.PENDING),
-    ([P.PUBLISHED], False, P.PUBLISHED),
-    ([P.PUBLISHED, P.PUBLISHED], False, P.PUBLISHED),
-    ([P.PUBLISHED, P.FAILED], False, P.PARTIALLY_PUBLISHED),
-    ([P.FAILED, P.PUBLISHED, P.PUBLISHED], False, P.PARTIALLY_PUBLISHED),
-    ([P.FAILED], False, P.FAILED),
-    ([P.FAILED, P.FAILED], False, P.FAILED),
-    ([P.PUBLISHED, P.RETRYING], False, P.RETRYING),
-    ([P.FAILED, P.PUBLISHING], False, P.PUBLISHING),
-    ([P.QUEUED, P.RETRYING, P.PUBLISHING], False, P.PUBLISHING),
-    ([P.QUEUED, P.RETRYING], False, P.RETRYING),
-    ([P.SCHEDULED, P.QUEUED], False, P.QUEUED),
-    ([P.PENDING, P.SCHEDULED], False, P.SCHEDULED),
-    ([P.PENDING, P.PENDING], False, P.PENDING),
-    ([P.PUBLISHED, P.CANCELLED], True, P.CANCELLED),
-    ([P.CANCELLED, P.CANCELLED], True, P.CANCELLED),
-    ([P.RETRYING, P.PUBLISHING], True, P.CANCELLED),
-    # suspending a publication that is already done does not make it Cancelled
-    ([P.PUBLISHED, P.PUBLISHED], True, P.PUBLISHED),
-    ([P.PUBLISHED, P.FAILED], True, P.PARTIALLY_PUBLISHED),
-])
+@pytest.mark.parametrize(
+    "targets, suspended, expected",
+    [
+        ([], False, P.PENDING),
+        ([P.PUBLISHED], False, P.PUBLISHED),
+        ([P.PUBLISHED, P.PUBLISHED], False, P.PUBLISHED),
+        ([P.PUBLISHED, P.FAILED], False, P.PARTIALLY_PUBLISHED),
+        ([P.FAILED, P.PUBLISHED, P.PUBLISHED], False, P.PARTIALLY_PUBLISHED),
+        ([P.FAILED], False, P.FAILED),
+        ([P.FAILED, P.FAILED], False, P.FAILED),
+        ([P.PUBLISHED, P.RETRYING], False, P.RETRYING),
+        ([P.FAILED, P.PUBLISHING], False, P.PUBLISHING),
+        ([P.QUEUED, P.RETRYING, P.PUBLISHING], False, P.PUBLISHING),
+        ([P.QUEUED, P.RETRYING], False, P.RETRYING),
+        ([P.SCHEDULED, P.QUEUED], False, P.QUEUED),
+        ([P.PENDING, P.SCHEDULED], False, P.SCHEDULED),
+        ([P.PENDING, P.PENDING], False, P.PENDING),
+        ([P.PUBLISHED, P.CANCELLED], True, P.CANCELLED),
+        ([P.CANCELLED, P.CANCELLED], True, P.CANCELLED),
+        ([P.RETRYING, P.PUBLISHING], True, P.CANCELLED),
+        # suspending a publication that is already done does not make it Cancelled
+        ([P.PUBLISHED, P.PUBLISHED], True, P.PUBLISHED),
+        ([P.PUBLISHED, P.FAILED], True, P.PARTIALLY_PUBLISHED),
+    ],
+)
 def test_publication_phase_roll_up(targets, suspended, expected):
     assert publication_phase(targets, suspended) == expected
 
@@ -42,7 +46,7 @@ ACTIVE = [P.PENDING, P.SCHEDULED, P.QUEUED, P.PUBLISHING, P.RETRYING]
 
 
 @DETERMINISTIC
-@given(st.lists(st.sampled_from(ACTIVE + [P.PUBLISHED, P.FAILED]), min_size=1, max_size=8))
+@given(st.lists(st.sampled_from([*ACTIVE, P.PUBLISHED, P.FAILED]), min_size=1, max_size=8))
 def test_phase_is_never_terminal_while_a_target_is_still_active(phases):
     phase = publication_phase(phases, suspended=False)
     if any(p in ACTIVE for p in phases):

@@ -1,4 +1,5 @@
 """The store: watch events and lists in any order; the newest resourceVersion wins."""
+
 from __future__ import annotations
 
 import copy
@@ -151,9 +152,12 @@ def test_snapshot_is_a_world_and_later_changes_do_not_leak_into_it():
 
 
 # Each event carries its own resourceVersion (they are unique per change of an object).
-events_st = st.lists(st.tuples(st.sampled_from(["ADDED", "MODIFIED", "DELETED"]),
-                               st.integers(min_value=1, max_value=60)), min_size=1, max_size=25,
-                     unique_by=lambda e: e[1])
+events_st = st.lists(
+    st.tuples(st.sampled_from(["ADDED", "MODIFIED", "DELETED"]), st.integers(min_value=1, max_value=60)),
+    min_size=1,
+    max_size=25,
+    unique_by=lambda e: e[1],
+)
 
 
 @DETERMINISTIC

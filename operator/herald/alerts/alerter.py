@@ -178,7 +178,7 @@ class Alerter:
 
         try:
             await asyncio.wait_for(drained(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -215,7 +215,7 @@ class Alerter:
                 self._submit((_FIRE, event))
             else:
                 self._submit((_RESOLVE, (event.key, event)))
-        except Exception:  # noqa: BLE001 - alerting must never break the caller
+        except Exception:
             log.exception("could not queue an alert notification")
 
     def resolve(
@@ -237,7 +237,7 @@ class Alerter:
             else:
                 k, ev = AlertKey(*key), None
             self._submit((_RESOLVE, (k, ev)))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("could not queue an alert resolution")
 
     def _submit(self, op: tuple[str, Any]) -> None:
@@ -288,7 +288,7 @@ class Alerter:
             op = await self._inbox.get()
             try:
                 self._dispatch(op)
-            except Exception:  # noqa: BLE001 - keep dispatching
+            except Exception:
                 log.exception("alert dispatch failed")
             finally:
                 self._inbox.task_done()
@@ -369,7 +369,7 @@ class Alerter:
                 await self._deliver(ch, batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep the worker alive
+            except Exception:
                 log.exception("unexpected error delivering alerts to %s", ch.name)
             finally:
                 ch.queue.task_done()

@@ -39,23 +39,23 @@ from .formatting import (
 )
 
 __all__ = [
-    "Notification",
+    "USER_AGENT",
     "DeliveryError",
+    "Notification",
     "RetryableDeliveryError",
     "Sender",
     "make_sender",
-    "USER_AGENT",
 ]
 
 log = logging.getLogger("herald.alerts")
 
 
 def _user_agent() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return f"herald-alerts/{version('herald')}"
-    except Exception:  # pragma: no cover
+    except PackageNotFoundError:  # pragma: no cover
         return "herald-alerts"
 
 

@@ -21,19 +21,19 @@ from .events import Severity
 
 __all__ = [
     "CONFIG_ENV",
+    "AlertmanagerChannel",
+    "AlertsConfig",
+    "Channel",
     "ConfigError",
+    "DiscordChannel",
     "RateLimit",
     "RetryPolicy",
-    "AlertmanagerChannel",
-    "WebhookChannel",
     "SlackChannel",
-    "DiscordChannel",
     "TelegramChannel",
-    "Channel",
-    "AlertsConfig",
-    "parse_config",
-    "load_config",
+    "WebhookChannel",
     "config_from_env",
+    "load_config",
+    "parse_config",
     "secret_values",
 ]
 

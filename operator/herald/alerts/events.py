@@ -9,31 +9,31 @@ from datetime import datetime
 from typing import NamedTuple
 
 __all__ = [
-    "Severity",
-    "AlertKey",
-    "AlertEvent",
-    "ALERT_NAMES",
-    "RUNBOOK_BASE_URL",
-    "RUNBOOK_ANCHORS",
-    "runbook_url",
-    "PUBLICATION_DEAD_LETTERED",
     "ADAPTER_CIRCUIT_OPEN",
     "ADAPTER_CREDENTIALS_INVALID",
     "ADAPTER_QUEUE_OVERLOADED",
     "ADAPTER_RATE_LIMIT_EXHAUSTED",
-    "TARGET_REPEATED_FAILURE",
+    "ALERT_NAMES",
     "OPERATOR_DEGRADED",
-    "publication_dead_lettered",
+    "PUBLICATION_DEAD_LETTERED",
+    "RUNBOOK_ANCHORS",
+    "RUNBOOK_BASE_URL",
+    "TARGET_REPEATED_FAILURE",
+    "AlertEvent",
+    "AlertKey",
+    "Severity",
     "circuit_opened",
     "credentials_invalid",
+    "operator_degraded",
+    "publication_dead_lettered",
     "queue_overloaded",
     "rate_limit_exhausted",
     "repeated_failure",
-    "operator_degraded",
+    "runbook_url",
 ]
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     """Alert severity, ordered: info < warning < critical."""
 
     INFO = "info"

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..redact import redact as _redact_patterns
@@ -22,20 +22,20 @@ from .events import AlertEvent, Severity
 __all__ = [
     "REDACTED",
     "Redactor",
-    "truncate",
-    "iso8601",
-    "alert_labels",
     "alert_annotations",
-    "title_line",
-    "plain_text",
-    "slack_payload",
-    "discord_payload",
-    "telegram_payload",
-    "webhook_payload",
+    "alert_labels",
     "alertmanager_alert",
     "canonical_json",
+    "discord_payload",
+    "iso8601",
+    "plain_text",
     "sign",
+    "slack_payload",
+    "telegram_payload",
+    "title_line",
+    "truncate",
     "verify_signature",
+    "webhook_payload",
 ]
 
 REDACTED = "[REDACTED]"
@@ -140,7 +140,7 @@ def truncate(text: str, limit: int) -> str:
 
 def iso8601(ts: float) -> str:
     """RFC 3339 UTC timestamp with milliseconds (``2026-01-02T03:04:05.678Z``)."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
