@@ -18,12 +18,14 @@ endif
 TOOLS_BIN = $(shell tests/cluster/build-tools.sh paths)
 PYTEST_ARGS ?=
 
-.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-unit demo demo-kwok bench clean images
+.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-fast test-unit lint demo demo-kwok bench clean images
 
 help:
 	@echo "make demo         Herald end to end on the local cluster's real node (Helm install, a real Job, a local Mastodon)"
 	@echo "make demo-kwok    the same story on the kwok nodes only (no containers; the operator on the host)"
 	@echo "make test         the whole test suite (installs what it needs)"
+	@echo "make test-fast    the tests that need no cluster (under a minute)"
+	@echo "make lint         ruff, mypy and the import contracts"
 	@echo "make cluster-up   start (or reuse) the local cluster; kubeconfig in .cluster/kubeconfig"
 	@echo "make cluster-down stop the local cluster and remove its state"
 	@echo "make cluster-up NODE=real   ... plus a real node (containerd, kubelet): docs/real-node.md"
@@ -67,6 +69,17 @@ run: venv cluster-up
 
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+# Everything that needs no cluster: unit, property, adapter, alert and monitoring-file tests.
+test-fast: venv
+	$(VENV)/bin/pytest -m "not cluster" -q $(PYTEST_ARGS)
+
+# ruff (lint and format), mypy, and the import contracts (pyproject.toml [tool.importlinter]).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	PYTHONPATH=operator:adapters $(VENV)/bin/lint-imports
 
 test: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -308,7 +308,7 @@ def normalise_error_class(error_class: str | None, *, published: bool = False) -
     if published:
         return "none"
     if error_class in FAILURE_ERROR_CLASSES:
-        return error_class  # type: ignore[return-value]
+        return error_class
     return "unknown_outcome"
 
 
@@ -334,7 +334,7 @@ def init_adapter(adapter: str, platform: str) -> None:
 
 def forget_adapter(adapter: str, platform: str | None = None) -> None:
     """Remove every series of a deleted adapter (so stale gauges do not alert)."""
-    for metric in (
+    single: tuple[Gauge | Histogram, ...] = (
         QUEUE_DEPTH,
         RUNNING_JOBS,
         DEAD_LETTER_TARGETS,
@@ -345,22 +345,24 @@ def forget_adapter(adapter: str, platform: str | None = None) -> None:
         ADAPTER_CREDENTIALS_VALID,
         ATTEMPT_DURATION,
         PUBLISH_LATENCY,
-    ):
+    )
+    for metric in single:
         with contextlib.suppress(KeyError):
             metric.remove(adapter)
     for ec in FAILURE_ERROR_CLASSES:
         with contextlib.suppress(KeyError):
             RETRIES.remove(adapter, ec)
     # Series labelled with a platform: remove those matching the adapter.
-    for metric, labelnames in (
+    labelled: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
         (PUBLICATIONS, ("adapter", "platform", "outcome")),
         (ATTEMPTS, ("adapter", "platform", "result", "error_class")),
         (PLATFORM_RESPONSE, ("adapter", "platform")),
-    ):
-        for labels in _label_sets(metric, labelnames):
+    )
+    for series, labelnames in labelled:
+        for labels in _label_sets(series, labelnames):
             if labels[0] == adapter and (platform is None or labels[1] == platform):
                 with contextlib.suppress(KeyError):
-                    metric.remove(*labels)
+                    series.remove(*labels)
 
 
 def _label_sets(metric: Any, labelnames: tuple[str, ...]) -> set[tuple[str, ...]]:

@@ -142,6 +142,7 @@ class RateLimitStatus(_Model):
 
 class CredentialsStatus(_Model):
     valid: bool
+    reason: str
     invalid_since: str | None
     secret_resource_version: str | None
     message: str

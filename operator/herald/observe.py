@@ -27,7 +27,7 @@ class Observer:
     def __init__(self, config: OperatorConfig, alerter: Alerter | None = None):
         self.config = config
         self.alerter = alerter
-        self._server = None
+        self._server: metrics.MetricsServer | None = None
         self._known: dict[str, str] = {}
         self._firing: set[AlertKey] = set()
         self._failed_ticks = 0

@@ -51,6 +51,9 @@ log = logging.getLogger("herald.reconciler")
 DEAD_LETTER_LABEL = "herald.dev/dead-letter"
 JOB_CREATE_FAILED = "JobCreateFailed"
 ANNOTATION_CREDENTIALS_VERSION = "herald.dev/credentials-version"
+# Why an adapter's credentials are not usable (status.credentials.reason, the CredentialsValid reason).
+CREDENTIALS_REFUSED = "Refused"
+SECRET_NOT_FOUND = "SecretNotFound"
 
 Key = tuple[str, str]
 
@@ -163,6 +166,7 @@ class _AdapterState:
     creds_since: datetime | None
     creds_version: str | None
     creds_message: str
+    creds_reason: str
     last_published: datetime | None
     secret_version: str | None = None
     running: int = 0
@@ -184,17 +188,19 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
     cr = _obj(st.get("credentials"))
     valid = cr.get("valid", True) is not False
     version = cr.get("secretResourceVersion") if isinstance(cr.get("secretResourceVersion"), str) else None
-    message = cr.get("message") if isinstance(cr.get("message"), str) else ""
+    stored_message, stored_reason = cr.get("message"), cr.get("reason")
+    message: str = stored_message if isinstance(stored_message, str) else ""
+    reason: str = stored_reason if stored_reason in (CREDENTIALS_REFUSED, SECRET_NOT_FOUND) else CREDENTIALS_REFUSED
     ref = view.credentials_secret if view else None
-    current = None
+    current: str | None = None
     if view is not None and ref:
         current = secrets.get((view.namespace, ref), "unknown")
         if current is None:
-            valid, message = False, f"Secret {ref} not found"
+            valid, reason, message = False, SECRET_NOT_FOUND, f"Secret {ref} not found"
+        elif not valid and current != "unknown" and reason == SECRET_NOT_FOUND:
+            valid, message = True, f"Secret {ref} found"
         elif not valid and current != "unknown" and (version is None or current != version):
             valid, message = True, f"Secret {ref} changed"
-        elif not valid and message.startswith("Secret") and message.endswith("not found") and current != "unknown":
-            valid, message = True, f"Secret {ref} found"
     problems = tuple(adapter_problems(view.spec)) if view is not None else ()
     try:
         breaker = BreakerConfig.from_spec(view.spec.get("circuitBreaker") if view else None)
@@ -214,6 +220,7 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
         creds_since=None if valid else safe_time(cr.get("invalidSince")),
         creds_version=version if not valid else None,
         creds_message=message if not valid else "",
+        creds_reason=reason if not valid else "",
         last_published=safe_time(st.get("lastPublishedTime")),
         secret_version=current if current not in (None, "unknown") else None,
         problems=problems,
@@ -335,7 +342,7 @@ def reconcile(
     for akey, a in adapters.items():
         if a.view is not None:
             try:
-                _write_adapter(a, now, plan)
+                _write_adapter(a, a.view, now, plan)
             except Exception as e:
                 log.exception("status of adapter %s/%s failed", *akey)
                 plan.failures.append(Failure("platformadapters", akey, _error_text(e)))
@@ -505,7 +512,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
                 )
             else:
                 outcome = read_outcome(latest, pods_by_job.get(latest.key, []))
-            if outcome is None:
+            if outcome is None and latest is not None:  # still running
                 if suspended:
                     plan.deletes.append(latest.key)
                     t.observed_attempt = t.attempts
@@ -517,6 +524,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
                     t.set(Phase.PUBLISHING, "JobRunning", f"attempt {t.attempts} running in Job {latest.name}")
                 targets.append(t)
                 continue
+            assert outcome is not None
             if outcome.stop_job and latest is not None:
                 plan.deletes.append(latest.key)
             _apply_outcome(pub, t, a, outcome, latest, now, plan)
@@ -594,9 +602,12 @@ def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) 
         )
         _apply_outcome(pub, t, a, outcome, None, now, plan)
         return
+    view = a.view
+    if view is None:  # admission starts nothing for an adapter that does not exist
+        return
     meta = {"namespace": pub.namespace, "name": pub.name, "uid": pub.uid}
-    job = build_job_spec(meta, pub.spec, t.adapter, a.view.spec, attempt, bool(t.verify_next), defaults)
-    ref = (a.view.spec.get("credentialsSecretRef") or {}).get("name")
+    job = build_job_spec(meta, pub.spec, t.adapter, view.spec, attempt, bool(t.verify_next), defaults)
+    ref = view.credentials_secret
     if ref and secrets.get((pub.namespace, ref)):
         job["metadata"]["annotations"][ANNOTATION_CREDENTIALS_VERSION] = secrets[(pub.namespace, ref)]
     mode = " in verify mode" if t.verify_next else ""
@@ -640,7 +651,7 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         )
         a.circuit = a.circuit.record_success()
         if not a.creds_valid:  # a post went through: the credentials work
-            a.creds_valid, a.creds_since, a.creds_version, a.creds_message = True, None, None, ""
+            a.creds_valid, a.creds_since, a.creds_version, a.creds_message, a.creds_reason = True, None, None, "", ""
         a.last_published = max(filter(None, [a.last_published, finished]))
         plan.events.append(
             _event(
@@ -717,6 +728,7 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         a.creds_since = a.creds_since or now
         a.creds_version = version or a.creds_version
         a.creds_message = f"the platform refused the credentials (attempt {attempt} of {name})"
+        a.creds_reason = CREDENTIALS_REFUSED
 
     plan.events.append(_event(pub, "Warning", "AttemptFailed", f"attempt {attempt} for {name} failed: {detail}"))
     if decision.action is Action.DEAD_LETTER:
@@ -809,9 +821,10 @@ def progress_only(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
 
     Such a change may be held back briefly: an attempt that ends soon is then written once,
     with its outcome, instead of twice."""
-    stored = old.get("targets") if isinstance(old.get("targets"), list) else []
+    found = old.get("targets")
+    stored: list[Any] = found if isinstance(found, list) else []
     old_targets = {t.get("adapter"): t for t in stored if isinstance(t, Mapping)}
-    top = (*_PROGRESS_FIELDS, "targets")
+    top: tuple[str, ...] = (*_PROGRESS_FIELDS, "targets")
     if not old_targets:  # no status yet: compare with what a fresh status would hold
         old_targets = {t["adapter"]: TargetStatus(adapter=t["adapter"]).to_status() for t in new.get("targets") or []}
         top += ("observedGeneration", "totalTargets", "publishedTargets", "observedRedrive", "completionTime")
@@ -882,8 +895,7 @@ def _conditions(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
 
 
-def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
-    view = a.view
+def _write_adapter(a: _AdapterState, view: AdapterView, now: datetime, plan: Plan) -> None:
     old = view.status
     circuit = a.circuit.at(now)
     blocked = a.blocked_until if a.blocked_until and a.blocked_until > now else None
@@ -910,7 +922,7 @@ def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
         condition(
             "CredentialsValid",
             a.creds_valid,
-            "Valid" if a.creds_valid else "Refused",
+            "Valid" if a.creds_valid else a.creds_reason or CREDENTIALS_REFUSED,
             a.creds_message or "no credential failures seen",
             view.generation,
             prev,
@@ -938,6 +950,7 @@ def _write_adapter(a: _AdapterState, now: datetime, plan: Plan) -> None:
         ),
         credentials=CredentialsStatus(
             valid=a.creds_valid,
+            reason=a.creds_reason if not a.creds_valid else "",
             invalid_since=format_time(a.creds_since),
             secret_resource_version=a.creds_version,
             message=a.creds_message,
