@@ -5,53 +5,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
 
 import kopf
 
+from .config import OperatorConfig
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="herald", description="Run the Herald operator.")
+    parser = argparse.ArgumentParser(prog="herald", description="Run the Herald operator (settings: herald.config).")
     parser.add_argument(
-        "-n",
-        "--namespace",
-        action="append",
-        default=None,
-        help="watch this namespace (repeatable); default: HERALD_NAMESPACES or all",
+        "-n", "--namespace", action="append", default=None, help="watch this namespace (repeatable; HERALD_NAMESPACES)"
     )
-    parser.add_argument("--health-port", type=int, default=int(os.environ.get("HERALD_HEALTH_PORT", "8081")))
+    parser.add_argument("--health-port", type=int, default=None, help="/healthz port (HERALD_HEALTH_PORT)")
+    parser.add_argument("--peering", default=None, help="a kopf peering name for standby replicas (HERALD_PEERING)")
     parser.add_argument(
-        "--peering",
-        default=os.environ.get("HERALD_PEERING") or None,
-        help="a kopf peering name for standby replicas (default: standalone)",
+        "--priority", type=int, default=None, help="kopf peering priority (HERALD_PEERING_PRIORITY; default random)"
     )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        default=int(os.environ.get("HERALD_PEERING_PRIORITY", "0")) or None,
-        help="kopf peering priority; default: random, so one of several peered replicas is active",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", default=None, help="debug logging (HERALD_VERBOSE)")
     args = parser.parse_args(argv)
-    if args.namespace:
-        os.environ["HERALD_NAMESPACES"] = ",".join(args.namespace)
-    namespaces = [n for n in os.environ.get("HERALD_NAMESPACES", "").split(",") if n]
+    overrides = {
+        "namespaces": args.namespace,
+        "health_port": args.health_port,
+        "peering": args.peering,
+        "peering_priority": args.priority,
+        "verbose": args.verbose,
+    }
+    config = OperatorConfig(**{k: v for k, v in overrides.items() if v is not None})
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if config.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for noisy in ("kopf.objects", "kopf.activities.probe", "httpx", "kopf._core.engines.peering", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    priority = config.peering_priority if config.peering_priority is not None else random.randint(1, 2**31 - 1)
     asyncio.run(
         kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=args.peering is None,
-            peering_name=args.peering,
-            priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
-            liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            standalone=config.peering is None,
+            peering_name=config.peering,
+            priority=priority,
+            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
+            memo=kopf.Memo(config=config),
         )
     )
 

@@ -1,56 +1,74 @@
-"""The operator's own configuration, from the environment (the Helm chart sets it)."""
+"""The operator's configuration: every setting in one place, read once from the environment
+(``HERALD_<NAME>``; the Helm chart sets them) and from the command line, then passed on.
+
+| setting (env) | default | meaning |
+| --- | --- | --- |
+| ``HERALD_NAMESPACES`` | all | comma-separated namespaces to watch (``-n`` on the command line) |
+| ``HERALD_ADAPTER_IMAGE`` | herald-adapter:latest | the adapter image for PlatformAdapters without ``spec.image`` |
+| ``HERALD_ADAPTER_SERVICE_ACCOUNT`` | namespace default | ServiceAccount of adapter pods |
+| ``HERALD_JOB_TTL_SECONDS`` | 86400 | ttlSecondsAfterFinished of attempt Jobs |
+| ``HERALD_JOB_DEADLINE_SECONDS`` | 600 | activeDeadlineSeconds of attempt Jobs |
+| ``HERALD_ADAPTER_TIMEOUT_SECONDS`` | 10 | the adapter's timeout for one platform call |
+| ``HERALD_METRICS_PORT`` | 8080 | Prometheus metrics |
+| ``HERALD_HEALTH_PORT`` | 8081 | /healthz (``--health-port``) |
+| ``HERALD_ALERTS_CONFIG`` | none | path of Herald's own alerts configuration (docs/alerting.md) |
+| ``HERALD_QUEUE_ALERT_THRESHOLD`` | 100 | queued targets that raise HeraldAdapterQueueOverloaded |
+| ``HERALD_PEERING`` | standalone | kopf peering name (``--peering``) |
+| ``HERALD_PEERING_PRIORITY`` | random | kopf peering priority (``--priority``) |
+| ``HERALD_RESYNC_SECONDS`` | 300 | full relist under the watches |
+| ``HERALD_STATUS_COALESCE_SECONDS`` | 10 | how long a status that only records a started attempt may wait |
+| ``HERALD_WORKERS`` | 16 | units of work whose writes run at once |
+| ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
+| ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
+| ``HERALD_VERBOSE`` | false | debug logging (``-v``) |
+| ``HERALD_TEST_WEDGE_ON`` | off | test-only fault: the loop hangs on a Publication of this name |
+"""
 
 from __future__ import annotations
 
-import os
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .engine import EngineSettings
 from .jobs import JobDefaults
 
 
-class OperatorConfig(BaseModel):
-    namespaces: list[str] = Field(default_factory=list, description="empty: every namespace")
+class OperatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", frozen=True)
+
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty: every namespace")
     adapter_image: str = "herald-adapter:latest"
     adapter_service_account: str = ""
-    job_ttl_seconds: int = 86400
-    job_deadline_seconds: int = 600
-    adapter_timeout_seconds: int = 10
+    job_ttl_seconds: int = Field(default=86400, ge=0)
+    job_deadline_seconds: int = Field(default=600, ge=1)
+    adapter_timeout_seconds: int = Field(default=10, ge=1)
     metrics_port: int = 8080
     health_port: int = 8081
     alerts_config: str | None = None
     queue_alert_threshold: int = 100
-    resync_seconds: float = 300.0
-    status_coalesce_seconds: float = 10.0
-    workers: int = 16
-    liveness_seconds: float = 60.0
+    peering: str | None = None
+    peering_priority: int | None = None
+    resync_seconds: float = Field(default=300.0, gt=0)
+    status_coalesce_seconds: float = Field(default=10.0, ge=0)
+    workers: int = Field(default=16, ge=1)
+    liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)
+    verbose: bool = False
     test_wedge_on: str = ""
 
+    @field_validator("namespaces", mode="before")
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
-        e = os.environ if env is None else env
-        raw = {
-            "namespaces": [n for n in e.get("HERALD_NAMESPACES", "").split(",") if n.strip()],
-            "adapter_image": e.get("HERALD_ADAPTER_IMAGE"),
-            "adapter_service_account": e.get("HERALD_ADAPTER_SERVICE_ACCOUNT"),
-            "job_ttl_seconds": e.get("HERALD_JOB_TTL_SECONDS"),
-            "job_deadline_seconds": e.get("HERALD_JOB_DEADLINE_SECONDS"),
-            "adapter_timeout_seconds": e.get("HERALD_ADAPTER_TIMEOUT_SECONDS"),
-            "metrics_port": e.get("HERALD_METRICS_PORT"),
-            "health_port": e.get("HERALD_HEALTH_PORT"),
-            "alerts_config": e.get("HERALD_ALERTS_CONFIG"),
-            "queue_alert_threshold": e.get("HERALD_QUEUE_ALERT_THRESHOLD"),
-            "resync_seconds": e.get("HERALD_RESYNC_SECONDS"),
-            "status_coalesce_seconds": e.get("HERALD_STATUS_COALESCE_SECONDS"),
-            "workers": e.get("HERALD_WORKERS"),
-            "liveness_seconds": e.get("HERALD_LIVENESS_SECONDS"),
-            "publication_ttl_seconds": e.get("HERALD_PUBLICATION_TTL_SECONDS"),
-            # Test-only fault: the reconcile loop hangs when it meets a Publication of this name.
-            "test_wedge_on": e.get("HERALD_TEST_WEDGE_ON"),
-        }
-        return cls(**{k: v for k, v in raw.items() if v not in (None, "")})
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("alerts_config", "peering", "peering_priority", "publication_ttl_seconds", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     def engine_settings(self) -> EngineSettings:
         return EngineSettings(

@@ -24,7 +24,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -609,6 +609,3 @@ class Engine:
 
 def _fingerprint(status: Mapping[str, Any]) -> str:
     return json.dumps(status, sort_keys=True, default=str)
-
-
-Observer = Callable[[Plan, datetime], None]

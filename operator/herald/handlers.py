@@ -40,7 +40,7 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.networking.connect_timeout = 5
     settings.networking.request_timeout = 30
     settings.networking.error_backoffs = _Backoffs()
-    config = OperatorConfig.from_env()
+    config: OperatorConfig = memo.get("config") or OperatorConfig()
     store = Store()
     kube = Kube()
     from . import observe

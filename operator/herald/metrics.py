@@ -18,13 +18,10 @@ The metrics and their meaning are listed in ``docs/observability.md``.
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import platform as _platform
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -73,7 +70,6 @@ __all__ = [
     "RETRIES",
     "RUNNING_JOBS",
     "MetricsServer",
-    "ReconcileTimer",
     "exposition",
     "forget_adapter",
     "init_adapter",
@@ -82,7 +78,6 @@ __all__ = [
     "observe_attempt_duration",
     "observe_platform_response",
     "observe_publish_latency",
-    "reconcile_timer",
     "record_alert_sent",
     "record_attempt",
     "record_publication",
@@ -131,7 +126,7 @@ FAILURE_ERROR_CLASSES: tuple[str, ...] = ERROR_CLASSES[1:]
 OUTCOMES: tuple[str, ...] = ("published", "failed")
 ATTEMPT_RESULTS: tuple[str, ...] = ("published", "failed")
 ALERT_RESULTS: tuple[str, ...] = ("sent", "failed", "suppressed")
-RECONCILE_RESULTS: tuple[str, ...] = ("success", "error", "requeue")
+RECONCILE_RESULTS: tuple[str, ...] = ("success", "error")
 #: ``herald_circuit_state`` values.
 CIRCUIT_STATES: dict[str, int] = {"Closed": 0, "HalfOpen": 1, "Open": 2}
 
@@ -248,7 +243,7 @@ ALERTS_SENT = Counter(
 
 RECONCILE_TOTAL = Counter(
     "herald_reconcile_total",
-    "Reconciliations per controller, by result (success, error, requeue).",
+    "Reconciliations per controller, by result (success, error).",
     ["controller", "result"],
     registry=REGISTRY,
 )
@@ -491,87 +486,6 @@ def record_reconcile(controller: str, result: str, seconds: float | None = None)
     if seconds is not None:
         RECONCILE_TIME.labels(controller).observe(max(0.0, seconds))
     LAST_RECONCILE_TIMESTAMP.set(time.time())
-
-
-def _classify_exception(exc: BaseException) -> str:
-    """``requeue`` for kopf's temporary errors (kopf retries them), else ``error``."""
-    try:
-        import kopf
-    except ImportError:  # pragma: no cover - kopf is a dependency
-        return "error"
-    if isinstance(exc, kopf.TemporaryError):
-        return "requeue"
-    return "error"
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ReconcileTimer:
-    """Times one reconciliation of a controller and records it on exit.
-
-    Use as a context manager (sync or async)::
-
-        with reconcile_timer("publication") as t:
-            ...
-            if must_wait:
-                t.result = "requeue"
-
-    or as a decorator on a (sync or async) handler::
-
-        @reconcile_timer("publication")
-        async def reconcile(**kwargs): ...
-
-    The result is ``success`` unless set, ``requeue`` when a
-    ``kopf.TemporaryError`` escapes, and ``error`` for any other exception
-    (``asyncio.CancelledError`` included). Exceptions are never swallowed.
-    """
-
-    def __init__(self, controller: str) -> None:
-        self.controller = controller
-        self.result: str | None = None
-        self._start: float | None = None
-
-    def __enter__(self) -> ReconcileTimer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        elapsed = time.perf_counter() - (self._start or time.perf_counter())
-        if exc is not None:
-            result = _classify_exception(exc)
-        else:
-            result = self.result or "success"
-        record_reconcile(self.controller, result, elapsed)
-
-    async def __aenter__(self) -> ReconcileTimer:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    def __call__(self, fn: F) -> F:
-        controller = self.controller
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with ReconcileTimer(controller):
-                    return await fn(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with ReconcileTimer(controller):
-                return fn(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-
-def reconcile_timer(controller: str) -> ReconcileTimer:
-    """Context manager / decorator timing a reconciliation of ``controller``."""
-    return ReconcileTimer(controller)
 
 
 def exposition() -> bytes:

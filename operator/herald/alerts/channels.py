@@ -21,8 +21,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from .config import (
     AlertmanagerChannel,
+    DeliveryRetry,
     DiscordChannel,
-    RetryPolicy,
     TelegramChannel,
     WebhookChannel,
 )
@@ -90,7 +90,7 @@ class Sender:
         *,
         client: httpx.AsyncClient,
         redactor: Redactor,
-        retry: RetryPolicy,
+        retry: DeliveryRetry,
         extra_labels: Mapping[str, str] = {},
     ) -> None:
         self.channel = channel

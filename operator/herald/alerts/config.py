@@ -25,9 +25,9 @@ __all__ = [
     "AlertsConfig",
     "Channel",
     "ConfigError",
+    "DeliveryRetry",
     "DiscordChannel",
     "RateLimit",
-    "RetryPolicy",
     "SlackChannel",
     "TelegramChannel",
     "WebhookChannel",
@@ -56,7 +56,7 @@ class RateLimit(_Model):
     burst: int = Field(10, ge=1)
 
 
-class RetryPolicy(_Model):
+class DeliveryRetry(_Model):
     """Bounded retries with exponential backoff for a failed delivery."""
 
     attempts: int = Field(3, ge=1, le=10)
@@ -206,7 +206,7 @@ class AlertsConfig(_Model):
     channels: list[Channel] = Field(default_factory=list)
     #: Pending notifications kept in memory (operator -> dispatcher, and per channel).
     queue_size: int = Field(1000, ge=1, le=1_000_000)
-    retry: RetryPolicy = RetryPolicy()
+    retry: DeliveryRetry = DeliveryRetry()
     #: Labels added to every alert (e.g. ``cluster: prod-eu``).
     extra_labels: dict[str, str] = Field(default_factory=dict)
 
