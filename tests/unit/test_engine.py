@@ -131,7 +131,7 @@ async def test_a_started_attempt_is_written_once_the_job_exists_and_its_status_i
     # The start alone is held (merged with the outcome if it comes within the window)...
     assert kube.status_patches("launch") == []
     # ...and its Event is posted after the Job exists.
-    events = [b for b in kube.posts("events")]
+    events = list(kube.posts("events"))
     assert [e["reason"] for e in events] == ["AttemptStarted"]
 
 
@@ -150,7 +150,7 @@ async def test_a_refused_job_is_a_failed_attempt_with_no_started_event():
     kube.fail["/apis/batch/v1/namespaces/news/jobs"] = ApiError(
         422, '{"reason": "Invalid", "message": "Job.batch is invalid: metadata.labels: Invalid value"}', "POST"
     )
-    engine, store = await engine_with(kube, adapter_body("mastodon-main", ns=NS), publication_body("launch", ns=NS))
+    engine, _store = await engine_with(kube, adapter_body("mastodon-main", ns=NS), publication_body("launch", ns=NS))
     await settle(engine)
     assert len(kube.posts("jobs")) == 1, "refused once, not retried"
     status = kube.objects[pub_path("launch")]["status"]
@@ -176,7 +176,7 @@ async def test_a_transient_create_failure_is_retried_later_with_one_event():
 async def test_a_conflict_rereads_the_object_and_decides_again():
     kube = ScriptedKube()
     pub = publication_body("launch", ns=NS, rv=7)
-    engine, store = await engine_with(kube, adapter_body("mastodon-main", ns=NS), pub, coalesce=0)
+    engine, _store = await engine_with(kube, adapter_body("mastodon-main", ns=NS), pub, coalesce=0)
     kube.fail[pub_path("launch") + "/status"] = ApiError(409, '{"reason": "Conflict"}', "PATCH")
     await engine.tick()
     await asyncio.wait(list(engine._tasks), timeout=5)
