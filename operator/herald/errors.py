@@ -13,6 +13,9 @@ class ErrorClass(StrEnum):
     AUTH = "auth"
     REJECTED = "rejected"
     POD_FAILURE = "pod_failure"
+    # The platform says the account has no access to this destination (the bot is not in the
+    # channel): only targets of that destination fail; the credentials are fine.
+    DESTINATION_FORBIDDEN = "destination_forbidden"
     # The API server refused the attempt's Job (an invalid template, say): no pod ever ran.
     INVALID_SPEC = "invalid_spec"
 

@@ -186,6 +186,12 @@ def decide(
     """What to do after a failure of ``error_class``, given the failures already in the budget."""
     if error_class is ErrorClass.REJECTED:
         return Decision(Action.DEAD_LETTER, reason="the platform rejected the content; not retried")
+    if error_class is ErrorClass.DESTINATION_FORBIDDEN:
+        return Decision(
+            Action.DEAD_LETTER,
+            reason="the account has no access to this destination: give it access (invite the bot to the channel),"
+            " then redrive",
+        )
     if error_class is ErrorClass.INVALID_SPEC:
         return Decision(
             Action.DEAD_LETTER, reason="the API server refused the attempt's Job; fix the PlatformAdapter, then redrive"

@@ -339,3 +339,25 @@ def test_statuses_stay_within_the_crd_limits_whatever_the_adapters_say():
     assert all(len(c["message"]) <= 32768 for c in status["conditions"])
     assert condition_of(s.status("wide"), "Retrying")["message"].endswith("…")
     assert all(len(t["lastError"]) <= 32768 and len(t["message"]) <= 32768 for t in status["targets"])
+
+
+def test_a_destination_the_bot_cannot_reach_fails_only_that_target():
+    """destination_forbidden: the target is dead-lettered with what to do; the adapter is neither
+    paused (its credentials are fine) nor does its circuit count the failure."""
+    s = Sim()
+    s.add_adapter(A, concurrency=5, circuitBreaker={"failureThreshold": 1})
+    s.add_publication("to-private-channel")
+    s.add_publication("elsewhere")
+    s.step(T0)
+    s.finish("to-private-channel", A, failed("destination_forbidden", message="not_in_channel"), now=at(1))
+    plan = s.step(at(1))
+    t = s.target("to-private-channel")
+    assert (t["phase"], t["deadLetter"], t["lastErrorClass"]) == ("Failed", True, "destination_forbidden")
+    assert "invite the bot" in t["message"]
+    dead = [e for e in plan.events if e.reason == "DeadLetter"]
+    assert len(dead) == 1 and "give it access" in dead[0].message
+    adapter = s.adapter_status()
+    assert adapter["credentials"]["valid"] is True and adapter["circuit"]["state"] == "Closed"
+    s.finish("elsewhere", A, published(), now=at(2))
+    s.step(at(2))
+    assert s.target("elsewhere")["phase"] == "Published"

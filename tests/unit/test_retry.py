@@ -345,7 +345,7 @@ def test_decide_properties(cls, failures, max_attempts, retry_after, jitter):
     d = decide(policy, cls, failures, retry_after, seed="uid/target")
     assert d == decide(policy, cls, failures, retry_after, seed="uid/target"), "deterministic"
     assert d.delay >= 0
-    if cls in (ErrorClass.REJECTED, ErrorClass.INVALID_SPEC):  # neither is retried
+    if cls in (ErrorClass.REJECTED, ErrorClass.INVALID_SPEC, ErrorClass.DESTINATION_FORBIDDEN):  # never retried
         assert d.action is Action.DEAD_LETTER
     elif cls is ErrorClass.AUTH:
         assert d.action is Action.WAIT_CREDENTIALS
