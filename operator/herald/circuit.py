@@ -86,7 +86,8 @@ class Circuit:
             "state": self.state.value,
             "consecutiveFailures": self.consecutive_failures,
             "openedAt": format_time(self.opened_at),
-            "nextProbeAt": format_time(self.next_probe_at),
+            # Only an Open circuit waits for a time; a HalfOpen one probes now.
+            "nextProbeAt": format_time(self.next_probe_at) if self.state is CircuitState.OPEN else None,
             "opens": self.opens,
         }
 

@@ -80,6 +80,8 @@ class TargetStatus(_Model):
                 continue
             value = _lenient(name, stored[alias], getattr(t, name))
             setattr(t, name, value)
+        if t.phase == Phase.CANCELLED:  # written by older operators
+            t.phase = Phase.SUSPENDED
         if t.phase not in _PHASES:
             t.phase = Phase.PENDING
         return t
@@ -118,6 +120,8 @@ class Condition(_Model):
 
 class PublicationStatus(_Model):
     phase: str
+    reason: str
+    message: str
     observed_generation: int
     observed_redrive: str | None
     published_targets: int

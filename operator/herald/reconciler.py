@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,10 +37,13 @@ from .retry import Action, RetryPolicy, decide
 from .status import (
     FINISHED,
     TERMINAL,
+    USER_FIX_REASONS,
     Phase,
+    Readiness,
     condition,
     publication_conditions,
     publication_phase,
+    publication_readiness,
     upsert_condition,
 )
 from .validation import adapter_problems, publication_problems
@@ -201,15 +204,24 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
             valid, message = True, f"Secret {ref} found"
         elif not valid and current != "unknown" and (version is None or current != version):
             valid, message = True, f"Secret {ref} changed"
+    # A change to the adapter's spec (endpoint, Secret, image, template) may be the fix: the
+    # circuit probes at once, and refused credentials are tried again.
+    stored_generation = st.get("observedGeneration")
+    spec_changed = view is not None and isinstance(stored_generation, int) and stored_generation != view.generation
+    if spec_changed and not valid and reason == CREDENTIALS_REFUSED:
+        valid, message = True, "the adapter's spec changed: trying the credentials again"
     problems = tuple(adapter_problems(view.spec)) if view is not None else ()
     try:
         breaker = BreakerConfig.from_spec(view.spec.get("circuitBreaker") if view else None)
     except InvalidValue:
         breaker = BreakerConfig()
     remaining = rl.get("remaining")
+    circuit = Circuit.from_status(st.get("circuit"))
+    if spec_changed and circuit.state is CircuitState.OPEN:
+        circuit = replace(circuit, state=CircuitState.HALF_OPEN, next_probe_at=None)
     return _AdapterState(
         view=view,
-        circuit=Circuit.from_status(st.get("circuit")),
+        circuit=circuit,
         breaker=breaker,
         blocked_until=safe_time(rl.get("blockedUntil")),
         remaining=remaining
@@ -351,12 +363,8 @@ def reconcile(
 
 def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, world: World) -> None:
     if a.problems:
-        for _, t, _, _ in a.candidates:
-            t.set(
-                Phase.QUEUED,
-                Wait.INVALID_ADAPTER,
-                _bound(f"the PlatformAdapter's spec is invalid: {'; '.join(a.problems)}"),
-            )
+        for _, t, pub, _ in a.candidates:
+            _wait(pub, t, Wait.INVALID_ADAPTER, f"the PlatformAdapter's spec is invalid: {'; '.join(a.problems)}", plan)
             t.waiting_since = None
             a.pending += 1
         return
@@ -381,7 +389,7 @@ def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, w
             _start_attempt(pub, t, a, now, defaults, plan, world)
         else:
             reason = decision.waiting[cand.key]
-            t.set(Phase.QUEUED, reason, _wait_message(reason, a, now))
+            _wait(pub, t, reason, _wait_message(reason, a, now), plan)
             a.pending += 1
             if reason != Wait.CREDENTIALS:
                 t.waiting_since = None
@@ -390,6 +398,14 @@ def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, w
                 timeout = _policy(pub, a).credentials_timeout
                 since = safe_time(t.waiting_since) or now
                 plan.wake(since + timedelta(seconds=timeout))
+
+
+def _wait(pub: PublicationView, t: TargetStatus, reason: str, message: str, plan: Plan) -> None:
+    """The target waits Queued; when it starts to wait on something only a user can fix, the
+    Publication gets a Warning Event saying what (once: the reason is then in its status)."""
+    if reason in USER_FIX_REASONS and t.reason != reason:
+        plan.events.append(_event(pub, "Warning", reason, f"target {t.adapter} waits: {message}"))
+    t.set(Phase.QUEUED, reason, _bound(message))
 
 
 def _error_text(e: BaseException) -> str:
@@ -422,8 +438,10 @@ def _stall_publication(pub: PublicationView, reason: str, message: str, now: dat
         else []
     )
     old = next((c for c in prev if c.get("type") == "Stalled"), None)
-    stalled = condition("Stalled", True, reason, message, pub.generation, prev, now)
-    new = {"observedGeneration": pub.generation, "conditions": upsert_condition(prev, stalled)}
+    conditions: list[dict[str, Any]] = [dict(c) for c in prev]
+    for c in Readiness(False, False, True, reason, message).conditions(pub.generation, prev, now):
+        conditions = upsert_condition(conditions, c)
+    new = {"observedGeneration": pub.generation, "reason": reason, "message": message, "conditions": conditions}
     if changed(new, pub.status):
         plan.publication_status[pub.key] = new
     if not (old and old.get("status") == "True" and old.get("reason") == reason and old.get("message") == message):
@@ -516,7 +534,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
                 if suspended:
                     plan.deletes.append(latest.key)
                     t.observed_attempt = t.attempts
-                    t.set(Phase.CANCELLED, "Suspended", f"attempt {t.attempts} stopped: publication suspended")
+                    t.set(Phase.SUSPENDED, "Suspended", f"attempt {t.attempts} stopped: publication suspended")
                     plan.events.append(
                         _event(pub, "Normal", "AttemptCancelled", f"attempt {t.attempts} of {name} cancelled (suspend)")
                     )
@@ -533,8 +551,8 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
             targets.append(t)
             continue
         if suspended:
-            if t.phase != Phase.CANCELLED:
-                t.set(Phase.CANCELLED, "Suspended", "publication suspended")
+            if t.phase != Phase.SUSPENDED:
+                t.set(Phase.SUSPENDED, "Suspended", "publication suspended")
             targets.append(t)
             continue
         if t.phase == Phase.QUEUED and t.reason == Wait.CREDENTIALS and not a.creds_valid:
@@ -559,7 +577,7 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
                 t.set(Phase.SCHEDULED, "PublishAtInFuture", f"publishing at {format_time(publish_at)}")
             else:
                 plan.wake(next_at)
-                if t.phase == Phase.CANCELLED:  # resumed after a suspend, during a backoff
+                if t.phase == Phase.SUSPENDED:  # resumed after a suspend, during a backoff
                     t.set(Phase.RETRYING, "BackoffScheduled", f"next attempt at {t.next_attempt_at}")
                 elif t.reason != JOB_CREATE_FAILED:
                     t.phase = Phase.RETRYING
@@ -580,7 +598,7 @@ def _due(t: TargetStatus, publish_at: datetime | None, pub: PublicationView, now
         return None
     if t.attempts == 0 and publish_at is not None and publish_at > now:
         return None
-    if t.attempts == 0 or t.phase in (Phase.PENDING, Phase.CANCELLED):
+    if t.attempts == 0 or t.phase in (Phase.PENDING, Phase.SUSPENDED):
         return nxt or publish_at or pub.created
     if t.phase == Phase.QUEUED and t.reason == Wait.CREDENTIALS:
         return safe_time(t.waiting_since) or now
@@ -813,7 +831,9 @@ def changed(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
 
 
 _PROGRESS_TARGET_FIELDS = ("phase", "reason", "message", "attempts", "jobName", "nextAttemptAt", "waitingSince")
-_PROGRESS_FIELDS = ("phase", "attempts", "nextAttemptAt", "conditions")
+_PROGRESS_FIELDS = ("phase", "reason", "message", "attempts", "nextAttemptAt", "conditions")
+# A start may be held only when the target waited on nothing a user would want to see end.
+_QUIET_WAITS = frozenset({"", "ConcurrencyLimit", "RateLimitWindow", "JobRunning", "Redriven"})
 
 
 def progress_only(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
@@ -836,6 +856,11 @@ def progress_only(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
         if o is None:
             return False
         if t["phase"] == Phase.PUBLISHING and int(t.get("observedAttempt") or 0) == int(o.get("observedAttempt") or 0):
+            if (
+                o.get("phase") in (Phase.QUEUED, Phase.SUSPENDED, Phase.CANCELLED)
+                and o.get("reason") not in _QUIET_WAITS
+            ):
+                return False  # the end of a visible wait (paused, credentials, circuit, ...) is news
             started = started or clean(t) != clean(o)
             t, o = _without(t, _PROGRESS_TARGET_FIELDS), _without(o, _PROGRESS_TARGET_FIELDS)
         if clean(t) != clean(o):
@@ -866,10 +891,14 @@ def _write_publication(pub: PublicationView, targets, extra, now, plan, ttl_defa
                 plan.wake(expires)
     nexts = sorted(t.next_attempt_at for t in targets if t.next_attempt_at and t.phase == Phase.RETRYING)
     prev = _conditions(status)
-    conditions = publication_conditions([t.to_status() for t in targets], phase, publish_at, pub.generation, prev, now)
-    conditions.append(condition("Stalled", False, "NotStalled", "", pub.generation, prev, now))
+    written = [t.to_status() for t in targets]
+    readiness = publication_readiness(written, phase, pub.name)
+    conditions = publication_conditions(written, phase, publish_at, pub.generation, prev, now)
+    conditions += readiness.conditions(pub.generation, prev, now)
     new = PublicationStatus(
         phase=phase,
+        reason=readiness.reason,
+        message=_bound(readiness.message, 4096),
         observed_generation=pub.generation,
         observed_redrive=extra.get("observedRedrive"),
         published_targets=sum(1 for t in targets if t.phase == Phase.PUBLISHED),
@@ -929,17 +958,8 @@ def _write_adapter(a: _AdapterState, view: AdapterView, now: datetime, plan: Pla
             now,
         ),
     ]
-    stalled_message = _bound("; ".join(a.problems))
-    stalled = condition(
-        "Stalled",
-        bool(a.problems),
-        INVALID_SPEC if a.problems else "NotStalled",
-        stalled_message,
-        view.generation,
-        prev,
-        now,
-    )
-    conditions.append(stalled)
+    readiness = _adapter_readiness(a, circuit, blocked, paused)
+    conditions += readiness.conditions(view.generation, prev, now)
     new = AdapterStatus(
         observed_generation=view.generation,
         queue=QueueStatus(pending=a.pending, running=a.running),
@@ -957,11 +977,8 @@ def _write_adapter(a: _AdapterState, view: AdapterView, now: datetime, plan: Pla
         ),
         conditions=[Condition.model_validate(c) for c in conditions],
     ).to_status()
-    was = next((c for c in prev if c.get("type") == "Stalled"), None)
-    if a.problems and not (was and was.get("status") == "True" and was.get("message") == stalled_message):
-        plan.events.append(
-            EventSpec("PlatformAdapter", view.namespace, view.name, view.uid, "Warning", INVALID_SPEC, stalled_message)
-        )
+    for type_, reason, message in _adapter_transitions(a, view, circuit, blocked, paused, readiness, prev):
+        plan.events.append(EventSpec("PlatformAdapter", view.namespace, view.name, view.uid, type_, reason, message))
     if changed(new, old):
         plan.adapter_status[view.key] = new
     plan.gauges[view.key] = {
@@ -977,3 +994,78 @@ def _write_adapter(a: _AdapterState, view: AdapterView, now: datetime, plan: Pla
         "dead_letter": a.dead,
         "credentials_message": a.creds_message,
     }
+
+
+def _adapter_readiness(a: _AdapterState, circuit: Circuit, blocked: datetime | None, paused: bool) -> Readiness:
+    """Ready when attempts can start now; Stalled when only a user can change that."""
+    if a.problems:
+        return Readiness(False, False, True, INVALID_SPEC, _bound("; ".join(a.problems)))
+    if not a.creds_valid:
+        reason = SECRET_NOT_FOUND if a.creds_reason == SECRET_NOT_FOUND else "CredentialsRefused"
+        return Readiness(False, False, True, reason, a.creds_message or "the credentials are not usable")
+    if paused:
+        return Readiness(False, False, False, "Paused", "spec.paused is true: no new attempt starts")
+    if circuit.state is CircuitState.OPEN:
+        return Readiness(
+            False, True, False, "CircuitOpen", f"circuit open; next probe at {format_time(circuit.next_probe_at)}"
+        )
+    if blocked is not None:
+        return Readiness(
+            False, True, False, "RateLimited", f"the platform rate-limited it until {format_time(blocked)}"
+        )
+    if circuit.state is CircuitState.HALF_OPEN:
+        return Readiness(True, True, False, "HalfOpen", "circuit half-open: one probe attempt may start")
+    return Readiness(True, False, False, "Ready", "attempts may start")
+
+
+def _adapter_transitions(
+    a: _AdapterState,
+    view: AdapterView,
+    circuit: Circuit,
+    blocked: datetime | None,
+    paused: bool,
+    readiness: Readiness,
+    prev: list[Mapping[str, Any]],
+) -> list[tuple[str, str, str]]:
+    """Events for what changed since the stored status: (type, reason, message)."""
+    old = view.status
+    out: list[tuple[str, str, str]] = []
+    was_ready = next((c for c in prev if c.get("type") == "Ready"), None) or {}
+    old_circuit = _obj(old.get("circuit")).get("state") or CircuitState.CLOSED.value
+    if circuit.state.value != old_circuit:
+        if circuit.state is CircuitState.OPEN:
+            out.append(
+                (
+                    "Warning",
+                    "CircuitOpened",
+                    f"circuit opened after {circuit.consecutive_failures} failures; "
+                    f"next probe at {format_time(circuit.next_probe_at)}",
+                )
+            )
+        elif circuit.state is CircuitState.HALF_OPEN:
+            out.append(("Normal", "CircuitHalfOpen", "cooldown over: one probe attempt may start"))
+        else:
+            out.append(("Normal", "CircuitClosed", "a post went through: the circuit is closed"))
+    old_creds = _obj(old.get("credentials"))
+    if old_creds.get("valid", True) is not False and not a.creds_valid:
+        reason = "SecretNotFound" if a.creds_reason == SECRET_NOT_FOUND else "CredentialsRefused"
+        hint = (
+            " create it, or fix spec.credentialsSecretRef"
+            if reason == "SecretNotFound"
+            else " update the Secret (or the adapter's spec); attempts wait until then"
+        )
+        out.append(("Warning", reason, _bound(f"{a.creds_message};{hint}")))
+    elif old_creds.get("valid") is False and a.creds_valid:
+        out.append(("Normal", "CredentialsAccepted", a.creds_message or "the credentials work again"))
+    old_blocked = safe_time(_obj(old.get("rateLimit")).get("blockedUntil"))
+    if blocked is not None and (old_blocked is None or old_blocked < blocked - timedelta(seconds=1)):
+        out.append(("Warning", "RateLimited", f"the platform rate-limited this adapter until {format_time(blocked)}"))
+    if paused and was_ready.get("reason") != "Paused":
+        out.append(("Normal", "Paused", "spec.paused is true: no new attempt starts"))
+    elif not paused and was_ready.get("reason") == "Paused":
+        out.append(("Normal", "Resumed", "spec.paused is false: attempts start again"))
+    if readiness.reason == INVALID_SPEC and not (
+        was_ready.get("reason") == INVALID_SPEC and was_ready.get("message") == readiness.message
+    ):
+        out.append(("Warning", INVALID_SPEC, readiness.message))
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,12 @@ class Phase:
     PUBLISHED = "Published"
     PARTIALLY_PUBLISHED = "PartiallyPublished"
     FAILED = "Failed"
-    CANCELLED = "Cancelled"
+    SUSPENDED = "Suspended"  # spec.suspend: nothing new starts until it is resumed
+    CANCELLED = "Cancelled"  # a target's phase written by older operators for Suspended
+
+
+# Reasons a target waits that only a user can clear (the Publication is then Stalled).
+USER_FIX_REASONS = frozenset({"CredentialsInvalid", "AdapterNotFound", "AdapterInvalid"})
 
 
 # metav1.Condition's limits (the CRDs declare the same).
@@ -38,7 +44,7 @@ def publication_phase(target_phases: list[str], suspended: bool) -> str:
     if all(p in TERMINAL for p in target_phases):
         return Phase.PARTIALLY_PUBLISHED if Phase.PUBLISHED in target_phases else Phase.FAILED
     if suspended:
-        return Phase.CANCELLED
+        return Phase.SUSPENDED
     for phase in (Phase.PUBLISHING, Phase.RETRYING, Phase.QUEUED, Phase.SCHEDULED):
         if phase in target_phases:
             return phase
@@ -128,3 +134,73 @@ def publication_conditions(
             now,
         ),
     ]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The kstatus view of an object: Ready, Reconciling and Stalled, with one reason and message.
+
+    kstatus (and with it Flux, Argo CD and ``kubectl wait --for=condition=Ready``) reads: Stalled
+    True is Failed; Reconciling True is InProgress; Ready True, with observedGeneration current, is
+    Current."""
+
+    ready: bool
+    reconciling: bool
+    stalled: bool
+    reason: str
+    message: str
+
+    def conditions(self, generation: int, previous: list[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        return [
+            condition("Ready", self.ready, self.reason, self.message, generation, previous, now),
+            condition(
+                "Reconciling",
+                self.reconciling,
+                self.reason if self.reconciling else "Idle",
+                self.message if self.reconciling else "",
+                generation,
+                previous,
+                now,
+            ),
+            condition(
+                "Stalled",
+                self.stalled,
+                self.reason if self.stalled else "NotStalled",
+                self.message if self.stalled else "",
+                generation,
+                previous,
+                now,
+            ),
+        ]
+
+
+def _listing(targets: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{t['adapter']}: {t.get('message') or t.get('reason') or t['phase']}" for t in targets)
+
+
+def publication_readiness(targets: list[dict[str, Any]], phase: str, name: str) -> Readiness:
+    """Why a Publication is where it is, for kstatus and for ``kubectl get pub`` (REASON, MESSAGE)."""
+    total = len(targets)
+    if phase == Phase.PUBLISHED:
+        return Readiness(True, False, False, "Published", f"{total} of {total} targets published")
+    if phase in (Phase.FAILED, Phase.PARTIALLY_PUBLISHED):
+        dead = [t for t in targets if t["phase"] == Phase.FAILED]
+        return Readiness(
+            False,
+            False,
+            True,
+            "DeadLetter",
+            f"{len(dead)} of {total} targets in the dead letter ({_listing(dead)}); fix the cause, then "
+            f"kubectl herald redrive {name}",
+        )
+    stuck = [t for t in targets if t["phase"] == Phase.QUEUED and t.get("reason") in USER_FIX_REASONS]
+    if stuck:
+        return Readiness(False, False, True, stuck[0]["reason"], _listing(stuck))
+    if phase == Phase.SUSPENDED:
+        return Readiness(False, False, False, "Suspended", "spec.suspend is true: no new attempt starts")
+    for wanted in (Phase.RETRYING, Phase.QUEUED, Phase.PUBLISHING, Phase.SCHEDULED):
+        found = [t for t in targets if t["phase"] == wanted]
+        if found:
+            reason = found[0].get("reason") or wanted
+            return Readiness(False, True, False, reason, _listing(found))
+    return Readiness(False, True, False, phase, "")

@@ -150,8 +150,8 @@ def test_suspend_cancels_the_running_job_and_resume_publishes(herald, operator):
     herald.publication("s", ["mastodon"])
     herald.wait_phase("s", "Publishing")
     herald.patch_publication("s", {"spec": {"suspend": True}})
-    pub = herald.wait_phase("s", "Cancelled")
-    assert target(pub, "mastodon")["phase"] == "Cancelled"
+    pub = herald.wait_phase("s", "Suspended")
+    assert target(pub, "mastodon")["phase"] == "Suspended"
     wait_until(
         lambda: all(j.metadata.deletion_timestamp for j in herald.jobs("s")) or not herald.jobs("s"),
         timeout=20,

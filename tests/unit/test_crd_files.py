@@ -99,23 +99,31 @@ def test_publication_printer_columns():
     # time, and the next attempt is nearly always in the future.
     assert cols == [
         ("Phase", ".status.phase", "string"),
+        ("Reason", ".status.reason", "string"),
         ("Published", ".status.publishedTargets", "integer"),
         ("Targets", ".status.totalTargets", "integer"),
         ("Attempts", ".status.attempts", "integer"),
         ("Next Attempt", ".status.nextAttemptAt", "string"),
         ("Age", ".metadata.creationTimestamp", "date"),
+        ("Message", ".status.message", "string"),
     ]
+    # MESSAGE only with -o wide
+    assert [c.get("priority", 0) for c in _version(PUBLICATION)["additionalPrinterColumns"]][-1] == 1
 
 
 def test_platformadapter_printer_columns():
     cols = [(c["name"], c["jsonPath"], c["type"]) for c in _version(ADAPTER)["additionalPrinterColumns"]]
+    ready = '.status.conditions[?(@.type=="Ready")]'
     assert cols == [
         ("Platform", ".spec.platform", "string"),
+        ("Ready", f"{ready}.status", "string"),
+        ("Reason", f"{ready}.reason", "string"),
         ("Paused", ".spec.paused", "boolean"),
         ("Circuit", ".status.circuit.state", "string"),
         ("Pending", ".status.queue.pending", "integer"),
         ("Running", ".status.queue.running", "integer"),
         ("Age", ".metadata.creationTimestamp", "date"),
+        ("Message", f"{ready}.message", "string"),
     ]
 
 
@@ -124,7 +132,7 @@ def test_printer_columns_point_at_schema_fields(crd):
     for col in _version(crd)["additionalPrinterColumns"]:
         if col["jsonPath"].startswith(".metadata."):
             continue
-        node = _at(crd, col["jsonPath"])
+        node = _at(crd, re.sub(r"\[\?\(@\.type==\"\w+\"\)\]", "[]", col["jsonPath"]))
         expected = {"date": "string", "integer": "integer", "boolean": "boolean", "string": "string"}[col["type"]]
         assert node["type"] == expected, col
         if col["type"] == "date":
@@ -260,6 +268,8 @@ def test_publication_status_fields():
     status = _at(PUBLICATION, ".status")
     assert set(status["properties"]) == {
         "phase",
+        "reason",
+        "message",
         "observedGeneration",
         "observedRedrive",
         "conditions",
@@ -279,6 +289,7 @@ def test_publication_status_fields():
         "Published",
         "PartiallyPublished",
         "Failed",
+        "Suspended",
         "Cancelled",
     ]
     target = status["properties"]["targets"]["items"]

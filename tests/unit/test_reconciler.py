@@ -750,8 +750,8 @@ def test_suspend_deletes_the_running_job_and_cancels():
     s.publications["launch"]["spec"]["suspend"] = True
     plan = s.step(at(3))
     assert plan.deletes == [(NS, job_name("launch", A, 1))]
-    assert s.target("launch")["phase"] == "Cancelled"
-    assert s.status("launch")["phase"] == "Cancelled"
+    assert s.target("launch")["phase"] == "Suspended"
+    assert s.status("launch")["phase"] == "Suspended"
     assert "AttemptCancelled" in reasons(plan)
     assert s.step(at(60)).creates == []
     # clearing suspend resumes, with a new attempt number
@@ -767,7 +767,7 @@ def test_suspended_before_it_starts():
     s.add_publication("launch", suspend=True)
     plan = s.step(T0)
     assert plan.creates == []
-    assert s.status("launch")["phase"] == "Cancelled"
+    assert s.status("launch")["phase"] == "Suspended"
     s.publications["launch"]["spec"]["suspend"] = False
     assert names(s.step(at(1))) == [job_name("launch", A, 1)]
 
@@ -782,7 +782,7 @@ def test_resuming_a_suspended_retry_shows_it_as_retrying():
     assert s.target("launch")["nextAttemptAt"] == ts(at(601))
     s.publications["launch"]["spec"]["suspend"] = True
     s.step(at(2))
-    assert s.target("launch")["phase"] == "Cancelled"
+    assert s.target("launch")["phase"] == "Suspended"
     s.publications["launch"]["spec"]["suspend"] = False
     s.step(at(3))
     t = s.target("launch")

@@ -30,10 +30,10 @@ P = Phase
         ([P.SCHEDULED, P.QUEUED], False, P.QUEUED),
         ([P.PENDING, P.SCHEDULED], False, P.SCHEDULED),
         ([P.PENDING, P.PENDING], False, P.PENDING),
-        ([P.PUBLISHED, P.CANCELLED], True, P.CANCELLED),
-        ([P.CANCELLED, P.CANCELLED], True, P.CANCELLED),
-        ([P.RETRYING, P.PUBLISHING], True, P.CANCELLED),
-        # suspending a publication that is already done does not make it Cancelled
+        ([P.PUBLISHED, P.SUSPENDED], True, P.SUSPENDED),
+        ([P.SUSPENDED, P.SUSPENDED], True, P.SUSPENDED),
+        ([P.RETRYING, P.PUBLISHING], True, P.SUSPENDED),
+        # suspending a publication that is already done does not make it Suspended
         ([P.PUBLISHED, P.PUBLISHED], True, P.PUBLISHED),
         ([P.PUBLISHED, P.FAILED], True, P.PARTIALLY_PUBLISHED),
     ],
