@@ -64,6 +64,7 @@ class EngineSettings:
     resync_seconds: float = 300.0  # a full relist, as a safety net under the watches
     secret_refresh_seconds: float = 10.0
     status_coalesce_seconds: float = 10.0  # a status that only records a started attempt may wait this long
+    adapter_counts_seconds: float = 2.0  # an adapter status that only moves its queue counts: at most this often
     workers: int = 16  # units whose writes run at once
     requests: int = 32  # API requests in flight at once
     liveness_seconds: float = 60.0  # /healthz fails when work is due and no tick ended for this long
@@ -338,9 +339,9 @@ class Engine:
 
     def _throttle_adapter_counts(self, plan: Plan, now: datetime) -> None:
         """An adapter status change that only moves the queue counts or lastPublishedTime is written
-        at most once per status_coalesce_seconds; anything else (circuit, credentials, rate limit,
+        at most once per adapter_counts_seconds; anything else (circuit, credentials, rate limit,
         conditions) is written at once."""
-        window = timedelta(seconds=self.settings.status_coalesce_seconds)
+        window = timedelta(seconds=self.settings.adapter_counts_seconds)
         for key, new in list(plan.adapter_status.items()):
             view = self.store.objects["platformadapters"].get(key)
             last = self._adapter_written.get(key)
