@@ -124,6 +124,7 @@ class PublicationStatus(_Model):
     message: str
     observed_generation: int
     observed_redrive: str | None
+    observed_retry_now: str | None = None
     published_targets: int
     total_targets: int
     attempts: int

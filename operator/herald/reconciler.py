@@ -251,6 +251,8 @@ def settled(pub: PublicationView) -> bool:
         return False
     if pub.redrive and pub.redrive != status.get("observedRedrive"):
         return False
+    if pub.retry_now and pub.retry_now != status.get("observedRetryNow"):
+        return False
     targets = status.get("targets")
     if not isinstance(targets, list) or len(targets) != len(pub.target_names):
         return False
@@ -494,6 +496,8 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
     extra: dict[str, Any] = {"observedRedrive": status.get("observedRedrive")}
     if pub.redrive and pub.redrive != status.get("observedRedrive"):
         extra["observedRedrive"] = pub.redrive
+    retry_now = pub.retry_now if pub.retry_now and pub.retry_now != status.get("observedRetryNow") else None
+    extra["observedRetryNow"] = pub.retry_now if pub.retry_now else status.get("observedRetryNow")
 
     for entry in spec.get("targets") or []:
         name = entry["adapter"]
@@ -518,6 +522,11 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
             )
             t.set(Phase.PENDING, "Redriven", _bound(f"redriven ({redrive}) with a fresh retry budget"))
             plan.events.append(_event(pub, "Normal", "Redriven", f"target {name} redriven with a fresh retry budget"))
+
+        if retry_now and t.phase == Phase.RETRYING and t.next_attempt_at:
+            # kubectl herald retry-now: the backoff ends now (the retry budget is unchanged).
+            t.next_attempt_at = format_time(now)
+            plan.events.append(_event(pub, "Normal", "RetryNow", f"target {name}: next attempt now, on request"))
 
         in_flight = t.attempts > t.observed_attempt
         if in_flight:
@@ -901,6 +910,7 @@ def _write_publication(pub: PublicationView, targets, extra, now, plan, ttl_defa
         message=_bound(readiness.message, 4096),
         observed_generation=pub.generation,
         observed_redrive=extra.get("observedRedrive"),
+        observed_retry_now=extra.get("observedRetryNow"),
         published_targets=sum(1 for t in targets if t.phase == Phase.PUBLISHED),
         total_targets=len(targets),
         attempts=sum(t.attempts for t in targets),

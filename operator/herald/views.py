@@ -46,6 +46,7 @@ class PublicationView:
     redrive: str | None
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    retry_now: str | None = None  # the herald.dev/retry-now annotation (kubectl herald retry-now)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -84,6 +85,7 @@ class PublicationView:
             created=parse_time(m.get("creationTimestamp")) or MIN_TIME,
             labels=dict(m.get("labels") or {}),
             redrive=redrive_token((m.get("annotations") or {}).get("herald.dev/redrive")),
+            retry_now=redrive_token((m.get("annotations") or {}).get("herald.dev/retry-now")),
             spec=_mapping(body.get("spec")),
             status=_mapping(body.get("status")),
         )

@@ -272,6 +272,7 @@ def test_publication_status_fields():
         "message",
         "observedGeneration",
         "observedRedrive",
+        "observedRetryNow",
         "conditions",
         "publishedTargets",
         "totalTargets",

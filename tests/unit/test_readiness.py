@@ -186,3 +186,19 @@ def test_fixing_the_adapters_spec_lets_the_circuit_probe_at_once_and_retries_ref
     s.adapters[A]["metadata"]["generation"] = 3
     s.step(at(4) + timedelta(seconds=0))
     assert s.adapter_status()["credentials"]["valid"] is True
+
+
+def test_retry_now_ends_the_backoff_once():
+    s = Sim()
+    s.add_adapter(A)
+    s.add_publication("launch", retryPolicy={"backoff": {"initial": "10m"}})
+    s.step(T0)
+    s.finish("launch", A, failed("server_error"), now=at(1))
+    s.step(at(1))
+    assert s.target("launch")["phase"] == "Retrying" and s.step(at(2)).creates == []
+    s.publications["launch"]["metadata"]["annotations"]["herald.dev/retry-now"] = "2030-06-01T09:00:03Z"
+    s.step(at(3))
+    plan = s.step(at(3))
+    assert len(plan.creates) == 1 or s.target("launch")["attempts"] == 2
+    assert s.status("launch")["observedRetryNow"] == "2030-06-01T09:00:03Z"
+    assert [e.reason for e in s.events].count("RetryNow") == 1
