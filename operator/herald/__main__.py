@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import random
 
 import kopf
 
 from .config import OperatorConfig
+from .logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> None:
         "--priority", type=int, default=None, help="kopf peering priority (HERALD_PEERING_PRIORITY; default random)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", default=None, help="debug logging (HERALD_VERBOSE)")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="text or one JSON object per line (HERALD_LOG_FORMAT)",
+    )
     args = parser.parse_args(argv)
     overrides = {
         "namespaces": args.namespace,
@@ -30,14 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         "peering": args.peering,
         "peering_priority": args.priority,
         "verbose": args.verbose,
+        "log_format": args.log_format,
     }
     config = OperatorConfig(**{k: v for k, v in overrides.items() if v is not None})
-    logging.basicConfig(
-        level=logging.DEBUG if config.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("kopf.objects", "kopf.activities.probe", "httpx", "kopf._core.engines.peering", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(config.log_format, config.verbose)
     from . import handlers  # noqa: F401  (registers the handlers)
 
     priority = config.peering_priority if config.peering_priority is not None else random.randint(1, 2**31 - 1)

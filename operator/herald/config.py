@@ -20,13 +20,14 @@
 | ``HERALD_WORKERS`` | 16 | units of work whose writes run at once |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
 | ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
-| ``HERALD_VERBOSE`` | false | debug logging (``-v``) |
+| ``HERALD_VERBOSE`` | false | debug logging (``-v``), without HTTP wire traces |
+| ``HERALD_LOG_FORMAT`` | text | ``text`` or ``json``: one JSON object per line (``--log-format``) |
 | ``HERALD_TEST_WEDGE_ON`` | off | test-only fault: the loop hangs on a Publication of this name |
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -56,6 +57,7 @@ class OperatorConfig(BaseSettings):
     liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)
     verbose: bool = False
+    log_format: Literal["text", "json"] = "text"
     test_wedge_on: str = ""
 
     @field_validator("namespaces", mode="before")
