@@ -191,8 +191,12 @@ real_node_up() { if [ "${NODE:-}" = real ]; then "$here/realnode/up.sh" >&2; fi;
 real_node_down() { if [ -d "$dir/realnode" ]; then "$here/realnode/down.sh" >&2; fi; }
 # --------------------------------------------------------------------------------------
 
+# Two `up` at once (two shells, two test runs) would each start a control plane's worth of
+# controllers against one etcd: Jobs then get two pods. One at a time, under a lock.
+with_lock() { mkdir -p "$dir"; exec 9>"$dir/.lock"; flock 9; "$@"; }
+
 case "${1:-}" in
-  up) up; real_node_up ;;
+  up) with_lock up; real_node_up ;;
   down) real_node_down; down ;;
   status) api_ready ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
