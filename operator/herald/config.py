@@ -6,6 +6,10 @@
 | ``HERALD_NAMESPACES`` | all | comma-separated namespaces to watch (``-n`` on the command line) |
 | ``HERALD_ADAPTER_IMAGE`` | herald-adapter:latest | the adapter image for PlatformAdapters without ``spec.image`` |
 | ``HERALD_ADAPTER_SERVICE_ACCOUNT`` | namespace default | ServiceAccount of adapter pods |
+| ``HERALD_ADAPTER_IMAGE_PULL_SECRETS`` | none | comma-separated Secrets for pulling adapter images |
+| ``HERALD_ADAPTER_PRIORITY_CLASS_NAME`` | none | PriorityClass of adapter pods |
+| ``HERALD_ADAPTER_AFFINITY`` | none | Affinity of adapter pods (JSON) |
+| ``HERALD_ADAPTER_RESOURCES`` | 50m/64Mi requests, 256Mi limit | resources of adapter containers (JSON) |
 | ``HERALD_JOB_TTL_SECONDS`` | 86400 | ttlSecondsAfterFinished of attempt Jobs |
 | ``HERALD_JOB_DEADLINE_SECONDS`` | 600 | activeDeadlineSeconds of attempt Jobs |
 | ``HERALD_ADAPTER_TIMEOUT_SECONDS`` | 10 | the adapter's timeout for one platform call |
@@ -27,13 +31,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .engine import EngineSettings
-from .jobs import JobDefaults
+from .jobs import DEFAULT_RESOURCES, JobDefaults
 
 
 class OperatorConfig(BaseSettings):
@@ -42,6 +46,10 @@ class OperatorConfig(BaseSettings):
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty: every namespace")
     adapter_image: str = "herald-adapter:latest"
     adapter_service_account: str = ""
+    adapter_image_pull_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    adapter_priority_class_name: str = ""
+    adapter_affinity: dict[str, Any] | None = None
+    adapter_resources: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     job_ttl_seconds: int = Field(default=86400, ge=0)
     job_deadline_seconds: int = Field(default=600, ge=1)
     adapter_timeout_seconds: int = Field(default=10, ge=1)
@@ -60,7 +68,7 @@ class OperatorConfig(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     test_wedge_on: str = ""
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "adapter_image_pull_secrets", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -89,4 +97,8 @@ class OperatorConfig(BaseSettings):
             ttl_seconds_after_finished=self.job_ttl_seconds,
             active_deadline_seconds=self.job_deadline_seconds,
             timeout_seconds=self.adapter_timeout_seconds,
+            resources=self.adapter_resources,
+            image_pull_secrets=tuple(self.adapter_image_pull_secrets),
+            priority_class_name=self.adapter_priority_class_name,
+            affinity=self.adapter_affinity,
         )

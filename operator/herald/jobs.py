@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .naming import idempotency_key, job_name, label_value
@@ -23,6 +23,16 @@ ANNOTATION_PAYLOAD = "herald.dev/payload"
 ANNOTATION_TARGET = "herald.dev/target"
 
 
+# The pod of every attempt runs restricted (Pod Security Standard "restricted") unless the adapter's
+# jobTemplate says otherwise: not root, no privilege escalation, no capabilities, the default
+# seccomp profile, a read-only root filesystem with a writable /tmp.
+ADAPTER_UID = 65532
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+
+
 @dataclass(frozen=True)
 class JobDefaults:
     image: str = "herald-adapter:latest"
@@ -30,6 +40,10 @@ class JobDefaults:
     ttl_seconds_after_finished: int = 86400
     active_deadline_seconds: int = 600
     timeout_seconds: int = 10
+    resources: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_RESOURCES)
+    image_pull_secrets: tuple[str, ...] = ()
+    priority_class_name: str = ""
+    affinity: Mapping[str, Any] | None = None
 
 
 def target_content(spec: Mapping[str, Any], adapter: str) -> dict[str, Any]:
@@ -91,8 +105,12 @@ def build_job_spec(
         "HERALD_RESULT_FILE": "/dev/termination-log",
         "HERALD_TIMEOUT_SECONDS": str(defaults.timeout_seconds),
     }
-    mounts = [{"name": "payload", "mountPath": PAYLOAD_DIR, "readOnly": True}]
+    mounts = [
+        {"name": "payload", "mountPath": PAYLOAD_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         {
             "name": "payload",
             "downwardAPI": {
@@ -103,7 +121,7 @@ def build_job_spec(
                     }
                 ]
             },
-        }
+        },
     ]
     secret = (adapter_spec.get("credentialsSecretRef") or {}).get("name")
     if secret:
@@ -120,21 +138,37 @@ def build_job_spec(
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
+        "resources": dict(tpl.get("resources") or defaults.resources),
     }
     if adapter_spec.get("command"):
         container["command"] = list(adapter_spec["command"])
     if adapter_spec.get("args"):
         container["args"] = list(adapter_spec["args"])
-    if tpl.get("resources"):
-        container["resources"] = tpl["resources"]
+    run_as = tpl.get("runAsUser") if isinstance(tpl.get("runAsUser"), int) else ADAPTER_UID
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": run_as,
+            "runAsGroup": run_as,
+            "fsGroup": run_as,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
         "volumes": volumes,
     }
+    pull_secrets = tpl.get("imagePullSecrets") or [{"name": n} for n in defaults.image_pull_secrets]
+    if pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s["name"]} for s in pull_secrets if isinstance(s, Mapping)]
+    if tpl.get("priorityClassName") or defaults.priority_class_name:
+        pod_spec["priorityClassName"] = tpl.get("priorityClassName") or defaults.priority_class_name
+    if tpl.get("affinity") or defaults.affinity:
+        pod_spec["affinity"] = dict(tpl.get("affinity") or defaults.affinity or {})
     if tpl.get("serviceAccountName") or defaults.service_account:
         pod_spec["serviceAccountName"] = tpl.get("serviceAccountName") or defaults.service_account
     if tpl.get("nodeSelector"):

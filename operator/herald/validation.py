@@ -103,6 +103,17 @@ def adapter_problems(spec: Mapping[str, Any]) -> list[str]:
             "spec.jobTemplate.ttlSecondsAfterFinished",
             lambda: whole(tpl.get("ttlSecondsAfterFinished"), 0, low=0, high=2**31 - 1),
         )
+        if tpl.get("priorityClassName") is not None and not isinstance(tpl.get("priorityClassName"), str):
+            problems.append("spec.jobTemplate.priorityClassName: must be a string")
+        if tpl.get("affinity") is not None and not isinstance(tpl.get("affinity"), Mapping):
+            problems.append("spec.jobTemplate.affinity: must be an object")
+        secrets = tpl.get("imagePullSecrets")
+        if secrets is not None and not (
+            isinstance(secrets, list)
+            and all(isinstance(s, Mapping) and isinstance(s.get("name"), str) for s in secrets)
+        ):
+            problems.append("spec.jobTemplate.imagePullSecrets: must be a list of {name: ...}")
+        _check(problems, "spec.jobTemplate.runAsUser", lambda: whole(tpl.get("runAsUser"), 1, low=1, high=2**31 - 1))
         for key in ("podLabels", "podAnnotations", "nodeSelector"):
             value = tpl.get(key)
             if value is not None and not (

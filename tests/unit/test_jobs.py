@@ -186,8 +186,8 @@ def test_credentials_secret_is_mounted_read_only_when_set():
 
 def test_no_secret_volume_without_credentials():
     job = build(adapter={"platform": "webhook"})
-    assert [v["name"] for v in pod_spec(job)["volumes"]] == ["payload"]
-    assert [m["name"] for m in container(job)["volumeMounts"]] == ["payload"]
+    assert [v["name"] for v in pod_spec(job)["volumes"]] == ["tmp", "payload"]
+    assert [m["name"] for m in container(job)["volumeMounts"]] == ["payload", "tmp"]
 
 
 def test_no_service_account_token_and_a_hardened_container():
@@ -233,8 +233,9 @@ def test_operator_defaults_apply_without_a_job_template():
     job = build()
     assert job["spec"]["activeDeadlineSeconds"] == 300
     assert job["spec"]["ttlSecondsAfterFinished"] == 3600
-    assert "resources" not in container(job)
+    assert container(job)["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     assert "nodeSelector" not in pod_spec(job) and "tolerations" not in pod_spec(job)
+    assert "imagePullSecrets" not in pod_spec(job) and "priorityClassName" not in pod_spec(job)
     assert env(build(defaults=JobDefaults(timeout_seconds=25)))["HERALD_TIMEOUT_SECONDS"] == "25"
 
 
@@ -291,3 +292,57 @@ def test_payload_round_trips_any_text(text, attempt, verify):
 def test_empty_overrides_keep_the_publication_text(override, expected):
     spec = {"content": {"text": "base"}, "targets": [{"adapter": "a", "overrides": override}]}
     assert target_content(spec, "a")["text"] == expected
+
+
+def test_attempt_pods_are_restricted_by_default():
+    """What Pod Security "restricted" requires, on the pod and the container."""
+    job = build()
+    pod = pod_spec(job)
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    sc = container(job)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert "emptyDir" in tmp  # the one writable place
+
+
+def test_pull_secrets_priority_affinity_and_resources_from_the_template_or_the_defaults():
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["social"]}]}]
+            }
+        }
+    }
+    defaults = JobDefaults(
+        image_pull_secrets=("registry",),
+        priority_class_name="low",
+        affinity=affinity,
+        resources={"requests": {"cpu": "10m"}},
+    )
+    job = build(defaults=defaults)
+    assert pod_spec(job)["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod_spec(job)["priorityClassName"] == "low" and pod_spec(job)["affinity"] == affinity
+    assert container(job)["resources"] == {"requests": {"cpu": "10m"}}
+    own = build(
+        defaults=defaults,
+        adapter={
+            "platform": "webhook",
+            "jobTemplate": {
+                "imagePullSecrets": [{"name": "mine"}],
+                "priorityClassName": "high",
+                "runAsUser": 1000,
+                "resources": {"limits": {"memory": "1Gi"}},
+            },
+        },
+    )
+    assert pod_spec(own)["imagePullSecrets"] == [{"name": "mine"}] and pod_spec(own)["priorityClassName"] == "high"
+    assert pod_spec(own)["securityContext"]["runAsUser"] == 1000
+    assert container(own)["resources"] == {"limits": {"memory": "1Gi"}}
