@@ -92,7 +92,10 @@ def release(cluster, api, real_node) -> Iterator[Release]:
     apps = client.AppsV1Api(api)
     namespace = unique_name("e2e-helm")
     name = unique_name("herald")  # contains "herald": the objects are named after the release
-    core.create_namespace({"metadata": {"name": namespace, "labels": {"herald.dev/test": "true"}}})
+    # Pod Security "restricted" is enforced there: the operator's pod and every attempt's pod
+    # must meet it (the API server refuses any pod that does not).
+    labels = {"herald.dev/test": "true", "pod-security.kubernetes.io/enforce": "restricted"}
+    core.create_namespace({"metadata": {"name": namespace, "labels": labels}})
     rel = Release(name, namespace, Herald(api, namespace), cluster, real_node)
     installed = False
     try:
@@ -271,3 +274,23 @@ def test_a_503_is_retried_and_published_once(release, mastodon):
     assert [p.spec.node_name for p in pods] == [release.real_node.name] * 2
     assert [p.status.phase for p in pods] == ["Failed", "Succeeded"], [p.status for p in pods]
     assert {j.metadata.name for j in release.herald.jobs("retried")} == {p.metadata.labels["job-name"] for p in pods}
+
+
+def test_the_namespace_really_enforces_restricted_and_attempts_still_publish(release, mastodon):
+    """The release namespace refuses a pod that runs as root; Herald's attempt pods run there."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    rootful = {
+        "metadata": {"name": "rootful"},
+        "spec": {"containers": [{"name": "c", "image": "herald-adapter:dev", "securityContext": {"runAsUser": 0}}]},
+    }
+    with pytest.raises(ApiException) as refused:
+        client.CoreV1Api(release.herald.api).create_namespaced_pod(release.namespace, rootful)
+    assert refused.value.status == 403 and "restricted" in refused.value.body
+    adapter = _adapter(release, mastodon, "restricted")
+    release.herald.publication("restricted", [adapter], text=f"restricted pods publish ({secrets.token_hex(4)})")
+    pub = _wait_published(release, "restricted")
+    assert pub["status"]["phase"] == "Published", release.diagnostics("restricted")
+    (pod,) = _attempt_pods(release, "restricted")
+    assert pod.spec.security_context.run_as_non_root is True and pod.spec.security_context.run_as_user == 65532

@@ -98,7 +98,7 @@ def test_defaults_one_replica_recreate_and_the_operator_command():
     assert c["image"] == "herald-operator:dev" and c["imagePullPolicy"] == "IfNotPresent"
     assert c["command"] == ["herald-operator"]
     # Namespaced by default: the release namespace only.
-    assert c["args"] == ["-n", "herald-system", "--health-port", "8081"]
+    assert c["args"] == ["-n", "herald-system", "--health-port", "8081", "--log-format", "text"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
 
@@ -233,7 +233,7 @@ def test_two_watched_namespaces_get_a_role_each_and_no_cluster_wide_write():
         s["metadata"]["namespace"] for s in objs.of("ServiceAccount") if s["metadata"]["name"] == "herald-adapter"
     } == {"ops", "news", "blog"}
     c = objs.container()
-    assert c["args"] == ["-n", "news", "-n", "blog", "--health-port", "8081"]
+    assert c["args"] == ["-n", "news", "-n", "blog", "--health-port", "8081", "--log-format", "text"]
     assert objs.env()["HERALD_NAMESPACES"] == "news,blog"
     assert [cr["rules"] for cr in objs.of("ClusterRole")] == [[KOPF_CRDS, KOPF_NAMESPACES]]
     assert_no_wildcards(objs)
@@ -271,7 +271,7 @@ def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace():
     for b in bindings.values():
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": "herald", "namespace": "herald-system"}]
     c = objs.container()
-    assert c["args"] == ["--health-port", "8081"]
+    assert c["args"] == ["--health-port", "8081", "--log-format", "text"]
     assert objs.env()["HERALD_NAMESPACES"] == ""
     assert_no_wildcards(objs)
     adapters = objs.of("ServiceAccount")
