@@ -11,7 +11,7 @@ from typing import Any
 
 from .durations import safe_time
 from .errors import ErrorClass
-from .redact import redact
+from .redact import redact, safe_url
 from .views import JobView, PodView
 
 # A platform's Retry-After beyond a day is taken as a day.
@@ -116,7 +116,7 @@ def _from_result(result: Mapping[str, Any], started, finished, exit_code: int) -
         return Outcome(
             published=True,
             post_id=_str(result.get("postId")),
-            url=_str(result.get("url")),
+            url=safe_url(result.get("url")),
             verified=bool(result.get("verified")),
             **common,
         )
@@ -124,7 +124,10 @@ def _from_result(result: Mapping[str, Any], started, finished, exit_code: int) -
 
 
 def _str(v: Any) -> str | None:
-    return None if v is None else str(v)[:512]
+    """A short identifier from a result: printable, credential shapes masked, at most 512 characters."""
+    if v is None or isinstance(v, (dict, list)):
+        return None
+    return redact(str(v), limit=512) or None
 
 
 def _safe_time(v: Any) -> datetime | None:
@@ -137,7 +140,8 @@ def read_outcome(job: JobView, pods: Iterable[PodView]) -> Outcome | None:
     terminated = next((p for p in reversed(pods) if p.terminated), None)
     if terminated is not None and (job.done or terminated.phase in ("Succeeded", "Failed")):
         t = terminated.terminated or {}
-        code = int(t.get("exitCode", 1))
+        exit_code = t.get("exitCode", 1)
+        code = exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else 1
         started, finished = (
             _safe_time(t.get("startedAt")) or job.started,
             _safe_time(t.get("finishedAt")) or job.finished,
@@ -153,7 +157,7 @@ def read_outcome(job: JobView, pods: Iterable[PodView]) -> Outcome | None:
                 finished=finished,
                 message="the adapter exited 0 without a result",
             )
-        reason = t.get("reason") or "Error"
+        reason = redact(t.get("reason") or "Error", limit=64)
         return Outcome(
             published=False,
             error_class=ErrorClass.POD_FAILURE,
@@ -176,7 +180,7 @@ def read_outcome(job: JobView, pods: Iterable[PodView]) -> Outcome | None:
             error_class=ErrorClass.POD_FAILURE,
             started=job.started,
             finished=job.finished,
-            message=f"job failed: {job.failed_reason or 'no pod result'}",
+            message=f"job failed: {redact(job.failed_reason, limit=200) or 'no pod result'}",
         )
     if job.complete:
         return Outcome(

@@ -361,3 +361,23 @@ def test_a_destination_the_bot_cannot_reach_fails_only_that_target():
     s.finish("elsewhere", A, published(), now=at(2))
     s.step(at(2))
     assert s.target("elsewhere")["phase"] == "Published"
+
+
+def test_what_an_adapter_reports_is_cleaned_before_status_and_events():
+    s = sim_with_control()
+    s.step(T0)
+    s.finish(
+        "control",
+        A,
+        published(
+            postId='{"accessToken": "tok-0123456789abcdef"}',
+            url="javascript:alert(document.cookie)",
+            message="\x1b[31mok\x1b[0m\r\nFORGED",
+        ),
+        now=at(1),
+    )
+    plan = s.step(at(1))
+    t = s.target("control")
+    assert "tok-0123456789abcdef" not in json.dumps(s.status("control"))
+    assert t["url"] is None
+    assert all("\x1b" not in e.message and "\n" not in e.message for e in plan.events)

@@ -143,3 +143,72 @@ def test_redaction_is_idempotent_and_bounded(text):
     once = redact(text)
     assert redact(once) == once
     assert len(once) <= 1024
+
+
+# -- what adapters report: printable, masked, http(s) only (issue: leaks and injection) ---------------
+
+from herald.redact import safe_url  # noqa: E402
+
+SECRETISH = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=8, max_size=30)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["accessToken", "access_token", "apiKey", "api_key", "password", "client_secret", "signature", "refreshToken"],
+)
+@DETERMINISTIC
+@given(value=SECRETISH)
+def test_credentials_in_json_shapes_never_survive(name, value):
+    for text in (f'{{"{name}": "{value}"}}', f"{{'{name}': '{value}'}}", f"{name}={value}", f"{name}: {value}"):
+        assert value not in redact(f"HTTP 401: {text}"), text
+
+
+@DETERMINISTIC
+@given(
+    value=SECRETISH,
+    param=st.sampled_from(["token", "access_token", "key", "api_key", "sig", "signature", "secret", "password"]),
+)
+def test_credentials_in_url_queries_never_survive(value, param):
+    url = f"https://api.example/v1/post?id=7&{param}={value}&lang=en"
+    assert value not in redact(f"GET {url} failed")
+    shown = safe_url(url)
+    assert shown is not None and value not in shown and "id=7" in shown and "lang=en" in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "data:text/html,<script>",
+        "file:///etc/passwd",
+        "ftp://host/x",
+        "//no-scheme.example/x",
+        "https://",
+        42,
+        None,
+        "http://[::1",
+    ],
+)
+def test_only_http_and_https_urls_are_kept(url):
+    assert safe_url(url) is None
+
+
+def test_a_plain_post_url_is_kept_as_is():
+    assert safe_url("https://mastodon.example/@herald/109876") == "https://mastodon.example/@herald/109876"
+    assert safe_url("https://user:pw@host.example/x") == "https://[REDACTED]@host.example/x"
+
+
+def test_ansi_control_characters_and_line_breaks_are_removed():
+    text = "\x1b[31mred\x1b[0m line1\r\nFORGED LOG LINE\x00\x07 \u202eevil\u202c"
+    out = redact(text)
+    assert out == "red line1  FORGED LOG LINE evil"
+
+
+@DETERMINISTIC
+@given(st.text(max_size=400))
+def test_cleaned_text_has_no_control_characters(text):
+    import unicodedata
+
+    out = redact(text)
+    assert not any(unicodedata.category(ch) == "Cc" for ch in out)
+    assert "\x1b" not in out and "\n" not in out and "\r" not in out
