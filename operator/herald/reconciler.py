@@ -754,7 +754,10 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         a.creds_valid = False
         a.creds_since = a.creds_since or now
         a.creds_version = version or a.creds_version
-        a.creds_message = f"the platform refused the credentials (attempt {attempt} of {name})"
+        said = f": {outcome.message}" if outcome.message else ""
+        a.creds_message = _bound(
+            f"the platform refused the credentials{said} (publication {pub.name}, attempt {attempt})"
+        )
         a.creds_reason = CREDENTIALS_REFUSED
 
     plan.events.append(_event(pub, "Warning", "AttemptFailed", f"attempt {attempt} for {name} failed: {detail}"))
