@@ -24,6 +24,9 @@
 | ``HERALD_WORKERS`` | 16 | units of work whose writes run at once |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
 | ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
+| ``HERALD_LEADER_ELECTION`` | false | only the replica holding the Lease acts (the chart turns it on) |
+| ``HERALD_LEASE_NAME`` | herald-operator | the coordination.k8s.io Lease's name |
+| ``HERALD_LEASE_NAMESPACE`` | POD_NAMESPACE | the Lease's namespace |
 | ``HERALD_VERBOSE`` | false | debug logging (``-v``), without HTTP wire traces |
 | ``HERALD_LOG_FORMAT`` | text | ``text`` or ``json``: one JSON object per line (``--log-format``) |
 | ``HERALD_TEST_WEDGE_ON`` | off | test-only fault: the loop hangs on a Publication of this name |
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .engine import EngineSettings
@@ -64,6 +67,9 @@ class OperatorConfig(BaseSettings):
     workers: int = Field(default=16, ge=1)
     liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)
+    leader_election: bool = False
+    lease_name: str = "herald-operator"
+    lease_namespace: str = Field(default="", validation_alias=AliasChoices("HERALD_LEASE_NAMESPACE", "POD_NAMESPACE"))
     verbose: bool = False
     log_format: Literal["text", "json"] = "text"
     test_wedge_on: str = ""

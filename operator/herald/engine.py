@@ -133,6 +133,12 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
+    async def halt(self) -> None:
+        """Stop deciding and writing at once (the Lease is lost): no waiting for writes in flight."""
+        for task in [self._task, self._resync_task, *self._tasks]:
+            if task is not None:
+                task.cancel()
+
     def health(self) -> tuple[bool, str]:
         """Whether the loop is alive: running, and ticking while work is due."""
         if self._task is None or self._task.done():

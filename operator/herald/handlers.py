@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +15,7 @@ import kopf
 from .config import OperatorConfig
 from .engine import SELECTOR, Engine
 from .kube import Kube
+from .leader import LeaderElector, LeaseSettings
 from .store import Store
 
 log = logging.getLogger("herald")
@@ -64,13 +68,46 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
         settings=config.engine_settings(),
     )
     memo.store, memo.kube, memo.engine, memo.observer = store, kube, engine, observer
-    await engine.start()
-    log.info("Herald engine started (%s)", ", ".join(config.namespaces) or "all namespaces")
+    memo.elector = None
+    scope = ", ".join(config.namespaces) or "all namespaces"
+    if not config.leader_election:
+        await engine.start()
+        log.info("Herald engine started (%s)", scope)
+        return
+    # A standby keeps its store fed by the watches but starts the engine (and writes anything)
+    # only once it holds the Lease.
+    elector = LeaderElector(kube, LeaseSettings(name=config.lease_name, namespace=config.lease_namespace or "default"))
+    memo.elector = elector
+
+    async def lead() -> None:
+        await engine.start()
+        log.info("Herald engine started as the leader (%s)", scope)
+
+    async def campaign() -> None:
+        await elector.run(lead)
+        if elector.lost.is_set():  # stop acting at once, then exit: Kubernetes restarts a standby
+            await engine.halt()
+            log.error("stopping: the Lease was lost")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    memo.campaign = asyncio.create_task(campaign(), name="herald-leader-election")
+    log.info(
+        "Herald waits for the Lease %s/%s as %s (%s)",
+        elector.settings.namespace,
+        elector.settings.name,
+        elector.me,
+        scope,
+    )
 
 
 @kopf.on.cleanup()
 async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    campaign = memo.get("campaign")
+    if campaign is not None:
+        campaign.cancel()
     await memo.engine.stop()
+    if memo.get("elector") is not None:
+        await memo.elector.release()
     await memo.observer.stop()
     await memo.kube.close()
 
@@ -78,6 +115,9 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.probe(id="engine")
 def _engine_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     """/healthz fails (HTTP 500) when the loop died, or stopped ticking while work is due."""
+    elector = memo.get("elector")
+    if elector is not None and not elector.leading.is_set():
+        return {"standby": True, "lease": elector.settings.name}  # waiting for the Lease is healthy
     healthy, why = memo.engine.health()
     if not healthy:
         log.error("liveness: %s", why)

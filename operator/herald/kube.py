@@ -178,6 +178,10 @@ class Kube:
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, json=body)
 
+    async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: conditional on the body's metadata.resourceVersion (a conflict if it changed)."""
+        return await self.request("PUT", path, json=body)
+
     async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, json=body, content_type=MERGE_PATCH)
 
