@@ -45,7 +45,8 @@ def kubectl(*args: str, input: str | None = None) -> str:
 
 async def apiserver_writes(kube: Kube) -> dict[tuple[str, str, str], float]:
     """Write requests by (verb, resource, subresource), from the API server's metrics."""
-    resp = await kube._client.get("/metrics", headers=kube._headers())
+    client, headers = await kube.http()
+    resp = await client.get("/metrics", headers=headers)
     out: dict[tuple[str, str, str], float] = {}
     for line in resp.text.splitlines():
         if not line.startswith("apiserver_request_total{"):
@@ -121,11 +122,12 @@ async def wait_jobs(kube: Kube, ns: str, n: int, timeout: float) -> float:
             "timeoutSeconds": "60",
             "allowWatchBookmarks": "true",
         }
-        async with kube._client.stream(
+        client, headers = await kube.http()
+        async with client.stream(
             "GET",
             collection("batch/v1", "jobs", ns),
             params=params,
-            headers=kube._headers(),
+            headers=headers,
             timeout=None,
         ) as resp:
             async for line in resp.aiter_lines():

@@ -220,11 +220,12 @@ async def watch_until(
             "timeoutSeconds": str(max(1, min(60, int(remaining)))),
         }
         timeouts = httpx.Timeout(connect=5.0, read=remaining + 5, write=5.0, pool=5.0)
-        async with kube._client.stream(
+        client, headers = await kube.http()
+        async with client.stream(
             "GET",
             path,
             params=query,
-            headers=kube._headers(),
+            headers=headers,
             timeout=timeouts,
         ) as resp:
             if resp.status_code == 410:

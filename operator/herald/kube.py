@@ -1,19 +1,16 @@
-"""A small async Kubernetes API client on httpx, for the operator's writes and few reads.
+"""The operator's async Kubernetes API client: kr8s for credentials, httpx for requests.
 
 kopf does the watching; this client does the rest with one pooled HTTP connection set.
-Credentials come from the kubeconfig (KUBECONFIG) or the in-cluster ServiceAccount.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json as _json
 import logging
-import os
 import socket
-import ssl
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -22,7 +19,19 @@ log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
-TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+# Requests that may be sent again after a transient failure: the API server applies them once
+# (creates are named, so a repeated create is AlreadyExists; PUT and PATCH carry resourceVersions).
+IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "POST"})
+RETRIES = 3
+
+
+def _backoff(attempt: int, retry_after: str | None = None) -> float:
+    try:
+        if retry_after is not None:
+            return min(5.0, max(0.0, float(retry_after)))
+    except ValueError:
+        pass
+    return min(2.0, 0.2 * 2 ** (attempt - 1))
 
 
 # Every request has a deadline; a connection that stops answering is dropped by the kernel
@@ -88,63 +97,71 @@ class ApiError(Exception):
         return self.status == 0 or self.status == 429 or self.status >= 500
 
 
-@dataclass
-class _Credentials:
-    host: str
-    ca_file: str | None
-    cert: tuple[str, str] | None
-    token: str | None
-    token_file: str | None
-    verify: bool
-
-
-def _load_credentials() -> _Credentials:
-    from kubernetes import client, config
-
-    cfg = client.Configuration()
-    token_file = None
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config(client_configuration=cfg)
-        token_file = TOKEN_FILE
-    else:
-        config.load_kube_config(client_configuration=cfg)
-    token = None
-    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-    if auth:
-        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else auth
-    cert = (cfg.cert_file, cfg.key_file) if cfg.cert_file and cfg.key_file else None
-    return _Credentials(cfg.host, cfg.ssl_ca_cert, cert, token, token_file, cfg.verify_ssl)
-
-
 class Kube:
-    def __init__(self, concurrency: int = 64, timeout: httpx.Timeout = TIMEOUT):
-        creds = _load_credentials()
-        self._creds = creds
-        ctx: ssl.SSLContext | bool
-        if creds.verify:
-            ctx = ssl.create_default_context(cafile=creds.ca_file) if creds.ca_file else ssl.create_default_context()
-        else:
-            ctx = False
-        if creds.cert and isinstance(ctx, ssl.SSLContext):
-            ctx.load_cert_chain(*creds.cert)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30.0)
-        self._client = httpx.AsyncClient(
-            base_url=creds.host,
-            timeout=timeout,
-            transport=httpx.AsyncHTTPTransport(verify=ctx, limits=limits, socket_options=socket_options()),
-        )
-        self._token_read = 0.0
-        self._token = creds.token
+    """Requests to the API server on one pooled httpx client.
+
+    Credentials come from kr8s (the maintained async client dask-kubernetes uses): kubeconfig with
+    exec plugins, OIDC and client certificates, or the in-cluster ServiceAccount. They are loaded
+    on first use and loaded again when the API server answers 401, so an exec or OIDC token that
+    expires and a projected ServiceAccount token that rotates are picked up without a restart.
+    The transport is Herald's own: timeouts, keepalive and TCP_USER_TIMEOUT (see ``TIMEOUT``).
+    Idempotent requests that fail transiently are retried with a short backoff; every request
+    is reported to ``on_request(verb, code, seconds)`` (for rest-client metrics).
+    """
+
+    def __init__(
+        self,
+        concurrency: int = 64,
+        timeout: httpx.Timeout = TIMEOUT,
+        kubeconfig: str | None = None,
+        on_request: Callable[[str, str, float], None] | None = None,
+    ):
+        self._concurrency = concurrency
+        self._timeout = timeout
+        self._kubeconfig = kubeconfig
+        self._auth: Any = None
+        self._client: httpx.AsyncClient | None = None
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self.on_request = on_request
+
+    async def _session(self, reauthenticate: bool = False) -> httpx.AsyncClient:
+        async with self._lock:
+            if self._client is not None and not reauthenticate:
+                return self._client
+            if self._auth is None:
+                import kr8s.asyncio
+
+                api = await kr8s.asyncio.api(kubeconfig=self._kubeconfig)
+                self._auth = api.auth
+            elif reauthenticate:
+                await self._auth.reauthenticate()
+            verify = await self._auth.ssl_context()
+            limits = httpx.Limits(
+                max_connections=self._concurrency, max_keepalive_connections=self._concurrency, keepalive_expiry=30.0
+            )
+            old, self._client = (
+                self._client,
+                httpx.AsyncClient(
+                    base_url=self._auth.server,
+                    timeout=self._timeout,
+                    transport=httpx.AsyncHTTPTransport(verify=verify, limits=limits, socket_options=socket_options()),
+                ),
+            )
+            self._token = self._auth.token
+            if old is not None:
+                await old.aclose()
+            return self._client
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})
-        if self._creds.token_file and time.monotonic() - self._token_read > 60:
-            with open(self._creds.token_file) as f:  # bound tokens rotate; re-read them
-                self._token = f.read().strip()
-            self._token_read = time.monotonic()
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
+
+    async def http(self) -> tuple[httpx.AsyncClient, dict[str, str]]:
+        """The pooled client and the current auth headers, for raw requests (metrics, watches)."""
+        return await self._session(), self._headers()
 
     async def request(
         self,
@@ -164,16 +181,42 @@ class Kube:
         body = None if json is None else _json.dumps(json, separators=(",", ":")).encode()
         if body is not None and "Content-Type" not in headers:
             headers["Content-Type"] = "application/json"
-        try:
-            resp = await self._client.request(method, path, content=body, params=params, headers=self._headers(headers))
-        except (httpx.TransportError, OSError) as e:  # timeouts, refused or cut connections
-            raise ApiError(0, f"{type(e).__name__}: {e}", f"{method} {path}") from None
-        if resp.status_code >= 400:
-            raise ApiError(resp.status_code, resp.text, f"{method} {path}")
-        try:
-            return resp.json() if resp.content else {}
-        except (ValueError, RecursionError):
-            raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
+        attempt = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            client = await self._session()
+            started = time.monotonic()
+            try:
+                resp = await client.request(method, path, content=body, params=params, headers=self._headers(headers))
+            except (httpx.TransportError, OSError) as e:  # timeouts, refused or cut connections
+                self._report(method, "<error>", started)
+                error = ApiError(0, f"{type(e).__name__}: {e}", f"{method} {path}")
+                sent = not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempt < RETRIES and (method in IDEMPOTENT or not sent):
+                    await asyncio.sleep(_backoff(attempt))
+                    continue
+                raise error from None
+            self._report(method, str(resp.status_code), started)
+            if resp.status_code == 401 and not reauthenticated:
+                # An expired exec/OIDC token, a rotated ServiceAccount token: load them again.
+                reauthenticated = True
+                await self._session(reauthenticate=True)
+                continue
+            if resp.status_code >= 400:
+                error = ApiError(resp.status_code, resp.text, f"{method} {path}")
+                if error.transient and attempt < RETRIES and method in IDEMPOTENT:
+                    await asyncio.sleep(_backoff(attempt, resp.headers.get("Retry-After")))
+                    continue
+                raise error
+            try:
+                return resp.json() if resp.content else {}
+            except (ValueError, RecursionError):
+                raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
+
+    def _report(self, method: str, code: str, started: float) -> None:
+        if self.on_request is not None:
+            self.on_request(method, code, time.monotonic() - started)
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, json=body)
@@ -213,7 +256,8 @@ class Kube:
             params["continue"] = token
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def collection(group_version: str, plural: str, namespace: str | None) -> str:
