@@ -24,6 +24,7 @@
 | ``HERALD_WORKERS`` | 16 | units of work whose writes run at once |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
 | ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
+| ``HERALD_SHARD`` | none | only namespaces labelled ``herald.dev/shard=<shard>`` (``default``: also unlabelled) |
 | ``HERALD_LEADER_ELECTION`` | false | only the replica holding the Lease acts (the chart turns it on) |
 | ``HERALD_LEASE_NAME`` | herald-operator | the coordination.k8s.io Lease's name |
 | ``HERALD_LEASE_NAMESPACE`` | POD_NAMESPACE | the Lease's namespace |
@@ -67,6 +68,7 @@ class OperatorConfig(BaseSettings):
     workers: int = Field(default=16, ge=1)
     liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)
+    shard: str | None = None
     leader_election: bool = False
     lease_name: str = "herald-operator"
     lease_namespace: str = Field(default="", validation_alias=AliasChoices("HERALD_LEASE_NAMESPACE", "POD_NAMESPACE"))
@@ -81,7 +83,7 @@ class OperatorConfig(BaseSettings):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
 
-    @field_validator("alerts_config", "peering", "peering_priority", "publication_ttl_seconds", mode="before")
+    @field_validator("alerts_config", "shard", "peering", "peering_priority", "publication_ttl_seconds", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -21,6 +21,7 @@ import contextlib
 import heapq
 import json
 import logging
+import os
 import random
 import socket
 import time
@@ -114,7 +115,7 @@ class Engine:
         self.units = 0
         self.last_tick = 0.0
         self.last_tick_done = time.monotonic()
-        self.instance = socket.gethostname()
+        self.instance = os.environ.get("POD_NAME") or socket.gethostname()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -163,6 +164,10 @@ class Engine:
             ("jobs", "batch/v1", "jobs", SELECTOR),
             ("pods", "v1", "pods", SELECTOR),
         ]
+        if self.store.shard is not None:  # the namespaces' shards first: they decide what is kept
+            listing = await self.kube.list("/api/v1/namespaces")
+            for item in listing["items"]:
+                self.store.apply_namespace(None, item)
         for kind, gv, plural, selector in sources:
             for ns in self.namespaces:
                 listing = await self.kube.list(collection(gv, plural, ns), label_selector=selector)
@@ -184,6 +189,11 @@ class Engine:
                     self.store.forget_missing(kind, keys | others, list_rv)
         self.store.gc_tombstones()
         self.store.changed.set()
+
+    async def resync_soon(self) -> None:
+        """A full relist now (a namespace joined this shard), unless one is running."""
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.create_task(self._resync_in_background())
 
     async def _resync_in_background(self) -> None:
         try:

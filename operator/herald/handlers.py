@@ -53,7 +53,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
     config: OperatorConfig = memo.get("config") or OperatorConfig()
-    store = Store()
+    store = Store(shard=config.shard)
     kube = Kube()
     from . import observe
 
@@ -76,7 +76,8 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
         return
     # A standby keeps its store fed by the watches but starts the engine (and writes anything)
     # only once it holds the Lease.
-    elector = LeaderElector(kube, LeaseSettings(name=config.lease_name, namespace=config.lease_namespace or "default"))
+    lease = config.lease_name if config.shard is None else f"{config.lease_name}-{config.shard}"
+    elector = LeaderElector(kube, LeaseSettings(name=lease, namespace=config.lease_namespace or "default"))
     memo.elector = elector
 
     async def lead() -> None:
@@ -133,6 +134,18 @@ def _feed(kind: str):
 
     handler.__name__ = f"_feed_{kind}"
     return handler
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def _feed_namespaces(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Sharding: a namespace that moves into this shard is listed at once; one that moves out is
+    dropped (its new shard takes it over)."""
+    store, engine = getattr(memo, "store", None), getattr(memo, "engine", None)
+    if store is None or engine is None or not event.get("object"):
+        return
+    if store.apply_namespace(event.get("type"), event["object"]) == "gained":
+        log.info("namespace %s joined shard %s", event["object"]["metadata"]["name"], store.shard)
+        await engine.resync_soon()
 
 
 kopf.on.event("herald.dev", "v1alpha1", "publications")(_feed("publications"))

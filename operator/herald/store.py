@@ -78,8 +78,21 @@ class _AdapterJobs:
         return AdapterLoad(running=len(self.running), starts=tuple(self.sorted_starts[i:]))
 
 
+SHARD_LABEL = "herald.dev/shard"
+DEFAULT_SHARD = "default"
+
+
+def shard_of(labels: Mapping[str, Any] | None) -> str:
+    """A namespace's shard: its herald.dev/shard label, or the default shard when it has none."""
+    value = (labels or {}).get(SHARD_LABEL)
+    return value if isinstance(value, str) and value else DEFAULT_SHARD
+
+
 class Store:
-    def __init__(self) -> None:
+    def __init__(self, shard: str | None = None) -> None:
+        # With a shard, only objects in namespaces of that shard are kept (and so decided).
+        self.shard = shard
+        self.namespace_shards: dict[str, str] = {}
         self.objects: dict[str, dict[Key, Any]] = {k: {} for k in KINDS}
         self._tombstones: dict[str, dict[Key, tuple[int, float]]] = {k: {} for k in KINDS}
         self.changed = asyncio.Event()
@@ -108,6 +121,8 @@ class Store:
             self.skipped += 1
             return False
         key = (str(meta.get("namespace") or ""), meta["name"])
+        if not self.owns(key[0]):
+            return False
         rv = _rv(body)
         objects, tombs = self.objects[kind], self._tombstones[kind]
         current = objects.get(key)
@@ -145,6 +160,31 @@ class Store:
         self._index(kind, view)
         self.changed.set()
         return True
+
+    def owns(self, namespace: str) -> bool:
+        if self.shard is None:
+            return True
+        return self.namespace_shards.get(namespace, DEFAULT_SHARD) == self.shard
+
+    def apply_namespace(self, event_type: str | None, body: Mapping[str, Any]) -> str | None:
+        """Record a namespace's shard. Returns "gained" or "lost" when this store's ownership of
+        it changed (a lost namespace's objects are dropped: its new shard takes them over)."""
+        meta = body.get("metadata") if isinstance(body, Mapping) else None
+        if self.shard is None or not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+            return None
+        name = meta["name"]
+        before = self.owns(name)
+        if event_type == "DELETED":
+            self.namespace_shards.pop(name, None)
+        else:
+            self.namespace_shards[name] = shard_of(meta.get("labels"))
+        after = self.owns(name) and event_type != "DELETED"
+        if before and not after:
+            for kind in KINDS:
+                for key in [k for k in self.objects[kind] if k[0] == name]:
+                    self._unindex(kind, self.objects[kind].pop(key))
+            return "lost"
+        return "gained" if after and not before else None
 
     def forget_missing(self, kind: str, listed: set[Key], list_rv: int) -> None:
         """After a full list: drop objects the list no longer has (deleted while nobody watched)."""

@@ -85,6 +85,10 @@ def api_server_port(kubeconfig: str) -> int:
     return url.port or (443 if url.scheme == "https" else 80)
 
 
+# As the namespace: the operator watches every namespace (sharded operators, for example).
+CLUSTER_WIDE = "*"
+
+
 class OperatorProcess:
     """``run_as``: a user name; the operator then runs with that uid and gid (``setpriv``, no supplementary
     groups) instead of root. It gets a private 0700 directory owned by that user as HOME and TMPDIR, with a
@@ -140,7 +144,8 @@ class OperatorProcess:
         return self._home
 
     def _command(self) -> tuple[list[str], dict[str, str]]:
-        cmd = [sys.executable, "-m", "herald", "-n", self.namespace, "--health-port", str(self.health_port)]
+        scope = [] if self.namespace == CLUSTER_WIDE else ["-n", self.namespace]
+        cmd = [sys.executable, "-m", "herald", *scope, "--health-port", str(self.health_port)]
         if self._user is None:
             return cmd, {"KUBECONFIG": self.kubeconfig}
         home = self._private_home()

@@ -191,3 +191,38 @@ def test_result_does_not_depend_on_the_order_of_distinct_versions(events, rnd):
         b.apply("publications", kind, pub(rv, f"t{rv}"))
     va, vb = a.objects["publications"].get(("news", "launch")), b.objects["publications"].get(("news", "launch"))
     assert (va.rv if va else None) == (vb.rv if vb else None)
+
+
+# -- sharding: a store keeps only its shard's namespaces ------------------------------------------------
+
+
+def ns_body(name: str, shard: str | None = None) -> dict:
+    return {"metadata": {"name": name, "labels": {"herald.dev/shard": shard} if shard else {}}}
+
+
+def test_a_sharded_store_keeps_only_its_namespaces_and_unlabelled_ones_are_the_default_shard():
+    a, default = Store(shard="a"), Store(shard="default")
+    for s in (a, default):
+        s.apply_namespace(None, ns_body("news", "a"))
+        s.apply_namespace(None, ns_body("blog"))
+        assert s.apply("publications", "ADDED", publication_body("p", ns="news", rv=2)) is (s is a)
+        assert s.apply("publications", "ADDED", publication_body("q", ns="blog", rv=3)) is (s is default)
+    assert set(a.objects["publications"]) == {("news", "p")}
+    assert set(default.objects["publications"]) == {("blog", "q")}
+
+
+def test_moving_a_namespace_hands_its_objects_over():
+    a, b = Store(shard="a"), Store(shard="b")
+    for s in (a, b):
+        s.apply_namespace(None, ns_body("news", "a"))
+    a.apply("publications", "ADDED", publication_body("p", ns="news", rv=2))
+    assert a.apply_namespace("MODIFIED", ns_body("news", "b")) == "lost"
+    assert b.apply_namespace("MODIFIED", ns_body("news", "b")) == "gained"
+    assert a.objects["publications"] == {} and not a.active
+    assert b.apply("publications", "ADDED", publication_body("p", ns="news", rv=2))
+
+
+def test_an_unsharded_store_keeps_everything():
+    s = Store()
+    assert s.apply_namespace(None, ns_body("news", "a")) is None
+    assert s.apply("publications", "ADDED", publication_body("p", ns="news", rv=2))
