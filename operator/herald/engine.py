@@ -17,6 +17,7 @@ finished Publication costs nothing per tick.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import json
@@ -111,6 +112,7 @@ class Engine:
         # does not know): not sent again, so a version skew cannot turn into a write loop.
         self._pruned: dict[tuple[str, Key], str] = {}
         self._failed_ticks = 0
+        self.event_lags: collections.deque[float] = collections.deque(maxlen=10_000)  # seconds, newest last
         self.ticks = 0
         self.units = 0
         self.last_tick = 0.0
@@ -622,6 +624,12 @@ class Engine:
             await self.kube.create(f"/api/v1/namespaces/{e.namespace}/events", body)
         except ApiError as err:
             log.warning("cannot post Event %s for %s/%s: %s", e.reason, e.namespace, e.name, err.status)
+            return
+        # Event lag: from the decision that made it to the API server having it.
+        self.event_lags.append((utcnow() - now).total_seconds())
+        report = getattr(self.observer, "event_posted", None)
+        if report is not None:
+            report((utcnow() - now).total_seconds())
 
 
 def _fingerprint(status: Mapping[str, Any]) -> str:
