@@ -37,8 +37,8 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
       > /tmp/deps.txt; \
-    grep -E '^(httpx|tenacity|pydantic)[<>=!~ ]' /tmp/deps.txt > /tmp/adapter-deps.txt; \
-    test "$(wc -l < /tmp/adapter-deps.txt)" -eq 3; \
+    grep -E '^(httpx|tenacity|pydantic|regex|pillow)[<>=!~ ]' /tmp/deps.txt > /tmp/adapter-deps.txt; \
+    test "$(wc -l < /tmp/adapter-deps.txt)" -eq 5; \
     /opt/operator/bin/pip install -q -r /tmp/deps.txt; \
     /opt/adapter/bin/pip install -q -r /tmp/adapter-deps.txt
 COPY operator ./operator

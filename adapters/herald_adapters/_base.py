@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
 
 from ._classify import classify_status, parse_rate_limit, retry_after_seconds
-from ._contract import AdapterError, ErrorClass, Mode, Payload, RateLimit, Result, Settings, failed, published
+from ._contract import AdapterError, ErrorClass, Mode, Payload, RateLimit, Result, Settings, fail, failed, published
 from ._credentials import Credentials
 from ._http import Http
 from ._redact import Redactor
+
+
+class Options(BaseModel):
+    """A platform's options (the target's `overrides.options`): camelCase names, as in the
+    API (snake_case is accepted too); an unknown name is refused rather than ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=Options)
 
 
 @dataclass
@@ -29,6 +41,22 @@ class Context:
     @property
     def verifying(self) -> bool:
         return self.settings.mode is Mode.VERIFY
+
+    def options(self, model: type[OptionsT]) -> OptionsT:
+        """The payload's options for this platform, validated; invalid ones are `rejected`."""
+        raw = self.payload.platform_options
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors()[:3]:
+                where = ".".join(str(p) for p in error["loc"]) or "options"
+                problems.append(f"{where}: {error['msg']}")
+            allowed = ", ".join(f.alias or n for n, f in model.model_fields.items())
+            raise fail(
+                ErrorClass.REJECTED,
+                f"invalid options for {self.settings.platform}: {'; '.join(problems)} (options it reads: {allowed})",
+            ) from None
 
     def endpoint(self, default: str) -> str:
         return (self.settings.endpoint or default).rstrip("/")

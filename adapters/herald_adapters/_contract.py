@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,9 @@ class ErrorClass(enum.StrEnum):
     UNKNOWN_OUTCOME = "unknown_outcome"
     AUTH = "auth"
     REJECTED = "rejected"
+    # The credentials work, but the bot may not post to this destination (not a member
+    # of the channel or chat, kicked, no access): only targets of that destination fail.
+    DESTINATION_FORBIDDEN = "destination_forbidden"
 
 
 class Mode(enum.StrEnum):
@@ -48,6 +51,8 @@ class Content(_Model):
     link: str | None = None
     media: list[Media] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    # Platform options of this target (its `overrides.options`), e.g. {"visibility": "unlisted"}.
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class PublicationRef(_Model):
@@ -61,6 +66,12 @@ class Payload(_Model):
     target: str
     content: Content
     truncate: bool = False
+    # Also accepted here; merged over content.options.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def platform_options(self) -> dict[str, Any]:
+        return {**self.content.options, **self.options}
 
 
 def rfc3339(value: datetime) -> str:

@@ -7,8 +7,10 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
@@ -24,6 +26,10 @@ USER_AGENT = "herald-adapter/0.1"
 # A connection that was never made carried no request: safe to retry at once, briefly.
 CONNECT_RETRY_ATTEMPTS = 3
 CONNECT_RETRY_BUDGET_SECONDS = 2.0
+
+# Media and link-card pages often sit behind redirects (CDNs, raw.githubusercontent.com, shorteners).
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 def connect_retrying() -> Retrying:
@@ -88,6 +94,11 @@ class Http:
         messages: some (webhooks, Telegram) embed a credential. `creates_post`
         (default: any non-GET) says whether a lost response leaves the outcome unknown.
         """
+        return self._send(method, url, what=what, creates_post=creates_post, stream=False, **kwargs)
+
+    def _send(
+        self, method: str, url: str, *, what: str, creates_post: bool | None, stream: bool, **kwargs: Any
+    ) -> httpx.Response:
         if creates_post is None:
             creates_post = method.upper() not in ("GET", "HEAD", "OPTIONS")
         started = time.monotonic()
@@ -96,7 +107,8 @@ class Http:
                 with attempt:
                     started = time.monotonic()
                     try:
-                        response = self._client.request(method, url, **kwargs)
+                        request = self._client.build_request(method, url, **kwargs)
+                        response = self._client.send(request, stream=stream)
                     except (httpx.ConnectError, httpx.ConnectTimeout):
                         raise
                     except BaseException:
@@ -118,3 +130,79 @@ class Http:
         self.may_have_posted = self.may_have_posted or creates_post
         log.info("%s: HTTP %s in %.3fs", what, response.status_code, self.last_seconds)
         return response
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        what: str,
+        max_bytes: int | Callable[[str], int],
+        max_redirects: int = MAX_REDIRECTS,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+        partial: bool = False,
+    ) -> Fetched:
+        """GET a public resource (media, a web page) that is not the platform.
+
+        Follows at most `max_redirects` redirects, each to an http(s) URL only, and reads at
+        most `max_bytes` of the body (a callable gets the Content-Type and returns the cap):
+        a larger body raises TooLarge without being read whole (with `partial`, its first
+        `max_bytes` are returned instead). A non-2xx final answer is returned with an empty
+        body; the caller decides what it means."""
+        current = url
+        extra = {"timeout": timeout} if timeout is not None else {}
+        for _ in range(max_redirects + 1):
+            if urlsplit(current).scheme.lower() not in ("http", "https"):
+                raise fail(ErrorClass.REJECTED, self.redact(f"{what}: redirected to a URL that is not http(s)"))
+            response = self._send(
+                "GET", current, what=what, creates_post=False, stream=True, headers=headers or {}, **extra
+            )
+            try:
+                location = response.headers.get("location")
+                if response.status_code in REDIRECT_STATUSES and location:
+                    current = urljoin(current, location.strip())
+                    continue
+                content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if not response.is_success:
+                    return Fetched(current, response.status_code, response.headers, content_type, b"")
+                limit = max_bytes(content_type) if callable(max_bytes) else max_bytes
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit and not partial:
+                    raise TooLarge(int(declared), limit)
+                body = bytearray()
+                try:
+                    for chunk in response.iter_bytes():
+                        body.extend(chunk)
+                        if len(body) > limit:
+                            if partial:
+                                del body[limit:]
+                                break
+                            raise TooLarge(None, limit)
+                except httpx.HTTPError as exc:
+                    raise fail(ErrorClass.NETWORK, f"{what}: {type(exc).__name__} while reading the body") from None
+                return Fetched(current, response.status_code, response.headers, content_type, bytes(body))
+            finally:
+                response.close()
+        raise fail(ErrorClass.REJECTED, self.redact(f"{what}: more than {max_redirects} redirects"))
+
+
+class TooLarge(Exception):
+    """A fetched body over its cap. `size` is the declared size, if the server gave one."""
+
+    def __init__(self, size: int | None, limit: int):
+        super().__init__(f"larger than {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str  # after redirects
+    status: int
+    headers: httpx.Headers
+    content_type: str  # lower case, without parameters
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300

@@ -13,12 +13,15 @@ ELLIPSIS = "…"
 
 # --- grapheme clusters -------------------------------------------------------
 #
-# An honest approximation of Unicode extended grapheme clusters (UAX #29) using
-# only unicodedata: combining marks, spacing marks, ZWJ sequences, variation
-# selectors, emoji modifiers, tag sequences, regional-indicator pairs, CR LF
-# and Hangul jamo sequences join the previous cluster. It does not implement
-# prepend characters or Indic conjunct rules; for Latin, CJK, Hangul and emoji
-# text it matches the standard.
+# Extended grapheme clusters (UAX #29) come from the `regex` package's \X. Where it is
+# not installed, an approximation built on unicodedata is used: combining marks, ZWJ
+# emoji sequences, variation selectors, emoji modifiers, tag sequences, flags, CR LF and
+# Hangul jamo join, but not prepended characters or Indic conjuncts.
+
+try:
+    import regex as _regex
+except ImportError:  # pragma: no cover - exercised by test_text with the module hidden
+    _regex = None
 
 _ZWJ = "\u200d"
 
@@ -39,6 +42,8 @@ def _is_extender(ch: str) -> bool:
 
 
 def _is_pictographic(ch: str) -> bool:
+    if _is_regional_indicator(ch):
+        return False
     return unicodedata.category(ch) == "So" or "\U0001f000" <= ch <= "\U0001faff" or "\u2600" <= ch <= "\u27bf"
 
 
@@ -63,7 +68,8 @@ def _joins(cluster: str, ch: str) -> bool:
     if _is_extender(ch):
         return unicodedata.category(ch) != "Cc"
     if last == _ZWJ and _is_pictographic(ch):
-        return True
+        # GB11: only an emoji sequence (pictographic, extenders, ZWJ) continues across a ZWJ.
+        return _is_pictographic(cluster[0])
     if _is_regional_indicator(ch):
         return len(cluster) == 1 and _is_regional_indicator(last)
     prev, cur = _hangul_kind(last), _hangul_kind(ch)
@@ -74,7 +80,7 @@ def _joins(cluster: str, ch: str) -> bool:
     return bool(prev in ("LVT", "T") and cur == "T")
 
 
-def graphemes(text: str) -> list[str]:
+def _approximate_graphemes(text: str) -> list[str]:
     clusters: list[str] = []
     for ch in text:
         if clusters and _joins(clusters[-1], ch):
@@ -82,6 +88,12 @@ def graphemes(text: str) -> list[str]:
         else:
             clusters.append(ch)
     return clusters
+
+
+def graphemes(text: str) -> list[str]:
+    if _regex is None:
+        return _approximate_graphemes(text)
+    return _regex.findall(r"\X", text)
 
 
 def count_graphemes(text: str) -> int:
@@ -100,6 +112,8 @@ def count_utf16(text: str) -> int:
 
 _URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 _TRAILING = ".,:;!?'\"*"
+# As twitter-text (Mastodon) and the Bluesky app: a URL glued to one of these is no link.
+_NOT_BEFORE_URL = "/@＠$#＃"
 
 
 def find_urls(text: str) -> list[tuple[int, int]]:
@@ -107,7 +121,7 @@ def find_urls(text: str) -> list[tuple[int, int]]:
     spans = []
     for match in _URL.finditer(text):
         start, end = match.span()
-        if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "/@"):
+        if start > 0 and (text[start - 1].isalnum() or text[start - 1] in _NOT_BEFORE_URL):
             continue
         url = text[start:end]
         while url and (url[-1] in _TRAILING or (url[-1] == ")" and url.count("(") < url.count(")"))):
@@ -134,17 +148,58 @@ def find_hashtags(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-# Mastodon counts every URL as 23 characters and a remote mention @user@domain as @user.
+# Mastodon counts a URL as 23 characters and a remote mention @user@domain as @user.
+# It finds URLs with twitter-text's `valid_url`: http(s) only, a host ending in a known
+# TLD (not an IP address, no user:password@), and path and query characters from a
+# fixed set (a query in Cyrillic, or a path in CJK, ends the URL).
 MASTODON_URL_LENGTH = 23
 _MENTION = re.compile(r"(?<![/\w])@(\w+)@[\w.-]+\w", re.UNICODE)
+_NOT_HOST = (
+    "/!'#%&()*+,\\\\\\-.:;<=>?@\\[\\]^_{|}~$\\x09-\\x0D\\x20\\x85\\xA0\\u1680\\u180E\\u2000-\\u200A"
+    "\\u2028\\u2029\\u202F\\u205F\\u3000\\uFFFE\\uFEFF\\uFFFF\\u202A-\\u202E\\u061C\\u200E\\u200F\\u2066-\\u2069"
+)
+_LATIN = (
+    "\\xC0-\\xD6\\xD8-\\xF6\\xF8-\\xFF\\u0100-\\u024F\\u0253\\u0254\\u0256\\u0257\\u0259\\u025B\\u0263"
+    "\\u0268\\u026F\\u0272\\u0289\\u028B\\u02BB\\u0300-\\u036F\\u1E00-\\u1EFF"
+)
 
 
-def count_mastodon(text: str) -> int:
-    spans = find_urls(text)
+def _mastodon_url_pattern() -> re.Pattern[str]:
+    from ._tlds import TLDS
+
+    c = f"[^{_NOT_HOST}]"
+    tlds = "|".join(re.escape(t) for t in sorted(TLDS, key=len, reverse=True))
+    host = (
+        f"(?:(?:{c}(?:[_-]|{c})*)?{c}\\.)*(?:(?:{c}(?:-|{c})*)?{c}\\.)"
+        f"(?:(?:{tlds})(?=[^0-9a-zA-Z@+-]|$)|xn--[\\-0-9a-z]+)"
+    )
+    p = f"[a-z\\u0400-\\u04FF0-9!*';:=+,.$/%#\\[\\]\\-\\u2013_~@|&{_LATIN}]"
+    parens = f"\\((?:{p}+|(?:{p}*\\({p}+\\){p}*))\\)"
+    ending = f"[+\\-a-z\\u0400-\\u04FF0-9=_#/{_LATIN}]"
+    path = f"/(?:(?:{p}*(?:{parens}{p}*)*{ending})|(?:{parens})|(?:@{p}+/))*"
+    query = "\\?[a-z0-9!?*'@();:&=+$/%#\\[\\]\\-_.,~|]*[a-z0-9\\-_&=#/]"
+    return re.compile(
+        f"(?:^|(?<=[^A-Za-z0-9@＠$#＃\\uFFFE\\uFEFF\\uFFFF]))https?://{host}(?::[0-9]+)?(?:{path})?(?:{query})?",
+        re.IGNORECASE,
+    )
+
+
+_MASTODON_URL: re.Pattern[str] | None = None
+
+
+def find_mastodon_urls(text: str) -> list[tuple[int, int]]:
+    """(start, end) spans of the URLs Mastodon gives its 23-character allowance."""
+    global _MASTODON_URL
+    if _MASTODON_URL is None:
+        _MASTODON_URL = _mastodon_url_pattern()
+    return [m.span() for m in _MASTODON_URL.finditer(text)]
+
+
+def count_mastodon(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     parts, pos = [], 0
-    for start, end in spans:
+    for start, end in find_mastodon_urls(text):
         parts.append(text[pos:start])
-        parts.append("x" * MASTODON_URL_LENGTH)
+        parts.append("x" * url_length)
         pos = end
     parts.append(text[pos:])
     countable = _MENTION.sub(lambda m: "@" + m.group(1), "".join(parts))

@@ -19,6 +19,8 @@ from ._contract import AdapterError, ErrorClass, Result, Settings, SettingsError
 from ._credentials import Credentials
 from ._http import Http
 from ._redact import RedactingFormatter, Redactor
+from .linkedin import publish as publish_linkedin
+from .x import publish as publish_x
 
 log = logging.getLogger("herald_adapters")
 
@@ -29,6 +31,8 @@ PLATFORMS: dict[str, Callable[[Context], Result]] = {
     "telegram": telegram.publish,
     "mastodon": mastodon.publish,
     "bluesky": bluesky.publish,
+    "x": publish_x,
+    "linkedin": publish_linkedin,
 }
 
 EXIT_CRASHED = 2

@@ -34,9 +34,11 @@ def publish(ctx: Context) -> Result:
         "target": payload.target,
         "attempt": ctx.settings.attempt,
         "mode": ctx.settings.mode.value,
-        "content": payload.content.model_dump(by_alias=True, exclude_none=True),
+        "content": payload.content.model_dump(by_alias=True, exclude_none=True, exclude={"options"}),
         "truncate": payload.truncate,
     }
+    if payload.platform_options:
+        document["options"] = payload.platform_options
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
     timestamp = str(int(ctx.http.now().timestamp()))
     headers = {

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tests.platforms import BlueskyFake, DiscordFake, FakePlatform, MastodonFake, SlackFake, TelegramFake, WebhookFake
+from tests.platforms.linkedin import LinkedInFake
+from tests.platforms.x import XFake
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,16 @@ class Profile:
     # Can verify mode find an earlier attempt's post (or de-duplicate it natively)?
     verify_finds_post: bool
     text_limit: int | None = None
+    # Read-only calls the adapter makes before it can know the text fits (Mastodon's limit).
+    preflight_routes: tuple[str, ...] = ()
 
     def closed_credentials(self, fake: FakePlatform, closed_url: str) -> dict[str, str]:
         """Credentials whose URLs (for webhook-URL platforms) point at a closed port."""
         return {k: v.replace(fake.url, closed_url) for k, v in self.credentials(fake).items()}
+
+
+# Reset times in the error cases below are absolute, computed when this module is imported.
+LOADED_AT = time.monotonic()
 
 
 def _in(seconds: float) -> str:
@@ -92,11 +100,15 @@ SLACK_BOT = Profile(
         ErrorCase(429, {"ok": False, "error": "ratelimited"}, "rate_limited", {"Retry-After": "30"}, 30, id="429"),
         ErrorCase(200, {"ok": False, "error": "invalid_auth"}, "auth", id="invalid_auth"),
         ErrorCase(200, {"ok": False, "error": "token_revoked"}, "auth", id="token_revoked"),
-        ErrorCase(200, {"ok": False, "error": "not_in_channel"}, "auth", id="not_in_channel"),
-        ErrorCase(200, {"ok": False, "error": "channel_not_found"}, "rejected", id="channel_not_found"),
+        # The token works but the bot may not post there: only this destination's targets fail.
+        ErrorCase(200, {"ok": False, "error": "not_in_channel"}, "destination_forbidden", id="not_in_channel"),
+        ErrorCase(200, {"ok": False, "error": "channel_not_found"}, "destination_forbidden", id="channel_not_found"),
+        ErrorCase(200, {"ok": False, "error": "restricted_action"}, "destination_forbidden", id="restricted_action"),
         ErrorCase(200, {"ok": False, "error": "msg_too_long"}, "rejected", id="msg_too_long"),
         ErrorCase(200, {"ok": False, "error": "is_archived"}, "rejected", id="is_archived"),
-        ErrorCase(200, {"ok": False, "error": "fatal_error"}, "server_error", id="fatal_error"),
+        # "It's possible some aspect of the operation succeeded": verify before posting again.
+        ErrorCase(200, {"ok": False, "error": "fatal_error"}, "unknown_outcome", id="fatal_error"),
+        ErrorCase(200, {"ok": False, "error": "internal_error"}, "unknown_outcome", id="internal_error"),
         ErrorCase(200, {"ok": False, "error": "service_unavailable"}, "server_error", id="service_unavailable"),
         *_server_errors("Internal Server Error", {"ok": False, "error": "service_unavailable"}),
     ],
@@ -157,9 +169,17 @@ DISCORD = Profile(
             id="429-global-body-only",
         ),
         ErrorCase(401, {"message": "401: Unauthorized", "code": 0}, "auth", id="401"),
-        ErrorCase(403, {"message": "Missing Permissions", "code": 50013}, "auth", id="403"),
+        ErrorCase(403, {"message": "Missing Permissions", "code": 50013}, "destination_forbidden", id="403"),
+        ErrorCase(403, {"message": "Missing Access", "code": 50001}, "destination_forbidden", id="403-50001"),
         ErrorCase(404, {"message": "Unknown Webhook", "code": 10015}, "auth", id="404-unknown-webhook"),
+        ErrorCase(404, {"message": "Unknown Channel", "code": 10003}, "rejected", id="404-unknown-thread"),
         ErrorCase(400, {"message": "Cannot send an empty message", "code": 50006}, "rejected", id="400"),
+        ErrorCase(
+            400,
+            {"message": "Webhooks posted to forum channels must have a thread_name or thread_id", "code": 220001},
+            "rejected",
+            id="400-forum-needs-thread",
+        ),
         ErrorCase(413, {"message": "Request entity too large", "code": 40005}, "rejected", id="413"),
         *_server_errors({"message": "500: Internal Server Error", "code": 0}, "upstream connect error"),
     ],
@@ -186,9 +206,28 @@ TELEGRAM = Profile(
             429, _tg(429, "Too Many Requests: retry after 7", retry_after=7), "rate_limited", retry_after=7, id="429"
         ),
         ErrorCase(401, _tg(401, "Unauthorized"), "auth", id="401"),
-        ErrorCase(403, _tg(403, "Forbidden: bot was kicked from the channel chat"), "auth", id="403"),
+        ErrorCase(403, _tg(403, "Forbidden: bot was kicked from the channel chat"), "destination_forbidden", id="403"),
+        ErrorCase(
+            403,
+            _tg(403, "Forbidden: bot is not a member of the supergroup chat"),
+            "destination_forbidden",
+            id="403-not-a-member",
+        ),
         ErrorCase(404, _tg(404, "Not Found"), "auth", id="404-bad-token"),
-        ErrorCase(400, _tg(400, "Bad Request: chat not found"), "rejected", id="400"),
+        ErrorCase(400, _tg(400, "Bad Request: chat not found"), "destination_forbidden", id="400"),
+        ErrorCase(
+            400,
+            _tg(400, "Bad Request: not enough rights to send text messages to the chat"),
+            "destination_forbidden",
+            id="400-not-enough-rights",
+        ),
+        ErrorCase(400, _tg(400, "Bad Request: message thread not found"), "rejected", id="400-no-topic"),
+        ErrorCase(
+            400,
+            _tg(400, "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 3"),
+            "rejected",
+            id="400-entities",
+        ),
         ErrorCase(413, _tg(413, "Request Entity Too Large"), "rejected", id="413"),
         *_server_errors(_tg(500, "Internal Server Error"), "Service Unavailable"),
     ],
@@ -202,6 +241,7 @@ MASTODON = Profile(
     post_route="statuses",
     verify_finds_post=True,
     text_limit=500,
+    preflight_routes=("instance",),
     errors=[
         ErrorCase(
             429,
@@ -260,3 +300,175 @@ BLUESKY = Profile(
 
 ALL = [WEBHOOK, SLACK_BOT, SLACK_WEBHOOK, DISCORD, TELEGRAM, MASTODON, BLUESKY]
 IDS = ["webhook", "slack-bot", "slack-webhook", "discord", "telegram", "mastodon", "bluesky"]
+
+
+# --- X and LinkedIn -----------------------------------------------------------------------
+
+
+def _until_midnight_utc() -> float:
+    now = datetime.now(UTC)
+    return ((now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0) - now).total_seconds()
+
+
+_X_RATE = {
+    "x-rate-limit-limit": "100",
+    "x-rate-limit-remaining": "0",
+    "x-rate-limit-reset": str(int(time.time()) + 120),
+}
+
+X = Profile(
+    name="x",
+    make=XFake,
+    endpoint=lambda f: f.url,
+    credentials=lambda f: f.credentials(),
+    post_route="tweets",
+    verify_finds_post=True,
+    # Not the shared length tests: X counts a URL as 23, which they only know for Mastodon (see test_x.py).
+    text_limit=None,
+    errors=[
+        ErrorCase(
+            429,
+            {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429},
+            "rate_limited",
+            _X_RATE,
+            120,
+            id="429",
+        ),
+        ErrorCase(
+            429,
+            {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429},
+            "rate_limited",
+            {
+                "x-rate-limit-remaining": "40",
+                "x-rate-limit-reset": str(int(time.time()) + 900),
+                "x-user-limit-24hour-limit": "17",
+                "x-user-limit-24hour-remaining": "0",
+                "x-user-limit-24hour-reset": str(int(time.time()) + 3600),
+            },
+            3600,
+            id="429-user-24h",
+        ),
+        ErrorCase(
+            401,
+            {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"},
+            "auth",
+            id="401",
+        ),
+        ErrorCase(
+            403,
+            {
+                "detail": "You are not permitted to perform this action.",
+                "type": "about:blank",
+                "title": "Forbidden",
+                "status": 403,
+            },
+            "auth",
+            id="403",
+        ),
+        ErrorCase(
+            403,
+            {
+                "detail": "You are not allowed to create a Tweet with duplicate content.",
+                "type": "about:blank",
+                "title": "Forbidden",
+                "status": 403,
+            },
+            "rejected",
+            id="403-duplicate",
+        ),
+        ErrorCase(
+            400,
+            {
+                "errors": [{"parameters": {"media.media_ids": ["1"]}, "message": "Invalid media id"}],
+                "title": "Invalid Request",
+                "detail": "One or more parameters to your request was invalid.",
+                "type": "https://api.twitter.com/2/problems/invalid-request",
+            },
+            "rejected",
+            id="400",
+        ),
+        *_server_errors(
+            {"title": "Internal Server Error", "detail": "Internal Server Error", "type": "about:blank", "status": 500},
+            {"title": "Service Unavailable", "detail": "Service Unavailable", "type": "about:blank", "status": 503},
+        ),
+    ],
+)
+
+
+def _li(status: int, message: str, code: str | None = None, service: int | None = None) -> dict:
+    body: dict = {"status": status, "message": message}
+    if code:
+        body["code"] = code
+    if service is not None:
+        body["serviceErrorCode"] = service
+    return body
+
+
+LINKEDIN = Profile(
+    name="linkedin",
+    make=LinkedInFake,
+    endpoint=lambda f: f.url,
+    credentials=lambda f: f.credentials(),
+    post_route="posts",
+    verify_finds_post=True,
+    text_limit=3000,
+    errors=[
+        ErrorCase(
+            429,
+            _li(
+                429,
+                "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
+                "TOO_MANY_REQUESTS",
+                101,
+            ),
+            "rate_limited",
+            retry_after=_until_midnight_utc(),
+            id="429-day",
+        ),
+        ErrorCase(429, _li(429, "Too Many Requests"), "rate_limited", {"Retry-After": "60"}, 60, id="429-retry-after"),
+        ErrorCase(401, _li(401, "Invalid access token", "INVALID_ACCESS_TOKEN", 65600), "auth", id="401-65600"),
+        ErrorCase(
+            401,
+            _li(401, "The token used in the request has been revoked by the user", "REVOKED_ACCESS_TOKEN", 65601),
+            "auth",
+            id="401-65601",
+        ),
+        ErrorCase(
+            401,
+            _li(401, "The token used in the request has expired", "EXPIRED_ACCESS_TOKEN", 65602),
+            "auth",
+            id="401-65602",
+        ),
+        ErrorCase(
+            403,
+            _li(403, "Not enough permissions to access: partnerApiPostsExternal.CREATE.20260501", "ACCESS_DENIED", 100),
+            "auth",
+            id="403",
+        ),
+        ErrorCase(
+            422,
+            {
+                "errorDetailType": "com.linkedin.common.error.BadRequest",
+                "message": "com.linkedin.content.common.exception.BadRequestResponseException: Content is a duplicate "
+                "of urn:li:share:7141138937766391808",
+                "errorDetails": {
+                    "inputErrors": [
+                        {"description": "Duplicate post is detected", "input": {}, "code": "DUPLICATE_POST"}
+                    ]
+                },
+                "status": 422,
+            },
+            "rejected",
+            id="422-duplicate",
+        ),
+        ErrorCase(
+            422, _li(422, "ERROR :: /commentary :: field is required", "UNPROCESSABLE_ENTITY"), "rejected", id="422"
+        ),
+        ErrorCase(400, _li(400, "Invalid request body", "ILLEGAL_ARGUMENT"), "rejected", id="400"),
+        ErrorCase(426, _li(426, "Requested version 202401 is not active", "NONEXISTENT_VERSION"), "rejected", id="426"),
+        *_server_errors(_li(500, "Internal Server Error"), _li(503, "Service Unavailable")),
+    ],
+)
+
+ALL += [X, LINKEDIN]
+IDS += ["x", "linkedin"]

@@ -10,6 +10,8 @@ import pytest
 
 from herald_adapters.cli import main
 from tests.platforms import BlueskyFake, DiscordFake, MastodonFake, SlackFake, TelegramFake, WebhookFake
+from tests.platforms.linkedin import LinkedInFake
+from tests.platforms.x import KubeSecretsFake, XFake
 
 from ._support import IDEMPOTENCY_KEY, Run, job_env, lay_out, payload
 
@@ -92,3 +94,18 @@ def mastodon_fake():
 @pytest.fixture
 def bluesky_fake():
     yield from _serve(BlueskyFake())
+
+
+@pytest.fixture
+def x_fake():
+    yield from _serve(XFake())
+
+
+@pytest.fixture
+def linkedin_fake():
+    yield from _serve(LinkedInFake())
+
+
+@pytest.fixture
+def kube_fake():
+    yield from _serve(KubeSecretsFake())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from herald_adapters.bluesky import record_key
+from tests.platforms import BlueskyFake, Response, Script
 from tests.platforms.bluesky import DID
 
 from ._support import IDEMPOTENCY_KEY, assert_no_secrets, payload
@@ -57,6 +59,7 @@ def test_links_and_hashtags_get_facets_with_utf8_byte_offsets(run_adapter, blues
 
 
 def test_link_without_media_becomes_an_external_card(run_adapter, bluesky_fake):
+    # The page can't be fetched (the test resolves no other host): a card with the title alone.
     _run(run_adapter, bluesky_fake, document=payload("Read", link="https://e.org/x", title="Release"))
     assert bluesky_fake.posts[0]["embed"] == {
         "$type": "app.bsky.embed.external",
@@ -72,11 +75,23 @@ def test_media_are_uploaded_as_blobs_with_alt_text(run_adapter, bluesky_fake):
     assert image["alt"] == "A cover"
     assert image["image"]["ref"]["$link"] in bluesky_fake.blobs
     assert image["image"]["mimeType"] == "image/png"
+    assert image["aspectRatio"] == {"width": 1, "height": 1}
 
 
-def test_images_over_a_megabyte_are_rejected_before_posting(run_adapter, bluesky_fake):
-    media = [{"url": f"{bluesky_fake.url}/_herald/media/big.png?size=1000001"}]
+def test_images_over_a_megabyte_are_reencoded_below_it(run_adapter, bluesky_fake):
+    media = [{"url": f"{bluesky_fake.url}/_herald/media/noise.png?noise=700x500", "altText": "Noise"}]
     run = _run(run_adapter, bluesky_fake, document=payload("Pic", media=media))
+    assert run.exit_code == 0, run.output
+    [image] = bluesky_fake.posts[0]["embed"]["images"]
+    blob = bluesky_fake.blobs[image["image"]["ref"]["$link"]]
+    assert len(blob) <= 1_000_000 and blob.startswith(b"\xff\xd8\xff")  # a JPEG
+    assert image["image"]["mimeType"] == "image/jpeg"
+    assert image["aspectRatio"] == {"width": 700, "height": 500}
+
+
+def test_large_media_that_is_no_image_is_rejected_before_posting(run_adapter, bluesky_fake):
+    url = bluesky_fake.serve_static("big.png", Response(200, b"not an image" * 100_000, content_type="image/png"))
+    run = _run(run_adapter, bluesky_fake, document=payload("Pic", media=[{"url": url}]))
     assert run.result["errorClass"] == "rejected"
     assert "1000000" in run.result["message"]
     assert bluesky_fake.requests_to("createRecord") == []
@@ -114,3 +129,133 @@ def test_wrong_app_password_is_an_auth_failure(run_adapter, bluesky_fake):
     assert "AuthenticationRequired" in run.result["message"]
     assert_no_secrets(run, "wrong-app-password-9")
     assert bluesky_fake.requests_to("createRecord") == []
+
+
+PAGE = (
+    """<!doctype html><html><head><meta charset="utf-8">
+<title>Herald 1.0 &ndash; blog</title>
+<meta property="og:title" content="Herald 1.0 is out">
+<meta property="og:description" content="  A Kubernetes operator
+  that publishes   everywhere. ">
+<meta property="og:image" content="/_herald/media/card.png?noise=1200x630&amp;redirects=1">
+</head><body>"""
+    + "<p>filler</p>" * 100_000
+)
+
+
+def test_link_card_has_the_pages_title_description_and_thumbnail(run_adapter, bluesky_fake):
+    link = bluesky_fake.serve_static("post.html", Response(200, PAGE, content_type="text/html; charset=utf-8"))
+    run = _run(run_adapter, bluesky_fake, document=payload("Read", link=link))
+    assert run.exit_code == 0, run.output
+    external = bluesky_fake.posts[0]["embed"]["external"]
+    assert external["uri"] == link
+    assert external["title"] == "Herald 1.0 is out"
+    assert external["description"] == "A Kubernetes operator that publishes everywhere."
+    thumb = bluesky_fake.blobs[external["thumb"]["ref"]["$link"]]
+    assert len(thumb) <= 1_000_000 and external["thumb"]["mimeType"] == "image/jpeg"  # 1200x630 noise, re-encoded
+
+
+def test_the_publications_title_wins_over_the_pages(run_adapter, bluesky_fake):
+    link = bluesky_fake.serve_static("post.html", Response(200, PAGE, content_type="text/html"))
+    _run(run_adapter, bluesky_fake, document=payload("Read", link=link, title="Our title"))
+    assert bluesky_fake.posts[0]["embed"]["external"]["title"] == "Our title"
+
+
+def test_a_page_that_cannot_be_read_gives_a_plain_card(run_adapter, bluesky_fake):
+    link = f"{bluesky_fake.url}/_herald/static/missing.html"
+    run = _run(run_adapter, bluesky_fake, document=payload("Read", link=link))
+    assert run.exit_code == 0, run.output
+    assert bluesky_fake.posts[0]["embed"]["external"] == {"uri": link, "title": link, "description": ""}
+
+
+def test_langs_option(run_adapter, bluesky_fake):
+    run = _run(run_adapter, bluesky_fake, document=payload("Olá", options={"langs": ["pt-BR", "en"]}))
+    assert run.exit_code == 0, run.output
+    assert bluesky_fake.posts[0]["langs"] == ["pt-BR", "en"]
+    bad = _run(run_adapter, bluesky_fake, document=payload("x", options={"langs": ["not a language"]}))
+    assert bad.result["errorClass"] == "rejected"
+
+
+def test_mentions_resolve_to_dids(run_adapter):
+    with BlueskyFake(handles={"alice.example.com": "did:plc:alice"}) as fake:
+        text = "Thanks @alice.example.com and @nobody.example.com!"
+        run = run_adapter("bluesky", endpoint=fake.url, credentials=fake.credentials(), document=payload(text))
+        assert run.exit_code == 0, run.output
+        [facet] = fake.posts[0]["facets"]
+        assert facet["features"] == [{"$type": "app.bsky.richtext.facet#mention", "did": "did:plc:alice"}]
+        start, end = facet["index"]["byteStart"], facet["index"]["byteEnd"]
+        assert text.encode()[start:end] == b"@alice.example.com"
+        assert len(fake.requests_to("resolveHandle")) == 2
+
+
+def test_a_hashtag_glued_to_a_url_gets_one_facet(run_adapter, bluesky_fake):
+    run = _run(run_adapter, bluesky_fake, document=payload("See #https://example.org/x and https://e.org"))
+    assert run.exit_code == 0, run.output
+    facets = bluesky_fake.posts[0]["facets"]
+    spans = [(f["index"]["byteStart"], f["index"]["byteEnd"]) for f in facets]
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), spans
+    assert [f["features"][0]["$type"].rsplit("#", 1)[1] for f in facets] == ["tag", "link"]
+
+
+def test_records_go_to_the_accounts_pds_from_the_session(run_adapter):
+    with BlueskyFake() as pds, BlueskyFake(pds=pds) as entryway:
+        media = [{"url": f"{pds.url}/_herald/media/a.png"}]
+        run = run_adapter(
+            "bluesky", endpoint=entryway.url, credentials=entryway.credentials(), document=payload("Hi", media=media)
+        )
+        assert run.exit_code == 0, run.output
+        assert len(entryway.requests_to("createSession")) == 1
+        assert entryway.requests_to("createRecord") == [] and entryway.requests_to("uploadBlob") == []
+        assert len(pds.posts) == 1 and len(pds.blobs) == 1
+
+
+def test_long_text_becomes_a_thread_with_the_option(run_adapter, bluesky_fake):
+    text = " ".join(f"Sentence number {i} of a long announcement." for i in range(20))  # ~870 graphemes
+    document = payload(text, link="https://e.org/x", options={"thread": True})
+    run = _run(run_adapter, bluesky_fake, document=document)
+    assert run.exit_code == 0, run.output
+    posts = bluesky_fake.posts
+    assert len(posts) == 3 and "thread of 3 posts" in run.result["message"]
+    assert all(len(p["text"]) <= 300 for p in posts)
+    assert all(p["text"].endswith(".") for p in posts[:-1])  # cut after sentences
+    assert " ".join(p["text"] for p in posts).split() == (text + " https://e.org/x").split()
+    root = {"uri": posts[0]["uri"], "cid": bluesky_fake.records[posts[0]["rkey"]]["cid"]}
+    assert posts[0]["reply"] is None and posts[0]["embed"]["$type"] == "app.bsky.embed.external"
+    for previous, post in itertools.pairwise(posts):
+        parent = {"uri": previous["uri"], "cid": bluesky_fake.records[previous["rkey"]]["cid"]}
+        assert post["reply"] == {"root": root, "parent": parent}
+        assert post["embed"] is None
+    assert run.result["postId"] == posts[0]["uri"]
+    again = _run(run_adapter, bluesky_fake, document=document, mode="verify", attempt=2)
+    assert again.result["verified"] is True and len(bluesky_fake.posts) == 3
+
+
+def test_a_thread_interrupted_midway_is_completed_by_the_next_attempt(run_adapter, bluesky_fake):
+    text = " ".join(f"Sentence number {i} of a long announcement." for i in range(20))
+    document = payload(text, options={"thread": True})
+    bluesky_fake.fail("createRecord", 500, {"error": "InternalServerError", "message": "boom"}, times=1)
+    bluesky_fake.script("createRecord", Script(process=True), Script(process=True, delay=5))
+    first = _run(run_adapter, bluesky_fake, document=document, timeout=0.3)
+    assert first.result["errorClass"] == "server_error"
+    assert bluesky_fake.posts == []
+    second = _run(run_adapter, bluesky_fake, document=document, timeout=0.3, attempt=2)
+    assert second.result["errorClass"] == "unknown_outcome"  # part 2 made, its answer lost
+    assert len(bluesky_fake.posts) == 2
+    third = _run(run_adapter, bluesky_fake, document=document, mode="verify", attempt=3)
+    assert third.exit_code == 0, third.output
+    assert len(bluesky_fake.posts) == 3 and "verified" not in third.result
+    assert [p["reply"]["parent"]["uri"] for p in bluesky_fake.posts[1:]] == [p["uri"] for p in bluesky_fake.posts[:2]]
+
+
+def test_long_text_without_the_thread_option_is_still_rejected(run_adapter, bluesky_fake):
+    run = _run(run_adapter, bluesky_fake, document=payload("word " * 100))
+    assert run.result["errorClass"] == "rejected"
+
+
+def test_a_video_becomes_a_video_embed(run_adapter, bluesky_fake):
+    media = [{"url": f"{bluesky_fake.url}/_herald/media/clip.mp4?size=5000&type=video/mp4", "altText": "A clip"}]
+    run = _run(run_adapter, bluesky_fake, document=payload("Clip", media=media))
+    assert run.exit_code == 0, run.output
+    embed = bluesky_fake.posts[0]["embed"]
+    assert embed["$type"] == "app.bsky.embed.video" and embed["alt"] == "A clip"
+    assert embed["video"]["mimeType"] == "video/mp4" and embed["video"]["size"] == 5000

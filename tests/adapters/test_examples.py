@@ -11,7 +11,11 @@ import yaml
 from herald_adapters.cli import PLATFORMS
 from tests.unit.test_crd_files import ADAPTER, _errors, _schema
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "adapters").glob("*.yaml"))
+EXAMPLES = sorted(
+    p
+    for p in (Path(__file__).resolve().parents[2] / "examples" / "adapters").glob("*.yaml")
+    if not p.name.endswith("-rbac.yaml")  # RBAC for an adapter's pods (tested with that adapter)
+)
 
 # The keys docs/adapters.md says each platform needs.
 REQUIRED_KEYS = {
@@ -21,6 +25,11 @@ REQUIRED_KEYS = {
     "telegram": [{"botToken", "chatId"}],
     "mastodon": [{"accessToken"}],
     "bluesky": [{"identifier", "appPassword"}],
+    "x": [
+        {"clientId", "refreshToken", "tokenStoreSecret"},
+        {"clientId", "clientSecret", "refreshToken", "tokenStoreSecret"},
+    ],
+    "linkedin": [{"accessToken", "author"}, {"accessToken", "author", "linkedinVersion"}],
 }
 
 

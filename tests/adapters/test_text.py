@@ -145,3 +145,57 @@ def test_truncation_always_fits_and_keeps_a_prefix(body, suffix, limit, measure)
     else:
         kept = text.split(ELLIPSIS)[0]
         assert (body + suffix).startswith(kept)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("a\u200d😀", 2),  # ZWJ after a letter: no emoji sequence, the emoji stands alone (GB11)
+        ("\u0915\u094d\u0937", 1),  # Devanagari conjunct KSSA (GB9c)
+        ("\u0600\u0661", 1),  # a prepended character joins what follows (GB9b)
+        ("👩\u200d💻", 1),
+    ],
+)
+def test_graphemes_follow_uax_29(text, expected):
+    assert count_graphemes(text) == expected
+
+
+def test_the_fallback_segmenter_no_longer_joins_across_a_zwj_after_a_letter(monkeypatch):
+    import herald_adapters._text as text_module
+
+    monkeypatch.setattr(text_module, "_regex", None)
+    assert text_module.count_graphemes("a\u200d😀") == 2
+    assert text_module.count_graphemes("👨\u200d👩\u200d👧") == 1
+
+
+@settings(deadline=None)
+@given(st.text(alphabet="a😀👩\u200d\u0301\ufe0f🏽🇫🇷 ", max_size=30))
+def test_the_fallback_never_counts_fewer_than_uax_29_on_emoji_text(text):
+    import regex
+
+    from herald_adapters._text import _approximate_graphemes
+
+    assert len(_approximate_graphemes(text)) >= len(regex.findall(r"\X", text))
+
+
+def test_a_url_glued_to_a_hash_or_at_sign_is_no_link():
+    assert find_urls("#https://e.org/x") == []
+    assert find_urls("@https://e.org/x") == []
+    assert find_urls("($https://e.org/x") == []
+    assert find_urls("(https://e.org/x)") == [(1, 16)]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("http://localhost:3000/x", 23 - 23 + len("http://localhost:3000/x")),  # no TLD: full length
+        ("http://127.0.0.1/status", len("http://127.0.0.1/status")),  # an IP: full length
+        ("https://example.org/" + "x" * 50, 23),
+        ("https://ja.wikipedia.org/wiki/日本", 23 + 2),  # CJK ends the path
+        ("https://e.org/?q=日本", 23 + 2),  # a non-ASCII query character ends the URL
+        ("ftp://example.org/file", len("ftp://example.org/file")),
+        ("https://example.notatld/x", len("https://example.notatld/x")),
+    ],
+)
+def test_mastodon_gives_23_characters_only_to_urls_twitter_text_recognises(text, expected):
+    assert count_mastodon(text) == expected

@@ -90,3 +90,14 @@ def test_optional_bearer_token_is_sent_and_never_printed(run_adapter, webhook_fa
     [request] = webhook_fake.requests_to("hook")
     assert request.headers["authorization"] == "Bearer bearer-secret-value-77"
     assert_no_secrets(run, *creds.values())
+
+
+def test_options_are_forwarded_to_the_receiver(run_adapter, webhook_fake):
+    document = payload("Hello", options={"priority": "high"})
+    run = run_adapter(
+        "webhook", endpoint=webhook_fake.endpoint, credentials=webhook_fake.credentials(), document=document
+    )
+    assert run.exit_code == 0, run.output
+    sent = webhook_fake.requests_to("hook")[0].json
+    assert sent["options"] == {"priority": "high"}
+    assert "options" not in sent["content"]

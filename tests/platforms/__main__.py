@@ -14,7 +14,11 @@ import json
 import signal
 import sys
 
-from . import FAKES
+from . import FAKES as BUILT_IN
+from .linkedin import LinkedInFake
+from .x import XFake
+
+FAKES = {**BUILT_IN, "x": XFake, "linkedin": LinkedInFake}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +54,8 @@ def _settings(platform: str, fake, base: str) -> dict:
         "telegram": base,
         "mastodon": base,
         "bluesky": base,
+        "x": base,
+        "linkedin": base,
     }[platform]
     return {"endpoint": endpoint, "credentials": creds}
 

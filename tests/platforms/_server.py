@@ -5,15 +5,22 @@ Every fake also serves:
 
 - ``GET /_herald/posts``: JSON list of the posts it accepted.
 - ``GET /_herald/requests``: JSON list of the requests it received (method, path, headers, body).
-- ``GET /_herald/media/<name>[?size=N]``: a small PNG (padded to N bytes), for publications with media.
+- ``GET /_herald/media/<name>[?size=N][&noise=WxH][&redirects=K][&type=T]``: a small PNG (padded
+  to N bytes), or a W x H PNG of random pixels (large and incompressible), served as
+  content type T, after K redirects (302) to itself.
+- ``GET /_herald/static/<path>``: what ``fake.serve_static(path, Response)`` registered (web pages,
+  images) for link cards.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import re
+import struct
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +32,18 @@ from urllib.parse import parse_qs, urlsplit
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
+
+
+def noise_png(width: int, height: int, seed: int = 7) -> bytes:
+    """A valid RGB PNG of random pixels: about 3 bytes a pixel however it is compressed."""
+    rng = random.Random(seed)
+    raw = b"".join(b"\0" + rng.randbytes(width * 3) for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
 
 
 @dataclass
@@ -109,6 +128,7 @@ class FakePlatform:
         self._released = threading.Event()
         self.posts: list[dict] = []
         self.requests: list[Request] = []
+        self.static: dict[str, Response] = {}
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
         self.routes()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -163,6 +183,12 @@ class FakePlatform:
         """The next ``times`` requests to ``route`` get this error reply."""
         self.script(route, *[Script(response=Response(status, body, dict(headers or {})))] * times)
 
+    def serve_static(self, path: str, response: Response) -> str:
+        """Serve `response` at GET /_herald/static/<path>; returns its URL."""
+        with self._lock:
+            self.static[path.lstrip("/")] = response
+        return f"{self.url}/_herald/static/{path.lstrip('/')}"
+
     def requests_to(self, route: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.match.get("_route") == route]
@@ -186,8 +212,26 @@ class FakePlatform:
             with self._lock:
                 return Response(200, [r.to_json() for r in self.requests if not r.path.startswith("/_herald/")]), None
         if request.method == "GET" and request.path.startswith("/_herald/media/"):
-            size = int(request.param("size") or 0)  # ?size=N pads the PNG to N bytes
-            return Response(200, PNG + b"\0" * max(0, size - len(PNG)), content_type="image/png"), None
+            with self._lock:
+                self.requests.append(request)
+            redirects = int(request.param("redirects") or 0)
+            if redirects > 0:
+                query = {k: v[0] for k, v in request.query.items()}
+                query["redirects"] = str(redirects - 1)
+                location = request.path + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+                return Response(302, "", {"Location": location}), None
+            if request.param("noise"):
+                width, height = (int(n) for n in (request.param("noise") or "").split("x"))
+                data = noise_png(width, height)
+            else:
+                size = int(request.param("size") or 0)  # ?size=N pads the PNG to N bytes
+                data = PNG + b"\0" * max(0, size - len(PNG))
+            return Response(200, data, content_type=request.param("type") or "image/png"), None
+        if request.method == "GET" and request.path.startswith("/_herald/static/"):
+            with self._lock:
+                self.requests.append(request)
+                static = self.static.get(request.path[len("/_herald/static/") :])
+            return (static or Response(404, "not found")), None
         for method, pattern, name, handler in self._routes:
             found = pattern.match(request.path)
             if found and method == request.method:

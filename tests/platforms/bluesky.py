@@ -1,5 +1,10 @@
 """Bluesky PDS (atproto XRPC): ``com.atproto.server.createSession``,
-``com.atproto.repo.createRecord``, ``getRecord``, ``listRecords`` and ``uploadBlob``.
+``com.atproto.repo.createRecord``, ``getRecord``, ``listRecords``, ``uploadBlob`` and
+``com.atproto.identity.resolveHandle``.
+
+The session carries the account's DID document, whose ``#atproto_pds`` service is where
+the repository lives: this fake, or another one (``BlueskyFake(pds=other)``: this one is
+then only the entryway that logs in, as bsky.social is for accounts on other PDSes).
 
 Errors are ``{"error": "<Name>", "message": "..."}``: 401 ``AuthenticationRequired``
 for a wrong password, 401 ``InvalidToken`` for a bad access token, 400
@@ -17,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-import unicodedata
+
+import regex
 
 from ._server import FakePlatform, Request, Response
 
@@ -30,20 +36,8 @@ COLLECTION = "app.bsky.feed.post"
 
 
 def _graphemes(text: str) -> int:
-    """Rough: combining marks, ZWJ, variation selectors, skin tones and what follows a ZWJ don't count."""
-    count, after_zwj = 0, False
-    for ch in text:
-        if (
-            unicodedata.category(ch) in ("Mn", "Me", "Mc")
-            or ch == "\u200d"
-            or "\ufe00" <= ch <= "\ufe0f"
-            or "\U0001f3fb" <= ch <= "\U0001f3ff"
-            or after_zwj
-        ):
-            after_zwj = ch == "\u200d"
-            continue
-        count += 1
-    return count
+    """Extended grapheme clusters (UAX #29), as the PDS counts them."""
+    return len(regex.findall(r"\X", text))
 
 
 def error(status: int, name: str, message: str, headers: dict | None = None) -> Response:
@@ -61,10 +55,14 @@ class BlueskyFake(FakePlatform):
         identifier: str = DEFAULT_IDENTIFIER,
         app_password: str = DEFAULT_APP_PASSWORD,
         remaining: int = 4999,
+        pds: BlueskyFake | None = None,
+        handles: dict[str, str] | None = None,
     ):
         self.identifier = identifier
         self.app_password = app_password
         self.remaining = remaining
+        self.pds = pds
+        self.handles = dict(handles or {})  # handle -> DID, for resolveHandle
         self.records: dict[str, dict] = {}  # rkey -> record
         self.blobs: dict[str, bytes] = {}
         self.sessions: set[str] = set()
@@ -76,6 +74,13 @@ class BlueskyFake(FakePlatform):
         self.route("GET", r"/xrpc/com\.atproto\.repo\.getRecord", "getRecord", self.get_record)
         self.route("GET", r"/xrpc/com\.atproto\.repo\.listRecords", "listRecords", self.list_records)
         self.route("POST", r"/xrpc/com\.atproto\.repo\.uploadBlob", "uploadBlob", self.upload_blob)
+        self.route("GET", r"/xrpc/com\.atproto\.identity\.resolveHandle", "resolveHandle", self.resolve_handle)
+
+    def resolve_handle(self, request: Request) -> Response:
+        did = self.handles.get((request.param("handle") or "").lower())
+        if did is None:
+            return error(400, "InvalidRequest", "Unable to resolve handle")
+        return Response(200, {"did": did}, self.rate_headers())
 
     def credentials(self) -> dict[str, str]:
         return {"identifier": self.identifier, "appPassword": self.app_password}
@@ -98,12 +103,20 @@ class BlueskyFake(FakePlatform):
         if data.get("identifier") not in (self.identifier, DID) or data.get("password") != self.app_password:
             return error(401, "AuthenticationRequired", "Invalid identifier or password", self.rate_headers())
         token = "fake-access-jwt-" + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:24]
-        with self._lock:
-            self.sessions.add(token)
+        home = self.pds or self
+        with home._lock:
+            home.sessions.add(token)
+        did_doc = {
+            "@context": ["https://www.w3.org/ns/did/v1"],
+            "id": DID,
+            "alsoKnownAs": [f"at://{self.identifier}"],
+            "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": home.url}],
+        }
         return Response(
             200,
             {
                 "did": DID,
+                "didDoc": did_doc,
                 "handle": self.identifier,
                 "accessJwt": token,
                 "refreshJwt": "fake-refresh-jwt-" + token[-12:],
@@ -144,6 +157,13 @@ class BlueskyFake(FakePlatform):
             index = facet.get("index") or {}
             if not 0 <= index.get("byteStart", -1) < index.get("byteEnd", -1) <= size:
                 return error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: facet index out of range")
+        reply = record.get("reply")
+        if reply is not None:
+            for which in ("root", "parent"):
+                ref = reply.get(which) or {}
+                target = self.records.get(str(ref.get("uri", "")).rsplit("/", 1)[-1])
+                if target is None or target["uri"] != ref.get("uri") or target["cid"] != ref.get("cid"):
+                    return error(400, "InvalidRequest", f"Invalid app.bsky.feed.post record: reply {which} not found")
         rkey = data.get("rkey") or f"3k{int(time.time() * 1e6):011d}"[:13]
         with self._lock:
             if rkey in self.records:
@@ -156,6 +176,8 @@ class BlueskyFake(FakePlatform):
                 "text": text,
                 "facets": record.get("facets"),
                 "embed": record.get("embed"),
+                "langs": record.get("langs"),
+                "reply": record.get("reply"),
             }
         )
         return Response(

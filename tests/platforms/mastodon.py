@@ -1,6 +1,8 @@
 """Mastodon: ``POST /api/v1/statuses`` (with ``Idempotency-Key``), ``POST /api/v2/media``
 (200, or 202 while processing, then ``GET /api/v1/media/:id`` 206 until 200),
-``GET /api/v1/accounts/verify_credentials`` and ``GET /api/v1/accounts/:id/statuses``.
+``GET /api/v1/accounts/verify_credentials``, ``GET /api/v1/accounts/:id/statuses`` and
+``GET /api/v2/instance`` (its ``configuration``: ``max_characters`` and the media limits).
+A remote mention ``@user@domain`` is rendered as Mastodon does, showing ``@user`` only.
 
 Errors are ``{"error": "..."}``: 401 for a bad token, 422 for validation (e.g. the
 500-character limit, where every URL counts as 23), 429 when rate limited. Every
@@ -24,7 +26,10 @@ _URL = re.compile(r"https?://[^\s<>\"]+")
 
 
 def _length(text: str) -> int:
-    return len(_URL.sub("x" * 23, text))
+    return len(_REMOTE_MENTION.sub(r"@\1", _URL.sub("x" * 23, text)))
+
+
+_REMOTE_MENTION = re.compile(r"(?<![/\w])@(\w+)@([\w.-]+\w)")
 
 
 def _iso(when: datetime) -> str:
@@ -43,13 +48,20 @@ def to_html(text: str) -> str:
         )
 
     def plain(part: str) -> str:
-        return re.sub(
+        escaped = re.sub(
             r"(?<![\w/&])#(\w+)",
             lambda m: (
                 f'<a href="https://fake.example/tags/{m.group(1)}" class="mention hashtag" rel="tag">'
                 f"#<span>{m.group(1)}</span></a>"
             ),
             html.escape(part),
+        )
+        return _REMOTE_MENTION.sub(
+            lambda m: (
+                f'<span class="h-card" translate="no"><a href="https://{m.group(2)}/@{m.group(1)}" '
+                f'class="u-url mention">@<span>{m.group(1)}</span></a></span>'
+            ),
+            escaped,
         )
 
     paragraphs = []
@@ -74,7 +86,15 @@ class MastodonFake(FakePlatform):
         access_token: str = DEFAULT_ACCESS_TOKEN,
         remaining: int = 299,
         media_processing_polls: int = 0,
+        max_characters: int = STATUS_LIMIT,
+        instance_status: int = 200,
+        image_size_limit: int = 16777216,
+        video_size_limit: int = 103809024,
     ):
+        self.max_characters = max_characters
+        self.image_size_limit = image_size_limit
+        self.video_size_limit = video_size_limit
+        self.instance_status = instance_status
         self.access_token = access_token
         self.remaining = remaining
         self.media_processing_polls = media_processing_polls
@@ -90,6 +110,37 @@ class MastodonFake(FakePlatform):
         self.route("GET", r"/api/v1/media/(?P<id>\d+)", "media.get", self.get_media)
         self.route("GET", r"/api/v1/accounts/verify_credentials", "verify_credentials", self.verify_credentials)
         self.route("GET", r"/api/v1/accounts/(?P<id>\d+)/statuses", "account.statuses", self.account_statuses)
+        self.route("GET", r"/api/v2/instance", "instance", self.instance)
+        self.route("GET", r"/api/v1/instance", "instance.v1", self.instance_v1)
+
+    def instance_v1(self, request: Request) -> Response:
+        return Response(404, {"error": "Not Found"})  # a 4.x instance keeps v1, but this fake needs neither
+
+    def instance(self, request: Request) -> Response:
+        if self.instance_status != 200:
+            return Response(self.instance_status, {"error": "Not Found"})
+        configuration = {
+            "urls": {"streaming": "wss://fake.example"},
+            "statuses": {
+                "max_characters": self.max_characters,
+                "max_media_attachments": 4,
+                "characters_reserved_per_url": 23,
+            },
+            "media_attachments": {
+                "image_size_limit": self.image_size_limit,
+                "image_matrix_limit": 33177600,
+                "video_size_limit": self.video_size_limit,
+                "video_frame_rate_limit": 120,
+                "video_matrix_limit": 8294400,
+                "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4"],
+            },
+            "polls": {"max_options": 4, "max_characters_per_option": 50, "min_expiration": 300},
+        }
+        return Response(
+            200,
+            {"domain": "fake.example", "title": "Fake", "version": "4.3.0", "configuration": configuration},
+            self.rate_headers(),
+        )
 
     def credentials(self) -> dict[str, str]:
         return {"accessToken": self.access_token}
@@ -122,6 +173,9 @@ class MastodonFake(FakePlatform):
             "url": f"{self.url}/@{USERNAME}/{status_id}",
             "uri": f"{self.url}/users/{USERNAME}/statuses/{status_id}",
             "visibility": "public",
+            "sensitive": False,
+            "spoiler_text": "",
+            "language": None,
             "media_attachments": [],
             "account": {"id": ACCOUNT_ID, "username": USERNAME, "acct": USERNAME},
         }
@@ -141,12 +195,15 @@ class MastodonFake(FakePlatform):
         media_ids = params.get("media_ids") or []
         if not text and not media_ids:
             return Response(422, {"error": "Validation failed: Text can't be blank"}, self.rate_headers())
-        if _length(text) > STATUS_LIMIT:
+        spoiler = params.get("spoiler_text") or ""
+        if _length(text) + len(spoiler) > self.max_characters:
             return Response(
                 422,
-                {"error": f"Validation failed: Text character limit of {STATUS_LIMIT} exceeded"},
+                {"error": f"Validation failed: Text character limit of {self.max_characters} exceeded"},
                 self.rate_headers(),
             )
+        if params.get("visibility") not in (None, "public", "unlisted", "private", "direct"):
+            return Response(422, {"error": "Validation failed: Visibility is not included in the list"})
         attachments = []
         for media_id in media_ids:
             media = self.media.get(str(media_id))
@@ -161,11 +218,20 @@ class MastodonFake(FakePlatform):
             attachments.append(media["entity"])
         status = self.add_status(text)
         status["media_attachments"] = attachments
+        options = {k: params[k] for k in ("visibility", "spoiler_text", "sensitive", "language") if k in params}
+        status.update(options)
         with self._lock:
             if key:
                 self._by_key[key] = status
         self.record_post(
-            {"id": status["id"], "text": text, "idempotencyKey": key, "media": attachments, "url": status["url"]}
+            {
+                "id": status["id"],
+                "text": text,
+                "idempotencyKey": key,
+                "media": attachments,
+                "url": status["url"],
+                **options,
+            }
         )
         return Response(200, status, self.rate_headers())
 
@@ -176,12 +242,15 @@ class MastodonFake(FakePlatform):
         if "file" not in fields or not fields["file"][0]:
             return Response(422, {"error": "Validation failed: File can't be blank"}, self.rate_headers())
         data, filename, content_type = fields["file"]
+        video = (content_type or "").startswith(("video/", "audio/"))
+        if len(data) > (self.video_size_limit if video else self.image_size_limit):
+            return Response(422, {"error": "Validation failed: File file size must be less than the limit"})
         description = fields.get("description", (b"", None, None))[0].decode()
         media_id = self._id()
         processing = self.media_processing_polls > 0
         entity = {
             "id": media_id,
-            "type": "image",
+            "type": "video" if (content_type or "").startswith("video/") else "image",
             "description": description or None,
             "url": None if processing else f"{self.url}/media/{media_id}/{filename}",
             "preview_url": f"{self.url}/media/{media_id}/small",
