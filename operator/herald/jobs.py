@@ -12,6 +12,7 @@ from .naming import idempotency_key, job_name, label_value
 PAYLOAD_DIR = "/etc/herald/payload"
 CREDENTIALS_DIR = "/etc/herald/credentials"
 CONTAINER = "adapter"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 # Labels and annotations Herald sets; users cannot override them through jobTemplate.
 LABEL_PUBLICATION = "herald.dev/publication"
@@ -123,6 +124,26 @@ def build_job_spec(
             },
         },
     ]
+    if tpl.get("serviceAccountToken") is True:
+        # The adapter writes state back (X's rotating refresh tokens) with its own ServiceAccount,
+        # whose Role names only its Secret: a short-lived projected token, never the automounted one.
+        mounts.append({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "kube-api-access",
+                "projected": {
+                    "sources": [
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {
+                            "downwardAPI": {
+                                "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
+                            }
+                        },
+                    ]
+                },
+            }
+        )
     secret = (adapter_spec.get("credentialsSecretRef") or {}).get("name")
     if secret:
         mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})

@@ -113,6 +113,8 @@ def adapter_problems(spec: Mapping[str, Any]) -> list[str]:
             and all(isinstance(s, Mapping) and isinstance(s.get("name"), str) for s in secrets)
         ):
             problems.append("spec.jobTemplate.imagePullSecrets: must be a list of {name: ...}")
+        if tpl.get("serviceAccountToken") is not None and not isinstance(tpl.get("serviceAccountToken"), bool):
+            problems.append("spec.jobTemplate.serviceAccountToken: must be true or false")
         _check(problems, "spec.jobTemplate.runAsUser", lambda: whole(tpl.get("runAsUser"), 1, low=1, high=2**31 - 1))
         for key in ("podLabels", "podAnnotations", "nodeSelector"):
             value = tpl.get(key)

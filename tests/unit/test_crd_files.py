@@ -379,6 +379,7 @@ def test_platformadapter_spec_fields():
         "priorityClassName",
         "affinity",
         "runAsUser",
+        "serviceAccountToken",
         "tolerations",
         "activeDeadlineSeconds",
         "ttlSecondsAfterFinished",

@@ -346,3 +346,22 @@ def test_pull_secrets_priority_affinity_and_resources_from_the_template_or_the_d
     assert pod_spec(own)["imagePullSecrets"] == [{"name": "mine"}] and pod_spec(own)["priorityClassName"] == "high"
     assert pod_spec(own)["securityContext"]["runAsUser"] == 1000
     assert container(own)["resources"] == {"limits": {"memory": "1Gi"}}
+
+
+def test_a_projected_token_only_when_the_adapter_asks_for_one():
+    plain = build()
+    assert all(v["name"] != "kube-api-access" for v in pod_spec(plain)["volumes"])
+    job = build(
+        adapter={"platform": "x", "jobTemplate": {"serviceAccountName": "herald-x-tokens", "serviceAccountToken": True}}
+    )
+    pod = pod_spec(job)
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "herald-x-tokens"
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "kube-api-access"]
+    token = vol["projected"]["sources"][0]["serviceAccountToken"]
+    assert token == {"path": "token", "expirationSeconds": 600}
+    mount = next(m for m in container(job)["volumeMounts"] if m["name"] == "kube-api-access")
+    assert mount == {
+        "name": "kube-api-access",
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": True,
+    }
