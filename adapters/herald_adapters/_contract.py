@@ -14,21 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from herald_contract.errors import ErrorClass
+from herald_contract.result import RateLimitInfo, ResultModel
+
 # Kubernetes keeps at most 4096 bytes of a termination message.
 MAX_RESULT_BYTES = 4096
 MAX_MESSAGE_CHARS = 400
-
-
-class ErrorClass(enum.StrEnum):
-    RATE_LIMITED = "rate_limited"
-    NETWORK = "network"
-    SERVER_ERROR = "server_error"
-    UNKNOWN_OUTCOME = "unknown_outcome"
-    AUTH = "auth"
-    REJECTED = "rejected"
-    # The credentials work, but the bot may not post to this destination (not a member
-    # of the channel or chat, kicked, no access): only targets of that destination fail.
-    DESTINATION_FORBIDDEN = "destination_forbidden"
 
 
 class Mode(enum.StrEnum):
@@ -108,24 +99,22 @@ class Result:
         return 0 if self.outcome == "published" else 1
 
     def to_json(self) -> dict:
-        out: dict = {"outcome": self.outcome}
-        if self.error_class is not None:
-            out["errorClass"] = self.error_class.value
-        if self.retry_after_seconds is not None:
-            out["retryAfterSeconds"] = round(self.retry_after_seconds, 3)
-        if self.post_id is not None:
-            out["postId"] = self.post_id
-        if self.url is not None:
-            out["url"] = self.url
+        """The wire form, through the contract's model (herald_contract.result), which the
+        operator reads with the same model."""
+        rate_limit = None
         if self.rate_limit is not None:
-            out["rateLimit"] = self.rate_limit.to_json()
-        if self.response_seconds is not None:
-            out["responseSeconds"] = round(self.response_seconds, 3)
-        if self.message:
-            out["message"] = _shorten(self.message, MAX_MESSAGE_CHARS)
-        if self.verified is not None:
-            out["verified"] = self.verified
-        return out
+            rate_limit = RateLimitInfo(remaining=self.rate_limit.remaining, resetAt=self.rate_limit.reset_at)
+        return ResultModel(
+            outcome=self.outcome,
+            errorClass=self.error_class,
+            message=_shorten(self.message, MAX_MESSAGE_CHARS) if self.message else None,
+            retryAfterSeconds=self.retry_after_seconds,
+            postId=self.post_id,
+            url=self.url,
+            rateLimit=rate_limit,
+            responseSeconds=self.response_seconds,
+            verified=self.verified,
+        ).to_wire()
 
     def dumps(self) -> str:
         """The termination message: one JSON object, at most 4096 bytes."""

@@ -6,9 +6,9 @@ Headers: `Idempotency-Key`, `X-Herald-Timestamp` (Unix seconds) and
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+
+from herald_contract.signing import sign
 
 from ._base import Context, body_snippet, get_str, json_body
 from ._contract import ErrorClass, Result, fail
@@ -16,11 +16,6 @@ from ._contract import ErrorClass, Result, fail
 PLATFORM = "webhook"
 SIGNATURE_HEADER = "X-Herald-Signature"
 TIMESTAMP_HEADER = "X-Herald-Timestamp"
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
 
 
 def publish(ctx: Context) -> Result:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from herald_contract.redact import redact
+
 from .durations import format_time
 from .jobs import JobDefaults
 from .kube import ApiError, Kube, collection
@@ -44,7 +46,6 @@ from .reconciler import (
     reconcile,
     with_target,
 )
-from .redact import redact
 from .status import Phase
 from .store import Key, Store, WorkKey, adapter_key, pub_key
 

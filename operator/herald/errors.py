@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+# The error classes are the adapters' contract: defined once, in herald_contract.
+from herald_contract.errors import OPERATOR_ONLY, ErrorClass
 
 
-class ErrorClass(StrEnum):
-    RATE_LIMITED = "rate_limited"
-    NETWORK = "network"
-    SERVER_ERROR = "server_error"
-    UNKNOWN_OUTCOME = "unknown_outcome"
-    AUTH = "auth"
-    REJECTED = "rejected"
-    POD_FAILURE = "pod_failure"
-    # The platform says the account has no access to this destination (the bot is not in the
-    # channel): only targets of that destination fail; the credentials are fine.
-    DESTINATION_FORBIDDEN = "destination_forbidden"
-    # The API server refused the attempt's Job (an invalid template, say): no pod ever ran.
-    INVALID_SPEC = "invalid_spec"
+def error_class_from_result(value: object) -> ErrorClass:
+    """An adapter-reported class; anything unrecognised is treated as an unknown outcome, so a
+    failure Herald cannot understand is never blindly re-posted."""
+    try:
+        found = ErrorClass(str(value))
+    except ValueError:
+        return ErrorClass.UNKNOWN_OUTCOME
+    return ErrorClass.UNKNOWN_OUTCOME if found in OPERATOR_ONLY else found
 
-    @classmethod
-    def from_result(cls, value: object) -> ErrorClass:
-        """An adapter-reported class; anything unrecognised is treated as an unknown outcome,
-        so a failure Herald cannot understand is never blindly re-posted."""
-        try:
-            cls_ = cls(str(value))
-        except ValueError:
-            return cls.UNKNOWN_OUTCOME
-        return cls.UNKNOWN_OUTCOME if cls_ in OPERATOR_ONLY else cls_
-
-
-# Classes only the operator assigns; an adapter reporting one is not understood.
-OPERATOR_ONLY = frozenset({ErrorClass.POD_FAILURE, ErrorClass.INVALID_SPEC})
 
 # Failures that say the platform (or the path to it) is unhealthy: they feed the circuit breaker.
 BREAKER_CLASSES = frozenset(

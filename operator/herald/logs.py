@@ -7,7 +7,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from .redact import redact
+from herald_contract.redact import redact
 
 # Loggers that are noise at INFO (and whose DEBUG would print HTTP wire traces).
 QUIET = ("kopf.objects", "kopf.activities.probe", "kopf._core.engines.peering", "aiohttp.access")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from herald_contract.redact import redact
+
 from .admission import Candidate, Gate, Wait, admit
 from .circuit import BreakerConfig, Circuit, CircuitState
 from .durations import InvalidValue, format_duration, format_time, parse_duration, parse_time, safe_time
@@ -31,7 +33,6 @@ from .models import (
     TargetStatus,
 )
 from .naming import job_name
-from .redact import redact
 from .results import Outcome, read_outcome
 from .retry import Action, RetryPolicy, decide
 from .status import (
@@ -523,7 +524,8 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
             t.set(Phase.PENDING, "Redriven", _bound(f"redriven ({redrive}) with a fresh retry budget"))
             plan.events.append(_event(pub, "Normal", "Redriven", f"target {name} redriven with a fresh retry budget"))
 
-        if retry_now and t.phase == Phase.RETRYING and t.next_attempt_at:
+        in_scope = pub.retry_now_targets is None or name in pub.retry_now_targets
+        if retry_now and in_scope and t.phase == Phase.RETRYING and t.next_attempt_at:
             # kubectl herald retry-now: the backoff ends now (the retry budget is unchanged).
             t.next_attempt_at = format_time(now)
             plan.events.append(_event(pub, "Normal", "RetryNow", f"target {name}: next attempt now, on request"))

@@ -27,6 +27,14 @@ def redrive_token(value: Any) -> str | None:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
 
+def retry_scope(value: Any) -> tuple[str, ...] | None:
+    """The targets a ``herald.dev/retry-now`` value names (``<time> targets=a,b``); None: all."""
+    if not isinstance(value, str) or " targets=" not in value:
+        return None
+    names = value.partition(" targets=")[2].split(",")
+    return tuple(n.strip() for n in names if n.strip())
+
+
 def _rv(meta: Mapping[str, Any]) -> int:
     try:
         return int(meta.get("resourceVersion") or 0)
@@ -47,6 +55,7 @@ class PublicationView:
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
     retry_now: str | None = None  # the herald.dev/retry-now annotation (kubectl herald retry-now)
+    retry_now_targets: tuple[str, ...] | None = None  # its " targets=a,b" scope; None: every target
 
     @property
     def key(self) -> tuple[str, str]:
@@ -86,6 +95,7 @@ class PublicationView:
             labels=dict(m.get("labels") or {}),
             redrive=redrive_token((m.get("annotations") or {}).get("herald.dev/redrive")),
             retry_now=redrive_token((m.get("annotations") or {}).get("herald.dev/retry-now")),
+            retry_now_targets=retry_scope((m.get("annotations") or {}).get("herald.dev/retry-now")),
             spec=_mapping(body.get("spec")),
             status=_mapping(body.get("status")),
         )

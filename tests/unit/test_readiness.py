@@ -202,3 +202,20 @@ def test_retry_now_ends_the_backoff_once():
     assert len(plan.creates) == 1 or s.target("launch")["attempts"] == 2
     assert s.status("launch")["observedRetryNow"] == "2030-06-01T09:00:03Z"
     assert [e.reason for e in s.events].count("RetryNow") == 1
+
+
+def test_retry_now_for_one_target_leaves_the_other_waiting():
+    s = Sim()
+    for name in ("a1", "a2"):
+        s.add_adapter(name)
+    s.add_publication("launch", targets=["a1", "a2"], retryPolicy={"backoff": {"initial": "10m"}})
+    s.step(T0)
+    for name in ("a1", "a2"):
+        s.finish("launch", name, failed("server_error"), now=at(1))
+    s.step(at(1))
+    waiting = s.target("launch", "a2")["nextAttemptAt"]
+    s.publications["launch"]["metadata"]["annotations"]["herald.dev/retry-now"] = "2030-06-01T09:00:03Z targets=a1"
+    s.step(at(3))
+    s.step(at(3))
+    assert s.target("launch", "a1")["attempts"] == 2
+    assert s.target("launch", "a2")["nextAttemptAt"] == waiting and s.target("launch", "a2")["attempts"] == 1

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from herald.redact import redact
+from herald_contract.redact import redact
 
 from .builders import DETERMINISTIC
 
@@ -147,7 +147,7 @@ def test_redaction_is_idempotent_and_bounded(text):
 
 # -- what adapters report: printable, masked, http(s) only (issue: leaks and injection) ---------------
 
-from herald.redact import safe_url  # noqa: E402
+from herald_contract.redact import safe_url  # noqa: E402
 
 SECRETISH = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=8, max_size=30)
 

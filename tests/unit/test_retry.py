@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from herald.errors import BREAKER_CLASSES, POLICY_KEYS, ErrorClass
+from herald.errors import BREAKER_CLASSES, POLICY_KEYS, ErrorClass, error_class_from_result
 from herald.retry import (
     DEFAULT_CREDENTIALS_TIMEOUT,
     Action,
@@ -308,13 +308,13 @@ def test_class_backoff_inherits_the_merged_top_level_backoff():
 
 
 def test_error_class_from_adapter_result():
-    assert ErrorClass.from_result("server_error") is ErrorClass.SERVER_ERROR
-    assert ErrorClass.from_result("rate_limited") is ErrorClass.RATE_LIMITED
+    assert error_class_from_result("server_error") is ErrorClass.SERVER_ERROR
+    assert error_class_from_result("rate_limited") is ErrorClass.RATE_LIMITED
     # unknown or missing classes are never blindly re-posted
-    assert ErrorClass.from_result("teapot") is ErrorClass.UNKNOWN_OUTCOME
-    assert ErrorClass.from_result(None) is ErrorClass.UNKNOWN_OUTCOME
+    assert error_class_from_result("teapot") is ErrorClass.UNKNOWN_OUTCOME
+    assert error_class_from_result(None) is ErrorClass.UNKNOWN_OUTCOME
     # pod_failure is Herald's own judgement, an adapter cannot claim it
-    assert ErrorClass.from_result("pod_failure") is ErrorClass.UNKNOWN_OUTCOME
+    assert error_class_from_result("pod_failure") is ErrorClass.UNKNOWN_OUTCOME
 
 
 def test_breaker_classes_and_policy_keys():
