@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from urllib3.exceptions import HTTPError
+
 GROUP, VERSION = "herald.dev", "v1alpha1"
 PUBLICATIONS, ADAPTERS = "publications", "platformadapters"
 REQUEST_TIMEOUT = 30.0
@@ -110,9 +112,14 @@ class Kube:
             if exc.status == 404:
                 raise NotFound(_message(exc) if not what else f"{what} not found") from None
             raise CliError(_message(exc)) from None
-        except OSError as exc:  # urllib3 errors are OSErrors: refused, timed out, TLS
-            raise CliError(f"cannot reach the API server: {exc}") from None
+        except (OSError, HTTPError) as exc:  # refused, timed out, TLS, DNS
+            raise self._unreachable(exc) from None
         return json.loads(response.data) if response.data else {}
+
+    def _unreachable(self, exc: Exception) -> CliError:
+        host = getattr(getattr(self.client, "configuration", None), "host", "the API server")
+        reason = getattr(exc, "reason", None) or exc
+        return CliError(f"cannot reach the API server {host}: {reason}")
 
     def _custom(self) -> Any:
         from kubernetes import client
@@ -192,8 +199,8 @@ class Kube:
             )
         except ApiException as exc:
             raise LogsUnavailable(_message(exc)) from None
-        except OSError as exc:
-            raise CliError(f"cannot reach the API server: {exc}") from None
+        except (OSError, HTTPError) as exc:
+            raise self._unreachable(exc) from None
         return response.data.decode("utf-8", errors="replace")
 
     def follow_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[str]:
@@ -206,8 +213,8 @@ class Kube:
             )
         except ApiException as exc:
             raise LogsUnavailable(_message(exc)) from None
-        except OSError as exc:
-            raise CliError(f"cannot reach the API server: {exc}") from None
+        except (OSError, HTTPError) as exc:
+            raise self._unreachable(exc) from None
         pending = b""
         try:
             for chunk in response.stream(4096):
@@ -217,6 +224,8 @@ class Kube:
                     yield line.decode("utf-8", errors="replace")
             if pending:
                 yield pending.decode("utf-8", errors="replace")
+        except (OSError, HTTPError) as exc:  # the stream broke off
+            raise self._unreachable(exc) from None
         finally:
             response.release_conn()
 

@@ -364,9 +364,7 @@ def preview_target(
     if content.get("tags") and seen.hashtags is False:
         out.notes.append(f"content.tags are not sent: {platform} posts have no hashtags")
     if getattr(_text, "_regex", True) is None:
-        out.notes.append(
-            "graphemes are approximated (the regex package is not installed); the adapter image counts exactly"
-        )
+        out.notes.append("graphemes are approximated here: the regex package is not installed (pip install regex)")
     return out
 
 
@@ -476,6 +474,6 @@ def render(previews: list[TargetPreview]) -> str:
         for i, text in enumerate(texts):
             part = f" (post {i + 1} of {len(texts)})" if len(texts) > 1 else ""
             out.append(f"  {label}{part}:")
-            out += [f"    | {line}" for line in text.split("\n")]
+            out += [f"    | {line}" if line else "    |" for line in text.split("\n")]
         out.append("")
     return "\n".join(out)

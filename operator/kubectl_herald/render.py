@@ -137,19 +137,24 @@ def _why(pub: Mapping[str, Any], adapters: Mapping[str, Mapping[str, Any] | None
                 f"    adapter {adapter}: Ready={ready.get('status')} {ready.get('reason') or ''}: "
                 f"{ready.get('message') or ''}".rstrip(": ")
             )
-        hint = _hint(phase, t, name)
+        hint = _hint(phase, t, name, adapters.get(adapter))
         if hint:
             lines.append(f"    next step: {hint}")
     return lines
 
 
-def _hint(phase: Any, t: Mapping[str, Any], name: str) -> str | None:
+def _hint(phase: Any, t: Mapping[str, Any], name: str, adapter: Mapping[str, Any] | None) -> str | None:
     if phase == Phase.FAILED or t.get("deadLetter"):
         return f"fix the cause, then kubectl herald redrive {name}"
     if phase == Phase.RETRYING:
         return f"to retry before the backoff ends: kubectl herald retry-now {name} --target {t.get('adapter')}"
     if phase in (Phase.SUSPENDED, Phase.CANCELLED):
         return f"kubectl herald resume {name}"
+    secret = (((adapter or {}).get("spec") or {}).get("credentialsSecretRef") or {}).get("name")
+    if t.get("reason") == "CredentialsInvalid" and secret:
+        if (_condition(adapter, "Ready") or {}).get("reason") == "SecretNotFound":
+            return f"create the Secret {secret} (the adapter's spec.credentialsSecretRef)"
+        return f"put working credentials in the Secret {secret}; attempts start again when it changes"
     return HINTS.get(str(t.get("reason")))
 
 
