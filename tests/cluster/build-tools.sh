@@ -16,6 +16,14 @@ k8s_dir="$cache/bin/k8s-$K8S_VERSION-$(key "$here/k8s")"
 etcd_dir="$cache/bin/etcd-$ETCD_VERSION-$(key "$here/etcd")"
 kwok_dir="$cache/bin/kwok-$KWOK_VERSION"
 helm_dir="$cache/bin/helm-$HELM_VERSION"
+# kstatus: a small command around sigs.k8s.io/cli-utils/pkg/kstatus (tests/cluster/kstatus), pinned by
+# its go.mod; keyed by its sources too, so a change to main.go rebuilds it.
+cli_utils_version=$(awk '$1 == "sigs.k8s.io/cli-utils" {print $2}' "$here/kstatus/go.mod")
+kstatus_dir="$cache/bin/kstatus-$cli_utils_version-$(cat "$here"/kstatus/go.mod "$here"/kstatus/go.sum "$here"/kstatus/main.go | sha256sum | cut -c1-12)"
+# helm-docs: generates helm/herald/README.md from values.yaml (`make chart-docs`); pinned by the wrapper
+# module tests/cluster/helm-docs, keyed by its version and go.sum.
+helm_docs_version=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/norwoodj/helm-docs") print $(i + 1)}' "$here/helm-docs/go.mod")
+helm_docs_dir="$cache/bin/helm-docs-$helm_docs_version-$(key "$here/helm-docs")"
 
 build_k8s() {
   local out=$k8s_dir
@@ -44,6 +52,25 @@ build_etcd() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+build_kstatus() {
+  local out=$kstatus_dir
+  [ -x "$out/kstatus" ] && return 0
+  echo ">> building kstatus (sigs.k8s.io/cli-utils $cli_utils_version) into $out" >&2
+  mkdir -p "$out.tmp"
+  (cd "$here/kstatus" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/kstatus" .)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_helm_docs() {
+  local out=$helm_docs_dir
+  [ -x "$out/helm-docs" ] && return 0
+  echo ">> building helm-docs $helm_docs_version into $out" >&2
+  mkdir -p "$out.tmp"
+  (cd "$here/helm-docs" && go build -trimpath -ldflags "-s -w -X main.version=${helm_docs_version#v}" \
+    -o "$out.tmp/helm-docs" github.com/norwoodj/helm-docs/cmd/helm-docs)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 build_plain() { # dir pkg@version
   local out=$1 pkg=$2
   [ -x "$out/$(basename "${pkg%@*}")" ] && return 0
@@ -60,14 +87,17 @@ case "${1:-all}" in
     build_plain "$kwok_dir" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
     build_plain "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
     build_k8s
+    build_kstatus
+    build_helm_docs
     ;;
-  *) echo "usage: $0 [all|paths]" >&2; exit 2 ;;
+  helm-docs) build_helm_docs ;;  # only helm-docs (the chart README test, `make chart-docs`)
+  *) echo "usage: $0 [all|paths|helm-docs]" >&2; exit 2 ;;
 esac
 
 # Everything needed lands in one bin dir of symlinks, so PATH needs one entry.
 bin="$cache/bin/current"
 mkdir -p "$bin"
-for f in "$k8s_dir"/* "$etcd_dir"/etcd "$kwok_dir"/kwok "$helm_dir"/helm; do
+for f in "$k8s_dir"/* "$etcd_dir"/etcd "$kwok_dir"/kwok "$helm_dir"/helm "$kstatus_dir"/kstatus "$helm_docs_dir"/helm-docs; do
   [ -e "$f" ] && ln -sfn "$f" "$bin/$(basename "$f")"
 done
 echo "$bin"
