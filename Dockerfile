@@ -49,13 +49,14 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     /opt/operator/bin/pip wheel -q --no-deps -w /tmp/wheels .; \
     /opt/operator/bin/pip install -q --no-deps /tmp/wheels/*.whl; \
     /opt/adapter/bin/pip install -q --no-deps /tmp/wheels/*.whl; \
-    /opt/adapter/bin/python -c 'import herald_adapters.cli, httpx, tenacity, pydantic'; \
+    /opt/adapter/bin/python -c 'import herald_adapters.cli, herald_contract, httpx, tenacity, pydantic, regex'; \
     /opt/operator/bin/python -c 'import herald.handlers, kopf, kubernetes'; \
     for v in /opt/operator /opt/adapter; do \
       "$v/bin/pip" uninstall -q -y pip setuptools wheel 2>/dev/null || true; \
       rm -f "$v"/bin/pip* "$v"/bin/activate* "$v"/bin/Activate.ps1; \
     done; \
-    rm -rf /opt/adapter/bin/herald-operator /opt/adapter/lib/python3*/site-packages/herald; \
+    rm -rf /opt/adapter/bin/herald-operator /opt/adapter/bin/kubectl-herald \
+      /opt/adapter/lib/python3*/site-packages/herald /opt/adapter/lib/python3*/site-packages/kubectl_herald; \
     /opt/adapter/bin/python -m compileall -q /opt/adapter >/dev/null; \
     /opt/operator/bin/python -m compileall -q /opt/operator >/dev/null
 
