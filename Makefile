@@ -18,13 +18,15 @@ endif
 TOOLS_BIN = $(shell tests/cluster/build-tools.sh paths)
 PYTEST_ARGS ?=
 
-.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-fast test-unit lint demo demo-kwok bench clean images
+.PHONY: help venv debs tools cluster-up cluster-down kind-up run test test-fast test-unit lint demo demo-stop demo-kwok bench clean images docs-test
 
 help:
 	@echo "make demo         Herald end to end on the local cluster's real node (Helm install, a real Job, a local Mastodon)"
+	@echo "make demo-stop    stop the demo's fake Mastodon (make demo leaves it running; Herald stays installed)"
 	@echo "make demo-kwok    the same story on the kwok nodes only (no containers; the operator on the host)"
 	@echo "make test         the whole test suite (installs what it needs)"
 	@echo "make test-fast    the tests that need no cluster (under a minute)"
+	@echo "make docs-test    run the shell blocks of README.md and docs/*.md against a Helm install (tests/docs)"
 	@echo "make lint         ruff, mypy and the import contracts"
 	@echo "make cluster-up   start (or reuse) the local cluster; kubeconfig in .cluster/kubeconfig"
 	@echo "make cluster-down stop the local cluster and remove its state"
@@ -54,7 +56,8 @@ else
 	tests/cluster/cluster.sh up
 endif
 
-cluster-down:
+# The demo's fake Mastodon runs on the host, its PID in .cluster/: stopped before .cluster/ goes.
+cluster-down: demo-stop
 	tests/cluster/cluster.sh down
 
 images:
@@ -84,12 +87,20 @@ lint: venv
 test: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The docs' shell blocks against one Helm install on the real node, and the demo script (also part of make test).
+docs-test: venv cluster-up
+	PATH="$(TOOLS_BIN):$$PATH" $(VENV)/bin/pytest tests/docs $(PYTEST_ARGS)
+
 # make demo: the real path. 1. the cluster with the real node, 2. the images, 3.-4. Helm
-# install, examples/demo-real/ and what the fake Mastodon on this host received.
+# install, examples/demo-real/ and what the fake Mastodon on this host received. The fake
+# Mastodon and Herald keep running; running it again keeps what was created.
 demo: venv
 	$(MAKE) --no-print-directory cluster-up NODE=real
 	$(MAKE) --no-print-directory images
 	PATH="$(TOOLS_BIN):$$PATH" examples/demo-real.sh
+
+demo-stop:
+	examples/demo-real.sh stop
 
 demo-kwok: venv cluster-up
 	PATH="$(TOOLS_BIN):$$PATH" examples/demo.sh
@@ -100,3 +111,10 @@ bench: venv cluster-up
 
 clean: cluster-down
 	rm -rf $(VENV)
+
+# helm/herald/README.md from the `# --` comments of helm/herald/values.yaml and README.md.gotmpl, with the
+# pinned helm-docs (tests/cluster/helm-docs); tests/helm/test_readme.py fails when the README is stale.
+.PHONY: chart-docs
+chart-docs:
+	tests/cluster/build-tools.sh helm-docs >/dev/null
+	"$(TOOLS_BIN)/helm-docs" --chart-search-root helm/herald

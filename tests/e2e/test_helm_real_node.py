@@ -99,9 +99,9 @@ def release(cluster, api, real_node) -> Iterator[Release]:
     rel = Release(name, namespace, Herald(api, namespace), cluster, real_node)
     installed = False
     try:
-        # The CRDs are the chart's (crds/, installed by helm when absent); applied first so a
-        # cluster that has older copies from an earlier run gets the current ones.
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+        # Herald's CRDs (crds/, which the chart renders too), applied so that a cluster with older
+        # copies from an earlier run gets the current ones; shared, so no release owns them.
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART.parent.parent / "crds"))
         for crd in ("publications.herald.dev", "platformadapters.herald.dev"):
             wait_until(
                 lambda: (
@@ -115,6 +115,7 @@ def release(cluster, api, real_node) -> Iterator[Release]:
             )
         values = {
             "watchNamespaces": [namespace],
+            "crds.enabled": False,  # applied above, shared by every test: no release owns them
             "image.repository": "herald-operator",
             "image.tag": "dev",
             "image.pullPolicy": "Never",  # no registry: the image is in the node's containerd

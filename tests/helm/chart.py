@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -14,7 +15,20 @@ import yaml
 from tests.support.cluster import ROOT
 
 CHART = ROOT / "helm" / "herald"
+# The chart's appVersion: image tags default to it.
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+BUILD_TOOLS = ROOT / "tests" / "cluster" / "build-tools.sh"
+
+
+def _pinned(name: str) -> str:
+    return re.search(rf"^{name}=v?(\S+)$", (ROOT / "tests" / "cluster" / "versions.env").read_text(), re.M).group(1)
+
+
+# The Kubernetes version `helm template` and `helm lint` render for: the local cluster's. Without a cluster helm
+# assumes the version it was built for, and a helm built by `go install` (tests/cluster/build-tools.sh) says 1.20,
+# which the chart's kubeVersion (>=1.30) refuses.
+KUBE_VERSION = _pinned("K8S_VERSION")
 
 
 def helm_bin() -> str:
@@ -22,18 +36,27 @@ def helm_bin() -> str:
     found = shutil.which("helm")
     if found:
         return found
-    bin_dir = subprocess.run(
-        [str(ROOT / "tests" / "cluster" / "build-tools.sh"), "paths"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    bin_dir = subprocess.run([str(BUILD_TOOLS), "paths"], capture_output=True, text=True, check=True).stdout.strip()
     return str(Path(bin_dir) / "helm")
+
+
+def helm_docs_bin() -> str:
+    """The pinned helm-docs (tests/cluster/helm-docs), built if the cache does not have it yet."""
+    bin_dir = subprocess.run(
+        [str(BUILD_TOOLS), "helm-docs"], capture_output=True, text=True, check=True, timeout=900
+    ).stdout.strip()
+    return str(Path(bin_dir) / "helm-docs")
 
 
 def helm(
     *args: str, check: bool = True, kubeconfig: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
+    """Run helm; `template` and `lint` render for KUBE_VERSION unless the arguments name another version."""
     env = dict(os.environ)
     if kubeconfig:
         env["KUBECONFIG"] = kubeconfig
+    if args and args[0] in ("template", "lint") and not any(a.startswith("--kube-version") for a in args):
+        args = (*args, "--kube-version", KUBE_VERSION)
     proc = subprocess.run([helm_bin(), *args], capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -69,7 +92,7 @@ def render(
     sets: Iterable[str] = (),
     extra: Iterable[str] = (),
 ) -> list[dict]:
-    """The rendered objects (templates only, not crds/), parsed."""
+    """The rendered objects, parsed."""
     text = template_text(release, namespace, values, sets, extra)
     return [d for d in yaml.safe_load_all(text) if d]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.helm.chart import CHART, Objects, helm, objects, template_text
+from tests.helm.chart import APP_VERSION, CHART, Objects, helm, objects, template_text
 from tests.support.cluster import ROOT
 
 MONITORING = {
@@ -95,10 +95,12 @@ def test_defaults_one_replica_recreate_and_the_operator_command():
     assert dep["spec"]["replicas"] == 1
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
     c = objs.container()
-    assert c["image"] == "herald-operator:dev" and c["imagePullPolicy"] == "IfNotPresent"
+    # image.tag defaults to the chart's appVersion.
+    assert c["image"] == f"herald-operator:{APP_VERSION}" and c["imagePullPolicy"] == "IfNotPresent"
+    assert "args" not in c  # every setting is an environment variable
     assert c["command"] == ["herald-operator"]
     # Namespaced by default: the release namespace only.
-    assert c["args"] == ["-n", "herald-system", "--health-port", "8081", "--log-format", "text"]
+    assert objs.env()["HERALD_NAMESPACES"] == "herald-system"
     assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
 
@@ -134,7 +136,7 @@ def test_defaults_probes_on_the_health_endpoint_and_resources():
 def test_defaults_environment():
     env = objects().env()
     assert env["HERALD_NAMESPACES"] == "herald-system"
-    assert env["HERALD_ADAPTER_IMAGE"] == "herald-adapter:dev"
+    assert env["HERALD_ADAPTER_IMAGE"] == f"herald-adapter:{APP_VERSION}"
     assert env["HERALD_ADAPTER_SERVICE_ACCOUNT"] == "herald-adapter"
     assert env["HERALD_JOB_TTL_SECONDS"] == "86400"
     assert env["HERALD_JOB_DEADLINE_SECONDS"] == "600"
@@ -192,7 +194,6 @@ def test_defaults_service_accounts_service_and_no_monitoring():
         "PrometheusRule",
         "ConfigMap",
         "Secret",
-        "CustomResourceDefinition",
         "KopfPeering",
         "ClusterKopfPeering",
     }, kinds
@@ -223,6 +224,8 @@ def test_two_watched_namespaces_get_a_role_each_and_no_cluster_wide_write():
     roles = {r["metadata"]["namespace"]: r for r in objs.of("Role")}
     assert set(roles) == {"news", "blog"}
     for ns, role in roles.items():
+        if role["metadata"]["name"].endswith("-leader-election"):
+            continue
         assert role["rules"] == NAMESPACED_RULES
         binding = objs.one("RoleBinding", role["metadata"]["name"], ns)
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -232,8 +235,7 @@ def test_two_watched_namespaces_get_a_role_each_and_no_cluster_wide_write():
     assert {
         s["metadata"]["namespace"] for s in objs.of("ServiceAccount") if s["metadata"]["name"] == "herald-adapter"
     } == {"ops", "news", "blog"}
-    c = objs.container()
-    assert c["args"] == ["-n", "news", "-n", "blog", "--health-port", "8081", "--log-format", "text"]
+    assert "args" not in objs.container()
     assert objs.env()["HERALD_NAMESPACES"] == "news,blog"
     assert [cr["rules"] for cr in objs.of("ClusterRole")] == [[KOPF_CRDS, KOPF_NAMESPACES]]
     assert_no_wildcards(objs)
@@ -270,8 +272,7 @@ def test_cluster_wide_uses_a_cluster_role_and_watches_every_namespace():
     assert set(bindings) == set(roles)
     for b in bindings.values():
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": "herald", "namespace": "herald-system"}]
-    c = objs.container()
-    assert c["args"] == ["--health-port", "8081", "--log-format", "text"]
+    assert "args" not in objs.container()
     assert objs.env()["HERALD_NAMESPACES"] == ""
     assert_no_wildcards(objs)
     adapters = objs.of("ServiceAccount")
@@ -385,18 +386,21 @@ def test_alerts_from_an_existing_secret():
 def test_peering_namespaced():
     objs = objects(values={"watchNamespaces": ["news", "blog"], "peering.enabled": True, "replicaCount": 2})
     assert objs.deployment()["spec"]["replicas"] == 2
-    assert objs.deployment()["spec"]["strategy"] == {"type": "Recreate"}
-    args = objs.container()["args"]
-    assert args[args.index("--peering") + 1] == "herald"
+    # Two replicas: leader election, and rolling updates that wait for the Lease.
+    assert objs.deployment()["spec"]["strategy"]["type"] == "RollingUpdate"
     assert objs.env()["HERALD_PEERING"] == "herald"
     assert {c["metadata"]["name"] for c in objs.of("CustomResourceDefinition")} == {
         "kopfpeerings.kopf.dev",
         "clusterkopfpeerings.kopf.dev",
+        "publications.herald.dev",
+        "platformadapters.herald.dev",
     }
     peerings = objs.of("KopfPeering")
     assert {p["metadata"]["namespace"] for p in peerings} == {"news", "blog"}
     assert all(p["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade" for p in peerings)
     for role in objs.of("Role"):
+        if role["metadata"]["name"].endswith("-leader-election"):
+            continue
         assert role["rules"] == [
             *NAMESPACED_RULES,
             {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["list", "watch", "patch"]},
@@ -413,7 +417,7 @@ def test_peering_cluster_wide():
             "peering.createCRDs": False,
         }
     )
-    assert not objs.of("CustomResourceDefinition")
+    assert not [c for c in objs.of("CustomResourceDefinition") if c["spec"]["group"] == "kopf.dev"]
     assert objs.one("ClusterKopfPeering")["metadata"]["name"] == "herald-prod"
     roles = {r["metadata"]["name"]: r for r in objs.of("ClusterRole")}
     assert roles["herald-system-herald-kopf"]["rules"] == [
@@ -493,14 +497,12 @@ def test_unknown_keys_in_a_values_file_are_rejected(tmp_path):
 @pytest.mark.parametrize(
     "values,message",
     [
-        ({"replicaCount": 2}, "peering.enabled"),
         ({"rbac.clusterWide": True, "watchNamespaces": ["news"]}, "leave watchNamespaces empty"),
         ({"alerts.enabled": True}, "alerts.existingSecret or alerts.config"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
         ({"image.pullPolicy": "Sometimes"}, "pullPolicy"),
     ],
     ids=[
-        "replicas-without-peering",
         "clusterwide-with-namespaces",
         "alerts-without-config",
         "bad-namespace",
@@ -567,3 +569,16 @@ def test_rendered_stream_is_valid_yaml_with_names_and_labels():
         assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "herald", d["metadata"]
     names = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
     assert len(names) == len(set(names)), names
+
+
+def test_two_replicas_elect_a_leader_and_update_rolling_with_surge():
+    objs = objects(values={"replicaCount": 2})
+    dep = objs.deployment()
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    env = objs.env()
+    assert env["HERALD_LEADER_ELECTION"] == "true" and env["HERALD_LEASE_NAME"] == dep["metadata"]["name"]
+    (role,) = [o for o in objs.of("Role") if o["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "herald-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]

@@ -9,13 +9,16 @@ from tests.support.cluster import ROOT
 
 
 def test_chart_crds_are_the_top_level_crds():
+    """templates/crds.yaml renders files/crds/*.yaml (CRDs as templates, so that `helm upgrade` updates them)."""
     top = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
-    chart = sorted(p.name for p in (CHART / "crds").iterdir())
+    chart = sorted(p.name for p in (CHART / "files" / "crds").iterdir())
     assert top, "no CRDs in crds/"
-    assert chart == top, "helm/herald/crds/ must hold exactly the files of crds/ (cp crds/*.yaml helm/herald/crds/)"
+    assert chart == top, (
+        "helm/herald/files/crds/ must hold exactly the files of crds/ (cp crds/*.yaml helm/herald/files/crds/)"
+    )
     for name in top:
-        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
-            f"helm/herald/crds/{name} differs from crds/{name}: cp crds/{name} helm/herald/crds/"
+        assert (CHART / "files" / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
+            f"helm/herald/files/crds/{name} differs from crds/{name}: cp crds/{name} helm/herald/files/crds/"
         )
 
 

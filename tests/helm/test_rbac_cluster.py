@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from tests.helm.chart import CHART, RBAC_KINDS, helm, render, set_args
-from tests.support.cluster import Cluster, unique_name
+from tests.support.cluster import ROOT, Cluster, unique_name
 from tests.support.herald import Herald
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import Timeout, wait_until
@@ -29,8 +29,9 @@ FORBIDDEN_MARKERS = ("403", "Forbidden", "forbidden", "Not enough permissions")
 
 @pytest.fixture(scope="session")
 def crds(cluster):
-    """Herald's CRDs, from the chart (identical to crds/, see test_copies.py)."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    """Herald's CRDs, from crds/ (the chart renders the same, see test_copies.py); shared by every test on the
+    cluster, so the releases installed here leave them alone (crds.enabled=false)."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     cluster.kubectl(
         "wait",
         "--for=condition=Established",
@@ -404,6 +405,9 @@ def test_helm_install_upgrade_uninstall(api, cluster, namespace, crds, peering_c
         *set_args(
             {
                 "watchNamespaces": [namespace],
+                # The cluster's CRDs belong to no release (the crds fixture applied them); test_crds_cluster.py
+                # installs CRDs with a release.
+                "crds.enabled": False,
                 "peering.enabled": True,
                 "peering.createCRDs": False,
                 "metrics.dashboard.enabled": True,
@@ -436,7 +440,7 @@ def test_helm_install_upgrade_uninstall(api, cluster, namespace, crds, peering_c
         assert not rbac.list_cluster_role(label_selector=f"app.kubernetes.io/instance={release}").items
         assert not rbac.list_cluster_role_binding(label_selector=f"app.kubernetes.io/instance={release}").items
         assert not apps.list_namespaced_deployment(namespace).items
-        # crds/ are never removed by helm; Herald's CRDs are still there.
+        # crds.enabled=false: the release never owned Herald's CRDs; they are still there.
         client.ApiextensionsV1Api(api).read_custom_resource_definition("publications.herald.dev")
     finally:
         if installed:

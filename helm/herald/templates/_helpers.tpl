@@ -136,12 +136,102 @@ says what each one is for.
 {{- default (printf "%s-alerts" (include "herald.fullname" .)) .Values.alerts.existingSecret }}
 {{- end }}
 
+{{/*
+An image reference from {repository, tag, digest}: repository@digest when digest is set, else
+repository:tag, the tag defaulting to the chart's appVersion. A plain string (the earlier form of
+adapter.image) is used as it is. Call with (dict "image" <value> "root" $).
+*/}}
+{{- define "herald.imageRef" -}}
+{{- $image := .image }}
+{{- if kindIs "string" $image }}
+{{- $image }}
+{{- else if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (toString (default .root.Chart.AppVersion $image.tag)) }}
+{{- end }}
+{{- end }}
+
+{{/* adapter.imagePullSecrets (names, or {name: …} like imagePullSecrets) as a comma-separated list. */}}
+{{- define "herald.adapterPullSecrets" -}}
+{{- $names := list }}
+{{- range . }}
+{{- if kindIs "map" . }}
+{{- $names = append $names .name }}
+{{- else }}
+{{- $names = append $names . }}
+{{- end }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+
+{{/*
+The operator's settings the chart sets, each once and only as an environment variable, and the value
+each one comes from (herald.validate refuses them in extraEnv, and their flags in extraArgs).
+*/}}
+{{- define "herald.envSources" -}}
+HERALD_NAMESPACES: watchNamespaces (or rbac.clusterWide)
+HERALD_ADAPTER_IMAGE: adapter.image
+HERALD_ADAPTER_SERVICE_ACCOUNT: adapter.serviceAccount.name
+HERALD_ADAPTER_IMAGE_PULL_SECRETS: adapter.imagePullSecrets
+HERALD_ADAPTER_PRIORITY_CLASS_NAME: adapter.priorityClassName
+HERALD_ADAPTER_AFFINITY: adapter.affinity
+HERALD_ADAPTER_RESOURCES: adapter.resources
+HERALD_JOB_TTL_SECONDS: config.jobTtlSeconds
+HERALD_JOB_DEADLINE_SECONDS: config.jobDeadlineSeconds
+HERALD_ADAPTER_TIMEOUT_SECONDS: config.adapterTimeoutSeconds
+HERALD_QUEUE_ALERT_THRESHOLD: config.queueAlertThreshold
+HERALD_PUBLICATION_TTL_SECONDS: config.publicationTtlSeconds
+HERALD_METRICS_PORT: metrics.port
+HERALD_HEALTH_PORT: health.port
+HERALD_ALERTS_CONFIG: alerts.enabled
+HERALD_PEERING: peering.enabled and peering.name
+HERALD_VERBOSE: config.verbose
+HERALD_LOG_FORMAT: logFormat
+POD_ID: the chart (the pod's name, kopf's identity)
+{{- end }}
+
+{{/* The operator's command-line options for settings the chart sets (herald/__main__.py), and their values. */}}
+{{- define "herald.argSources" -}}
+--namespace: watchNamespaces (or rbac.clusterWide)
+--health-port: health.port
+--peering: peering.enabled and peering.name
+--verbose: config.verbose
+--log-format: logFormat
+{{- end }}
+
 {{/* Checks that span several values. */}}
 {{- define "herald.validate" -}}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) }}
-{{- fail "replicaCount > 1 needs peering.enabled=true: kopf has no leases, and two unpeered operators would both act on the same objects" }}
-{{- end }}
 {{- if and .Values.alerts.enabled (not .Values.alerts.existingSecret) (not .Values.alerts.config) }}
 {{- fail "alerts.enabled needs alerts.existingSecret or alerts.config" }}
 {{- end }}
+{{- /* One source per setting: not again in extraEnv or extraArgs. */}}
+{{- $envSources := include "herald.envSources" . | fromYaml }}
+{{- range .Values.extraEnv }}
+{{- if hasKey $envSources .name }}
+{{- fail (printf "extraEnv: %s is set by the chart from %s; set that value instead" .name (get $envSources .name)) }}
 {{- end }}
+{{- end }}
+{{- $argSources := include "herald.argSources" . | fromYaml }}
+{{- range .Values.extraArgs }}
+{{- $flag := regexReplaceAll "=.*$" (toString .) "" }}
+{{- if regexMatch "^-[^-]*[nv]" $flag }}
+{{- $long := ternary "--verbose" "--namespace" (regexMatch "^-[^-n]*v" $flag) }}
+{{- fail (printf "extraArgs: %s (%s) is set by the chart from %s; set that value instead" . $long (get $argSources $long)) }}
+{{- end }}
+{{- if and (hasPrefix "--" $flag) (gt (len $flag) 2) }}
+{{- range $option, $source := $argSources }}
+{{- if hasPrefix $flag $option }}
+{{- fail (printf "extraArgs: %s is set by the chart from %s; set that value instead" (eq $flag $option | ternary $flag (printf "%s (%s)" $flag $option)) $source) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Leader election: on when asked, and always with more than one replica (only the Lease holder acts).
+*/}}
+{{- define "herald.leaderElection" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
