@@ -10,8 +10,10 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "Installing the CRDs"
 kubectl apply --server-side --force-conflicts -f "$root/crds/"
 kubectl wait --for=condition=Established crd/publications.herald.dev crd/platformadapters.herald.dev --timeout=60s
-kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
-kubectl create namespace "$ns"
+kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"
+# A second run keeps everything else in the namespace; only the demo's own Publication starts over,
+# so that its first attempt gets the 503 again.
+kubectl delete -n "$ns" publication/hello-herald --ignore-not-found --wait=true
 
 say "Starting Herald (log: .cluster/demo-operator.log)"
 HERALD_METRICS_PORT=${HERALD_METRICS_PORT:-18080} "$root/.venv/bin/python" -m herald -n "$ns" --health-port 18081 \
