@@ -49,12 +49,15 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@
 _SECRET_PARAM = re.compile(r"(?i)^(?:key|sig|.*(?:token|secret|password|signature|apikey|api_key|auth).*)$")
 
 
-def _printable(text: str) -> str:
-    """No ANSI sequences; CR, LF and tabs as spaces; no other control or bidi-override characters."""
+def _printable(text: str, keep_newlines: bool = False) -> str:
+    """No ANSI sequences; CR, LF and tabs as spaces (LF kept with ``keep_newlines``); no other
+    control or bidi-override characters."""
     text = _ANSI.sub("", text)
     out = []
     for ch in text:
-        if ch in "\r\n\t":
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif ch in "\r\n\t":
             out.append(" ")
         elif unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
             continue
@@ -63,11 +66,12 @@ def _printable(text: str) -> str:
     return "".join(out)
 
 
-def redact(text: object, secrets: tuple[str, ...] = (), limit: int = 1024) -> str:
-    """``text`` printable, with known secret values and credential shapes masked, and shortened."""
+def redact(text: object, secrets: tuple[str, ...] = (), limit: int = 1024, keep_newlines: bool = False) -> str:
+    """``text`` printable, with known secret values and credential shapes masked, and shortened.
+    ``keep_newlines`` for multi-line text Herald formats itself (alert messages)."""
     if text is None or text == "":
         return ""
-    out = _printable(str(text)[: limit * 4 + 256])
+    out = _printable(str(text)[: limit * 4 + 256], keep_newlines)
     for s in sorted(secrets, key=len, reverse=True):
         if s and len(s) >= MIN_SECRET_LENGTH:
             out = out.replace(s, REDACTED)

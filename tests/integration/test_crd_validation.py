@@ -748,9 +748,12 @@ def test_publication_status_the_operator_writes_is_accepted(served_crds, namespa
     assert got["observedRedrive"] is None
 
     table = served_crds.kubectl("get", "pub", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "PUBLISHED", "TARGETS", "ATTEMPTS", "NEXT", "ATTEMPT", "AGE"]
+    header = ["NAME", "PHASE", "REASON", "PUBLISHED", "TARGETS", "ATTEMPTS", "NEXT", "ATTEMPT", "AGE"]
+    assert table[0].split() == header
     # The next attempt as a time, not "<invalid>" (what a date column shows for a future time).
-    assert table[1].split()[:6] == ["pub-under-test", "Retrying", "1", "2", "3", "2030-01-01T00:00:30Z"]
+    reason = [got["reason"]] if got.get("reason") else []  # an empty column leaves no word
+    expected = ["pub-under-test", "Retrying", *reason, "1", "2", "3", "2030-01-01T00:00:30Z"]
+    assert table[1].split()[: len(expected)] == expected
 
     out = served_crds.kubectl(
         "wait", "--for=condition=Published", "publication/pub-under-test", "-n", namespace, "--timeout=30s", check=False
@@ -802,8 +805,10 @@ def test_platformadapter_status_and_columns(served_crds, namespace):
     }
     _patch_status(served_crds, namespace, "platformadapter/adapter-under-test", status)
     table = served_crds.kubectl("get", "padapter", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "PLATFORM", "PAUSED", "CIRCUIT", "PENDING", "RUNNING", "AGE"]
-    assert table[1].split()[:6] == ["adapter-under-test", "mastodon", "true", "HalfOpen", "7", "2"]
+    header = ["NAME", "PLATFORM", "READY", "REASON", "PAUSED", "CIRCUIT", "PENDING", "RUNNING", "AGE"]
+    assert table[0].split() == header
+    # READY and REASON come from the Ready condition in this status.
+    assert table[1].split()[:8] == ["adapter-under-test", "mastodon", "True", "Ready", "true", "HalfOpen", "7", "2"]
     out = _patch_status(
         served_crds, namespace, "platformadapter/adapter-under-test", {"circuit": {"state": "Ajar"}}, check=False
     )
