@@ -25,13 +25,22 @@ def sent(channel: str, alertname: str, result: str) -> float:
     )
 
 
+def suppressed(channel: str, alertname: str, reason: str) -> float:
+    return (
+        metrics.REGISTRY.get_sample_value(
+            "herald_alerts_suppressed_total", {"channel": channel, "alertname": alertname, "reason": reason}
+        )
+        or 0.0
+    )
+
+
 def config(*channels: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     return {"channels": list(channels), "retry": FAST_RETRY, **extra}
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: Mapping[str, Any]) -> AsyncIterator[Alerter]:
-    alerter = Alerter.from_config(cfg)
+async def running(cfg: Mapping[str, Any], **kwargs: Any) -> AsyncIterator[Alerter]:
+    alerter = Alerter.from_config(cfg, **kwargs)
     await alerter.start()
     try:
         yield alerter

@@ -4,14 +4,16 @@
 dashboard variables substituted, ready for a real Prometheus::
 
     from tests.monitoring.dashboard import panel_queries
-    for q in panel_queries(adapter="mastodon-main"):
+    for q in panel_queries(namespace="news", adapter="mastodon-main"):
         assert prometheus.query(q.expr), q
 
 Substitutions (Grafana's syntaxes ``$var``, ``${var}``, ``${var:fmt}`` and
 ``[[var]]``):
 
-* ``$adapter`` -> a regex that matches exactly the given adapter (the panels
-  use it as ``adapter=~"$adapter"``), or ``.+`` when no adapter is given;
+* ``$namespace``, ``$adapter`` -> a regex that matches exactly the given
+  namespace or adapter (the panels use them as ``adapter=~"$adapter"``), or
+  ``.*`` (the variables' *All*) when none is given;
+* ``$cluster``, ``$job`` -> ``.*`` (*All*) unless given;
 * ``$__rate_interval`` -> ``1m``, ``$__interval`` -> ``15s``,
   ``$__range`` -> ``1h`` (each overridable);
 * any other variable must be given in ``variables`` or :func:`substitute`
@@ -46,6 +48,7 @@ class PanelQuery:
     expr: str
     raw_expr: str
     row: str | None
+    panel_type: str = ""
 
 
 def load_dashboard(path: Path | str = DASHBOARD_PATH) -> dict[str, Any]:
@@ -69,7 +72,7 @@ def rows(dashboard: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def adapter_regex(adapter: str) -> str:
-    """A PromQL-string-ready RE2 regex matching exactly ``adapter``.
+    """A PromQL-string-ready RE2 regex matching exactly ``adapter`` (or a namespace).
 
     Regex metacharacters get a backslash, written doubled because PromQL
     string literals process escapes themselves.
@@ -80,12 +83,16 @@ def adapter_regex(adapter: str) -> str:
 def default_variables(
     adapter: str | None = None,
     *,
+    namespace: str | None = None,
     rate_interval: str = "1m",
     interval: str = "15s",
     range_: str = "1h",
 ) -> dict[str, str]:
     return {
-        "adapter": adapter_regex(adapter) if adapter is not None else ".+",
+        "adapter": adapter_regex(adapter) if adapter is not None else ".*",
+        "namespace": adapter_regex(namespace) if namespace is not None else ".*",
+        "cluster": ".*",
+        "job": ".*",
         "__rate_interval": rate_interval,
         "__interval": interval,
         "__range": range_,
@@ -108,6 +115,7 @@ def substitute(expr: str, variables: Mapping[str, str]) -> str:
 def panel_queries(
     adapter: str | None = None,
     *,
+    namespace: str | None = None,
     dashboard: Mapping[str, Any] | None = None,
     variables: Mapping[str, str] | None = None,
     rate_interval: str = "1m",
@@ -115,7 +123,7 @@ def panel_queries(
 ) -> list[PanelQuery]:
     """Every panel target's PromQL with variables substituted (see module doc)."""
     dash = load_dashboard() if dashboard is None else dashboard
-    values = default_variables(adapter, rate_interval=rate_interval, interval=interval)
+    values = default_variables(adapter, namespace=namespace, rate_interval=rate_interval, interval=interval)
     if variables:
         values.update(variables)
     out: list[PanelQuery] = []
@@ -132,6 +140,7 @@ def panel_queries(
                     expr=substitute(raw, values),
                     raw_expr=raw,
                     row=row,
+                    panel_type=str(panel.get("type", "")),
                 )
             )
     return out

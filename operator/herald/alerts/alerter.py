@@ -1,12 +1,15 @@
-"""The alert sender: deduplicates, rate limits and delivers in the background.
+"""The alert sender: from what the operator reports to delivered notifications, in the background.
 
-``notify()`` and ``resolve()`` only put an item on an in-memory queue and
-return at once; they never raise and never wait, so reconciliation is never
-blocked by a slow or failing channel. A dispatcher task applies deduplication
-(:class:`~herald.alerts.dedup.DedupState`) and fans notifications out to one
-queue per channel; one worker task per channel applies its token bucket and
-delivers with bounded retries. A full queue drops the notification and counts
-it as ``suppressed`` in ``herald_alerts_sent_total``.
+``notify()``, ``condition()`` and ``resolve()`` append to an in-memory list and return at once;
+they never raise and never wait, and may be called from any thread. One loop task applies them to
+the :class:`~herald.alerts.book.AlertBook` (hysteresis, expiry, reminders, retries), saves the book
+through a :class:`~herald.alerts.state.StateStore` whenever it changed, and hands each channel
+what is due. One worker task per channel delivers, so a slow channel delays no other.
+
+Rate limits never drop anything: while a channel's token bucket is empty, its notifications wait
+(each one logged and counted as ``rate_limited`` with its alert name) and go out together as one
+digest as soon as a token is back, and at the latest ``digest_seconds`` (60) after the first one
+waited. A delivery that fails is tried again, with backoff, until it succeeds.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,36 +28,43 @@ from typing import Any
 import httpx
 
 from .. import metrics
-from .channels import DeliveryError, Notification, Sender, make_sender
+from .book import AlertBook, ChannelPolicy, Notification
+from .channels import DeliveryError, Sender, make_sender
 from .config import AlertsConfig, config_from_env, load_config, parse_config
-from .dedup import ActiveAlert, DedupState
-from .events import ALERT_NAMES, AlertEvent, AlertKey
-from .formatting import Redactor
+from .events import ALERT_NAMES, AlertEvent, AlertKey, Timing
+from .formatting import Redactor, who
 from .ratelimit import TokenBucket
+from .state import MemoryStateStore, StateStore
 
-__all__ = ["Alerter"]
+__all__ = ["DIGEST_SECONDS", "Alerter"]
 
 log = logging.getLogger("herald.alerts")
 
-_FIRE = "fire"
-_RESOLVE = "resolve"
-_TICK = "tick"
+#: A rate-limited channel gets its digest at the latest this long after the first notification waited.
+DIGEST_SECONDS = 60.0
+
+_REASONS = {
+    "duplicate": "already firing, so not sent again",
+    "flapping": "its condition came back within the hysteresis: no resolve and re-fire sent",
+    "overload": "refused: more alerts than queueSize are kept",
+}
 
 
 @dataclass
 class _Channel:
     sender: Sender
     bucket: TokenBucket
-    queue: asyncio.Queue[tuple[Notification, ...]]
+    batches: bool
+    outbox: list[Notification] = field(default_factory=list)
+    held: set[tuple[AlertKey, bool]] = field(default_factory=set)
+    held_since: float | None = None
+    sending: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    config: Any = field(default=None)
 
     @property
     def name(self) -> str:
         return self.sender.name
-
-    def accepts(self, event: AlertEvent) -> bool:
-        return event.severity.rank >= self.config.min_severity.rank
 
 
 class Alerter:
@@ -61,10 +72,10 @@ class Alerter:
 
     Typical use in the operator::
 
-        alerter = Alerter.from_config()          # HERALD_ALERTS_CONFIG, or disabled
+        alerter = Alerter.from_config(store=ConfigMapStateStore(...))   # HERALD_ALERTS_CONFIG, or disabled
         await alerter.start()
-        alerter.notify(events.credentials_invalid(adapter="mastodon-main"))
-        alerter.resolve(AlertKey(events.ADAPTER_CREDENTIALS_INVALID, "mastodon-main"))
+        alerter.condition(events.platform_down(namespace="news", adapter="mastodon-main"), True)
+        alerter.notify(events.dead_lettered(namespace="news", adapter="mastodon-main", publication="launch"))
         await alerter.stop()
     """
 
@@ -74,18 +85,30 @@ class Alerter:
         *,
         clock: Callable[[], float] = time.time,
         client: httpx.AsyncClient | None = None,
+        store: StateStore | None = None,
+        timings: Mapping[str, Timing] | None = None,
+        digest_seconds: float = DIGEST_SECONDS,
+        retry_seconds: float = 15.0,
     ) -> None:
         self.config = config if config is not None else AlertsConfig(enabled=False)
         self._clock = clock
         self._own_client = client is None
         self._client = client
         self._redactor = Redactor(self.config.secrets())
-        self._dedup = DedupState()
-        self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=self.config.queue_size)
+        self.store: StateStore = store if store is not None else MemoryStateStore()
+        policies = {c.channel_name: ChannelPolicy(c.min_severity, c.resend_interval) for c in self.config.channels}
+        self._book = AlertBook(policies, timings, max_alerts=self.config.queue_size, retry_base=retry_seconds)
+        self._digest_seconds = digest_seconds
+        self._ops: deque[tuple[str, Any, Any]] = deque()
+        self._submitted = self._applied = 0
+        self._delivered = self._planned = 0  # deliveries finished / seen by the last pass
         self._channels: list[_Channel] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._saved: dict[str, Any] | None = None
+        self._save_failing = False
         self._started = False
         self._closed = False
 
@@ -121,20 +144,28 @@ class Alerter:
         return [c.channel_name for c in self.config.channels]
 
     @property
-    def active(self) -> list[ActiveAlert]:
-        """The alerts firing now (as far as the dispatcher has processed)."""
-        return self._dedup.active()
+    def active(self) -> list[Any]:
+        """The alerts firing now (as far as the loop has processed), as :class:`~herald.alerts.book.ActiveAlert`."""
+        return self._book.firing()
 
     # --- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the background tasks on the running loop (idempotent)."""
+        """Restore the saved state and start the background tasks on the running loop (idempotent)."""
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
         self._started = True
         if not self.enabled:
             return
+        try:
+            restored = self._book.load(await self.store.load())
+        except Exception:
+            log.warning("cannot load the saved alert state; starting afresh", exc_info=True)
+            restored = 0
+        if restored:
+            log.info("restored %d alert(s) from the saved state", restored)
+        self._saved = self._book.document()
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False)
         for ch in self.config.channels:
@@ -145,247 +176,267 @@ class Alerter:
                 retry=self.config.retry,
                 extra_labels=self.config.extra_labels,
             )
-            state = _Channel(
-                sender=sender,
-                bucket=TokenBucket(ch.rate_limit.per_minute / 60.0, ch.rate_limit.burst, time.monotonic()),
-                queue=asyncio.Queue(maxsize=self.config.queue_size),
-                config=ch,
-            )
-            # Zero series, so that increase()/rate() see the first failure.
-            for name in ALERT_NAMES:
-                for result in metrics.ALERT_RESULTS:
-                    metrics.ALERTS_SENT.labels(state.name, name, result)
+            bucket = TokenBucket(ch.rate_limit.per_minute / 60.0, ch.rate_limit.burst, time.monotonic())
+            state = _Channel(sender, bucket, batches=ch.type == "alertmanager")
+            metrics.init_alert_channel(state.name, ALERT_NAMES)
             state.task = asyncio.create_task(self._channel_worker(state), name=f"herald-alerts-{state.name}")
             self._channels.append(state)
-        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="herald-alerts-dispatcher")
-        intervals = [c.resend_interval for c in self.config.channels if c.resend_interval > 0]
-        if intervals:
-            tick = min(15.0, max(0.05, min(intervals) / 4))
-            self._ticker = asyncio.create_task(self._tick_loop(tick), name="herald-alerts-ticker")
+        self._task = asyncio.create_task(self._run(), name="herald-alerts")
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything notified so far was delivered, failed or dropped.
-
-        Returns ``False`` if ``timeout`` seconds passed first.
-        """
-        if not self._started or not self.enabled or self._dispatcher is None:
+        """Wait until everything reported so far was applied and every channel has delivered (or
+        failed to deliver) what was due; ``False`` if ``timeout`` seconds passed first."""
+        if not self._started or not self.enabled or self._task is None:
             return True
 
-        async def drained() -> None:
-            await self._inbox.join()
-            for ch in self._channels:
-                await ch.queue.join()
+        async def quiet() -> None:
+            self._wake.set()
+            while not self._quiet():
+                self._progress.clear()
+                await self._progress.wait()
 
         try:
-            await asyncio.wait_for(drained(), timeout)
+            await asyncio.wait_for(quiet(), timeout)
         except TimeoutError:
             return False
         return True
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (up to ``timeout`` s), then stop the tasks.
+    def _quiet(self) -> bool:
+        return (
+            self._applied == self._submitted
+            and self._planned == self._delivered
+            and all(not c.outbox and not c.sending for c in self._channels)
+        )
 
-        Firing alerts are not resolved: in Alertmanager they expire on their
-        own (``endsAt``) once no longer re-sent.
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Deliver what is due (up to ``timeout`` s), save the state, stop the tasks.
+
+        Firing alerts are not resolved: the next operator takes them over from the saved state
+        (in Alertmanager they expire by themselves if none does).
         """
+        if self._closed:
+            return
         self._closed = True
         if not self._started:
             return
-        if self._ticker is not None:
-            self._ticker.cancel()
         if not await self.flush(timeout):
-            log.warning("alert notifications still queued at shutdown were dropped")
-        tasks = [t for t in [self._ticker, self._dispatcher, *(c.task for c in self._channels)] if t]
+            log.warning("alert notifications still due at shutdown are left for the next start")
+        tasks = [t for t in [self._task, *(c.task for c in self._channels)] if t]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.enabled:
+            for c in self._channels:
+                for n in c.outbox:
+                    self._book.delivered(c.name, [n], False, self._clock())
+            await self._persist()
         if self._own_client and self._client is not None:
             await self._client.aclose()
 
     # --- the non-blocking API ---------------------------------------------------
 
     def notify(self, event: AlertEvent) -> None:
-        """Raise (or, with ``firing=False``, clear) an alert. Never blocks or raises."""
+        """An occurrence (a target dead-lettered, …): fires the alert, or refreshes a firing one.
+        An event with ``firing=False`` resolves it. Never blocks or raises."""
         try:
             if not isinstance(event, AlertEvent):
                 raise TypeError(f"notify() takes an AlertEvent, not {type(event).__name__}")
-            if not self.enabled:
-                return
             if event.firing:
-                self._submit((_FIRE, event))
+                self._submit("occur", event, None)
             else:
-                self._submit((_RESOLVE, (event.key, event)))
+                self._submit("resolve", event.key, event)
         except Exception:
             log.exception("could not queue an alert notification")
+
+    def condition(self, event: AlertEvent, active: bool | None) -> None:
+        """The level of the condition behind ``event``: True holds, False does not, None keeps the
+        alert as it is. The alert's :class:`~herald.alerts.events.Timing` decides when it fires and
+        resolves. Never blocks or raises."""
+        try:
+            if not isinstance(event, AlertEvent):
+                raise TypeError(f"condition() takes an AlertEvent, not {type(event).__name__}")
+            self._submit("condition", event, active)
+        except Exception:
+            log.exception("could not queue an alert condition")
 
     def resolve(
         self,
         key: AlertKey | AlertEvent | tuple[str, ...] | str,
         *,
-        adapter: str | None = None,
         namespace: str | None = None,
+        adapter: str | None = None,
     ) -> None:
-        """Clear the alert with this key (an :class:`AlertKey`, an event, or a name
-        plus ``adapter``/``namespace``). Never blocks or raises."""
+        """Clear the alert with this key (an :class:`AlertKey`, an event, or a name plus
+        ``namespace``/``adapter``) at once, hysteresis or not. Never blocks or raises."""
         try:
-            if not self.enabled:
-                return
             if isinstance(key, AlertEvent):
                 k, ev = key.key, key
             elif isinstance(key, str):
-                k, ev = AlertKey(key, adapter or "", namespace or ""), None
+                k, ev = AlertKey(key, namespace or "", adapter or ""), None
             else:
                 k, ev = AlertKey(*key), None
-            self._submit((_RESOLVE, (k, ev)))
+            self._submit("resolve", k, ev)
         except Exception:
             log.exception("could not queue an alert resolution")
 
-    def _submit(self, op: tuple[str, Any]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is not loop:
-                # Called from another thread (e.g. a synchronous kopf handler).
-                loop.call_soon_threadsafe(self._put, op)
-                return
-        self._put(op)
+    def adapters_present(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Resolve the alerts of every adapter not among ``keys`` ((namespace, name)): it was deleted."""
+        try:
+            self._submit("keep", frozenset(keys), None)
+        except Exception:
+            log.exception("could not queue the adapters present")
 
-    def _put(self, op: tuple[str, Any]) -> None:
+    def _submit(self, kind: str, a: Any, b: Any) -> None:
+        if not self.enabled:
+            return
         if self._closed:
-            self._count_dropped(op)
+            log.warning("alerter stopped: %s for %s not applied", kind, getattr(a, "name", a))
+            return
+        self._ops.append((kind, a, b))
+        self._submitted += 1
+        loop = self._loop
+        if loop is None or loop.is_closed():
             return
         try:
-            self._inbox.put_nowait(op)
-        except asyncio.QueueFull:
-            self._count_dropped(op)
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:  # another thread, e.g. a synchronous kopf handler
+            loop.call_soon_threadsafe(self._wake.set)
 
-    def _count_dropped(self, op: tuple[str, Any]) -> None:
-        kind, payload = op
-        if kind == _FIRE:
-            name, event = payload.name, payload
-        elif kind == _RESOLVE:
-            name, event = payload[0].alertname, payload[1]
-        else:
-            return
-        log.warning("alert queue full or closed: dropped a notification for %s", name)
-        for ch in self.config.channels:
-            if event is None or event.severity.rank >= ch.min_severity.rank:
-                metrics.record_alert_sent(ch.channel_name, name, "suppressed")
+    # --- the loop -----------------------------------------------------------------
 
-    # --- background tasks -------------------------------------------------------
-
-    async def _tick_loop(self, interval: float) -> None:
+    async def _run(self) -> None:
         while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(asyncio.QueueFull):
-                self._inbox.put_nowait((_TICK, None))
-
-    async def _dispatch_loop(self) -> None:
-        while True:
-            op = await self._inbox.get()
             try:
-                self._dispatch(op)
+                self._pass()
+                await self._persist()
             except Exception:
-                log.exception("alert dispatch failed")
+                log.exception("alert processing failed")
+            self._progress.set()
+            deadline = self._book.next_deadline(self._clock())
+            timeout = 30.0 if deadline is None else min(30.0, max(0.01, deadline - self._clock()))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (stop()).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def _pass(self) -> None:
+        book, now = self._book, self._clock()
+        delivered = self._delivered
+        while self._ops:
+            kind, a, b = self._ops.popleft()
+            try:
+                if kind == "occur":
+                    book.occur(self._redactor.redact_event(a), now)
+                elif kind == "condition":
+                    book.condition(self._redactor.redact_event(a), b, now)
+                elif kind == "resolve":
+                    book.resolve(a, now, self._redactor.redact_event(b) if b is not None else None)
+                elif kind == "keep":
+                    book.resolve_where(a, now)
             finally:
-                self._inbox.task_done()
-
-    def _dispatch(self, op: tuple[str, Any]) -> None:
-        kind, payload = op
-        now = self._clock()
-        if kind == _FIRE:
-            self._on_fire(self._redactor.redact_event(payload), now)
-        elif kind == _RESOLVE:
-            key, event = payload
-            self._on_resolve(key, event, now)
-        elif kind == _TICK:
-            self._on_tick(now)
-
-    def _on_fire(self, event: AlertEvent, now: float) -> None:
-        is_new = self._dedup.fire(event, now)
-        active = self._dedup.get(event.key)
-        assert active is not None
+                self._applied += 1
+        book.advance(now)
+        for reason, event, channel in book.suppressed:
+            log.info("alert %s (%s) %s on channel %s", event.name, who(event) or "-", _REASONS[reason], channel)
+            metrics.record_alert_suppressed(channel, event.name, reason)
+        book.suppressed.clear()
         for ch in self._channels:
-            if not ch.accepts(active.event):
-                continue
-            if is_new or not self._dedup.was_sent(event.key, ch.name):
-                self._dedup.mark_sent(event.key, ch.name, now)
-                self._enqueue(ch, (Notification(active.event, active.started_at),))
-            else:
-                metrics.record_alert_sent(ch.name, event.name, "suppressed")
+            due = book.due(ch.name, now)
+            if due:
+                ch.outbox.extend(due)
+                ch.wake.set()
+        self._planned = delivered
 
-    def _on_resolve(self, key: AlertKey, event: AlertEvent | None, now: float) -> None:
-        active = self._dedup.resolve(key)
-        if active is None:
+    async def _persist(self) -> None:
+        doc = self._book.document()
+        if doc == self._saved:
             return
-        resolved = active.event.resolved()
-        if event is not None and event.description:
-            resolved = self._redactor.redact_event(
-                AlertEvent(
-                    name=resolved.name,
-                    severity=resolved.severity,
-                    summary=resolved.summary,
-                    description=event.description,
-                    adapter=resolved.adapter,
-                    namespace=resolved.namespace,
-                    labels=resolved.labels,
-                    annotations=resolved.annotations,
-                    firing=False,
-                )
-            )
-        for ch in self._channels:
-            if ch.name in active.last_sent:
-                self._enqueue(ch, (Notification(resolved, active.started_at),))
-
-    def _on_tick(self, now: float) -> None:
-        for ch in self._channels:
-            due = self._dedup.due(ch.name, ch.config.resend_interval, now)
-            if not due:
-                continue
-            notes = [Notification(a.event, a.started_at) for a in due]
-            for a in due:
-                self._dedup.mark_sent(a.key, ch.name, now)
-            if ch.sender.batches:
-                self._enqueue(ch, tuple(notes))
-            else:
-                for n in notes:
-                    self._enqueue(ch, (n,))
-
-    def _enqueue(self, ch: _Channel, batch: tuple[Notification, ...]) -> None:
         try:
-            ch.queue.put_nowait(batch)
-        except asyncio.QueueFull:
-            log.warning("alert queue of channel %s is full: dropped %d notification(s)", ch.name, len(batch))
-            for n in batch:
-                metrics.record_alert_sent(ch.name, n.event.name, "suppressed")
+            await self.store.save(doc)
+        except Exception:
+            if not self._save_failing:
+                log.warning("cannot save the alert state; trying again on the next change", exc_info=True)
+            self._save_failing = True
+            return
+        self._save_failing = False
+        self._saved = doc
+
+    # --- the channels ---------------------------------------------------------------
 
     async def _channel_worker(self, ch: _Channel) -> None:
         while True:
-            batch = await ch.queue.get()
+            if not ch.outbox:
+                ch.held_since = None
+                ch.held.clear()
+                self._progress.set()
+                await ch.wake.wait()
+                ch.wake.clear()
+                continue
+            now = time.monotonic()
+            needed = 1 if ch.batches else len(ch.outbox)
+            if ch.held_since is None and ch.bucket.tokens(now) >= needed:
+                batches = [list(ch.outbox)] if ch.batches else [[n] for n in ch.outbox]
+                for _ in batches:
+                    ch.bucket.try_take(now)
+            elif ch.bucket.try_take(now) or (ch.held_since is not None and now - ch.held_since >= self._digest_seconds):
+                self._hold(ch, now)
+                batches = [list(ch.outbox)]  # the digest: everything that waited, in one message
+            else:
+                self._hold(ch, now)
+                wait = min(ch.bucket.wait_time(now), (ch.held_since or now) + self._digest_seconds - now)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.01, wait)):
+                        await ch.wake.wait()
+                ch.wake.clear()
+                continue
+            ch.outbox.clear()
+            ch.sending = True
             try:
-                await self._deliver(ch, batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("unexpected error delivering alerts to %s", ch.name)
+                for batch in batches:
+                    await self._deliver(ch, batch)
             finally:
-                ch.queue.task_done()
+                ch.sending = False
+                self._wake.set()
+                self._progress.set()
 
-    async def _deliver(self, ch: _Channel, batch: tuple[Notification, ...]) -> None:
-        if not ch.bucket.try_take(time.monotonic()):
-            log.warning("alert channel %s is rate limited: dropped %d notification(s)", ch.name, len(batch))
-            for n in batch:
-                metrics.record_alert_sent(ch.name, n.event.name, "suppressed")
-            return
+    def _hold(self, ch: _Channel, now: float) -> None:
+        """Not enough tokens for one message each: the notifications go in a digest, now or when a
+        token is back (at the latest ``digest_seconds`` after the first waited); each is logged and
+        counted once."""
+        if ch.held_since is None:
+            ch.held_since = now
+        for n in ch.outbox:
+            mark = (n.event.key, n.event.firing)
+            if mark in ch.held:
+                continue
+            ch.held.add(mark)
+            log.warning(
+                "alert channel %s is rate limited: %s %s (%s) goes out in a digest (within %.0fs)",
+                ch.name,
+                n.event.status,
+                n.event.name,
+                who(n.event) or "-",
+                self._digest_seconds,
+            )
+            metrics.record_alert_suppressed(ch.name, n.event.name, "rate_limited")
+
+    async def _deliver(self, ch: _Channel, batch: list[Notification]) -> None:
+        names = ", ".join(sorted({n.event.name for n in batch}))
         try:
             await ch.sender.deliver(batch)
+            ok = True
         except DeliveryError as exc:
-            log.warning("alert delivery to %s failed: %s", ch.name, exc)
-            for n in batch:
-                metrics.record_alert_sent(ch.name, n.event.name, "failed")
-            return
+            log.warning("alert delivery to %s failed (%s): %s; it will be tried again", ch.name, names, exc)
+            ok = False
+        except Exception:
+            log.exception("unexpected error delivering alerts (%s) to %s", names, ch.name)
+            ok = False
+        self._book.delivered(ch.name, batch, ok, self._clock())
+        self._delivered += 1
         for n in batch:
-            metrics.record_alert_sent(ch.name, n.event.name, "sent")
+            metrics.record_alert_sent(ch.name, n.event.name, "sent" if ok else "failed")

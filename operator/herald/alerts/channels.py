@@ -13,12 +13,12 @@ import base64
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from .book import Notification
 from .config import (
     AlertmanagerChannel,
     DeliveryRetry,
@@ -26,7 +26,6 @@ from .config import (
     TelegramChannel,
     WebhookChannel,
 )
-from .events import AlertEvent
 from .formatting import (
     Redactor,
     alertmanager_alert,
@@ -35,6 +34,7 @@ from .formatting import (
     sign,
     slack_payload,
     telegram_payload,
+    webhook_digest,
     webhook_payload,
 )
 
@@ -62,14 +62,6 @@ def _user_agent() -> str:
 USER_AGENT = _user_agent()
 
 
-@dataclass(frozen=True)
-class Notification:
-    """One thing to tell a channel: an alert firing (again) or resolved."""
-
-    event: AlertEvent
-    started_at: float
-
-
 class DeliveryError(Exception):
     """A notification could not be delivered (message is redacted)."""
 
@@ -79,10 +71,11 @@ class RetryableDeliveryError(DeliveryError):
 
 
 class Sender:
-    """Base class: subclasses build requests for one channel type."""
+    """Base class: subclasses build the request for a batch of notifications of one channel.
 
-    #: Alertmanager takes many alerts per request; chat channels one per message.
-    batches = False
+    A batch is one notification, or several when the channel was rate limited: a digest, one
+    message that carries them all (Alertmanager takes several alerts per request anyway).
+    """
 
     def __init__(
         self,
@@ -103,7 +96,7 @@ class Sender:
     # --- subclass API ---------------------------------------------------------
 
     def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
-        """(url, body, headers) for ``batch`` (one notification unless :attr:`batches`)."""
+        """(url, body, headers) for ``batch``."""
         raise NotImplementedError
 
     # --- delivery ---------------------------------------------------------------
@@ -150,26 +143,18 @@ class Sender:
 
 
 class AlertmanagerSender(Sender):
-    batches = True
-
-    def __init__(self, channel: AlertmanagerChannel, **kwargs: Any) -> None:
-        super().__init__(channel, **kwargs)
-        self.url = channel.url.rstrip("/") + "/api/v2/alerts"
-
-    def ends_at(self, event: AlertEvent, now: float) -> float:
-        """A firing alert expires unless re-sent: 4 resend intervals, at least 5 minutes."""
-        if not event.firing:
-            return now
+    def ends_at(self, n: Notification, now: float) -> float:
+        """A firing alert expires unless re-sent: 4 resend intervals, at least 10 minutes (longer
+        than any alert's hysteresis, during which nothing is re-sent)."""
+        if not n.event.firing:
+            return n.ends_at if n.ends_at is not None else now
         interval = self.channel.resend_interval or 60.0
-        return now + max(4 * interval, 300.0)
+        return now + max(4 * interval, 600.0)
 
     def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
         alerts = [
             alertmanager_alert(
-                n.event,
-                started_at=n.started_at,
-                ends_at=self.ends_at(n.event, now),
-                extra_labels=self.extra_labels,
+                n.event, started_at=n.started_at, ends_at=self.ends_at(n, now), extra_labels=self.extra_labels
             )
             for n in batch
         ]
@@ -180,15 +165,19 @@ class AlertmanagerSender(Sender):
         elif ch.username is not None and ch.password is not None:
             token = base64.b64encode(f"{ch.username}:{ch.password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        return self.url, self._json_body(alerts), headers
+        return ch.url.rstrip("/") + "/api/v2/alerts", self._json_body(alerts), headers
 
 
 class WebhookSender(Sender):
     def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
-        (n,) = batch
         ch: WebhookChannel = self.channel
-        payload = webhook_payload(n.event, started_at=n.started_at, now=now, extra_labels=self.extra_labels)
-        body = self._json_body(payload)
+        docs = [
+            webhook_payload(
+                n.event, started_at=n.started_at, now=now, ends_at=n.ends_at, extra_labels=self.extra_labels
+            )
+            for n in batch
+        ]
+        body = self._json_body(docs[0] if len(docs) == 1 else webhook_digest(docs, now=now))
         ts = str(int(now))
         headers = dict(ch.headers)
         headers[ch.timestamp_header] = ts
@@ -198,23 +187,22 @@ class WebhookSender(Sender):
 
 class SlackSender(Sender):
     def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
-        (n,) = batch
-        return self.channel.url, self._json_body(slack_payload(n.event, self.extra_labels)), {}
+        payload = slack_payload([n.event for n in batch], self.extra_labels)
+        return self.channel.url, self._json_body(payload), {}
 
 
 class DiscordSender(Sender):
     def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
-        (n,) = batch
         ch: DiscordChannel = self.channel
-        payload = discord_payload(n.event, self.extra_labels, username=ch.username, now=now)
+        payload = discord_payload([n.event for n in batch], self.extra_labels, username=ch.username, now=now)
         return ch.url, self._json_body(payload), {}
 
 
 class TelegramSender(Sender):
     def build(self, batch: Sequence[Notification], now: float) -> tuple[str, bytes, dict[str, str]]:
-        (n,) = batch
         ch: TelegramChannel = self.channel
-        return ch.send_url, self._json_body(telegram_payload(n.event, ch.chat_id, self.extra_labels)), {}
+        payload = telegram_payload([n.event for n in batch], ch.chat_id, self.extra_labels)
+        return ch.send_url, self._json_body(payload), {}
 
 
 _SENDERS: dict[str, type[Sender]] = {

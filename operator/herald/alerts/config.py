@@ -204,7 +204,8 @@ class AlertsConfig(_Model):
 
     enabled: bool = True
     channels: list[Channel] = Field(default_factory=list)
-    #: Pending notifications kept in memory (operator -> dispatcher, and per channel).
+    #: The most alerts kept at once (pending, firing or resolving); past it new info and warning
+    #: alerts are refused (logged, counted as suppressed "overload"); critical ones always kept.
     queue_size: int = Field(1000, ge=1, le=1_000_000)
     retry: DeliveryRetry = DeliveryRetry()
     #: Labels added to every alert (e.g. ``cluster: prod-eu``).

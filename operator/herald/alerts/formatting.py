@@ -6,17 +6,18 @@ Every payload builder takes an event whose text was already redacted; the
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ..redact import redact as _redact_patterns
+from herald_contract.redact import redact as _redact_patterns
+from herald_contract.signing import sign
+
 from .events import AlertEvent, Severity
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "alert_labels",
     "alertmanager_alert",
     "canonical_json",
+    "digest_title",
     "discord_payload",
     "iso8601",
     "plain_text",
@@ -35,7 +37,9 @@ __all__ = [
     "title_line",
     "truncate",
     "verify_signature",
+    "webhook_digest",
     "webhook_payload",
+    "who",
 ]
 
 REDACTED = "[REDACTED]"
@@ -100,9 +104,9 @@ class Redactor:
         text = self._mask_secrets(str(text))
         if not text:
             return text
-        # herald.redact's credential patterns; no length limit here (callers
-        # truncate per channel).
-        patterned = _redact_patterns(text, (), limit=sys.maxsize)
+        # herald.redact's credential patterns, line by line (it turns line breaks into spaces,
+        # and alert texts keep theirs); no length limit here (callers truncate per channel).
+        patterned = "\n".join(_redact_patterns(line, (), limit=sys.maxsize) for line in text.split("\n"))
         if patterned != text:
             patterned = self._mask_secrets(patterned)
         return patterned
@@ -150,14 +154,16 @@ _SEVERITY_COLOURS = {
     Severity.CRITICAL: "#D00000",
 }
 _RESOLVED_COLOUR = "#2EB886"
+SLACK_MAX_ATTACHMENTS = 20
+DISCORD_MAX_EMBEDS = 10
 
 
 def alert_labels(event: AlertEvent, extra_labels: Mapping[str, str] = {}) -> dict[str, str]:
-    """The alert's identifying labels (as sent to Alertmanager)."""
+    """The alert's identifying labels: those of the Prometheus rule of the same name (alertname,
+    severity, namespace, adapter), the event's own and the configuration's ``extraLabels``."""
     labels: dict[str, str] = {**extra_labels, **event.labels}
     labels["alertname"] = event.name
     labels["severity"] = event.severity.value
-    labels["source"] = "herald"
     if event.adapter:
         labels["adapter"] = event.adapter
     if event.namespace:
@@ -170,24 +176,28 @@ def alert_annotations(event: AlertEvent) -> dict[str, str]:
     ann["summary"] = event.summary
     if event.description:
         ann["description"] = event.description
-    if event.runbook_url:
-        ann["runbook_url"] = event.runbook_url
+    ann["runbook_url"] = event.runbook_url
     return ann
 
 
+def who(event: AlertEvent) -> str:
+    """``news/mastodon-main``, or the adapter or namespace alone, or nothing."""
+    return "/".join(p for p in (event.namespace, event.adapter) if p)
+
+
 def title_line(event: AlertEvent) -> str:
-    """``[FIRING:critical] HeraldAdapterCircuitOpen (mastodon-main)`` / ``[RESOLVED] …``."""
+    """``[FIRING:critical] HeraldPlatformDown (news/mastodon-main)`` / ``[RESOLVED] …``."""
     head = f"[FIRING:{event.severity.value}]" if event.firing else "[RESOLVED]"
-    who = f" ({event.adapter})" if event.adapter else ""
-    return f"{head} {event.name}{who}"
+    w = who(event)
+    return f"{head} {event.name}" + (f" ({w})" if w else "")
 
 
 def _detail_pairs(event: AlertEvent, extra_labels: Mapping[str, str]) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
-    if event.adapter:
-        pairs.append(("adapter", event.adapter))
     if event.namespace:
         pairs.append(("namespace", event.namespace))
+    if event.adapter:
+        pairs.append(("adapter", event.adapter))
     for k, v in sorted({**extra_labels, **event.labels}.items()):
         pairs.append((k, v))
     for k, v in sorted(event.annotations.items()):
@@ -205,47 +215,55 @@ def plain_text(event: AlertEvent, extra_labels: Mapping[str, str] = {}, limit: i
     if details:
         lines.append("")
         lines += [f"{k}: {v}" for k, v in details]
-    if event.runbook_url:
-        lines.append(f"Runbook: {event.runbook_url}")
+    lines.append(f"Runbook: {event.runbook_url}")
     return truncate("\n".join(lines), limit)
+
+
+def digest_title(events: Sequence[AlertEvent]) -> str:
+    firing = sum(1 for e in events if e.firing)
+    return f"Herald digest: {len(events)} alert notifications ({firing} firing, {len(events) - firing} resolved)"
 
 
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(event: AlertEvent, extra_labels: Mapping[str, str] = {}) -> dict[str, Any]:
-    """A Slack incoming-webhook message (text fallback + one coloured attachment)."""
+def _slack_attachment(event: AlertEvent, extra_labels: Mapping[str, str]) -> dict[str, Any]:
     colour = _SEVERITY_COLOURS[event.severity] if event.firing else _RESOLVED_COLOUR
-    title = _slack_escape(truncate(title_line(event), 150))
-    body = _slack_escape(truncate(event.description or event.summary, 3000))
     fields = [
         {"title": k, "value": _slack_escape(truncate(v, 300)), "short": True}
         for k, v in _detail_pairs(event, extra_labels)
     ][:10]
-    attachment: dict[str, Any] = {
+    return {
         "color": colour,
-        "title": title,
-        "text": body,
+        "title": _slack_escape(truncate(title_line(event), 150)),
+        "title_link": event.runbook_url,
+        "text": _slack_escape(truncate(event.description or event.summary, 3000)),
         "fields": fields,
         "footer": "Herald",
         "mrkdwn_in": ["text"],
     }
-    if event.runbook_url:
-        attachment["title_link"] = event.runbook_url
-    return {
-        "text": f"{title}: {_slack_escape(truncate(event.summary, 500))}",
-        "attachments": [attachment],
-    }
 
 
-def discord_payload(
-    event: AlertEvent, extra_labels: Mapping[str, str] = {}, *, username: str = "Herald", now: float | None = None
-) -> dict[str, Any]:
-    """A Discord webhook message with one embed; mentions are disabled."""
+def slack_payload(events: Sequence[AlertEvent], extra_labels: Mapping[str, str] = {}) -> dict[str, Any]:
+    """A Slack incoming-webhook message: one coloured attachment per alert (a digest has several)."""
+    if len(events) == 1:
+        (event,) = events
+        text = f"{_slack_escape(truncate(title_line(event), 150))}: {_slack_escape(truncate(event.summary, 500))}"
+    else:
+        text = digest_title(events)
+    attachments = [_slack_attachment(e, extra_labels) for e in events[:SLACK_MAX_ATTACHMENTS]]
+    if len(events) > SLACK_MAX_ATTACHMENTS:
+        rest = events[SLACK_MAX_ATTACHMENTS - 1 :]
+        attachments[-1] = {"title": f"… and {len(rest)} more", "text": truncate("\n".join(map(title_line, rest)), 3000)}
+    return {"text": text, "attachments": attachments}
+
+
+def _discord_embed(event: AlertEvent, extra_labels: Mapping[str, str], now: float) -> dict[str, Any]:
     colour = _SEVERITY_COLOURS[event.severity] if event.firing else _RESOLVED_COLOUR
-    embed: dict[str, Any] = {
+    return {
         "title": truncate(title_line(event), 256),
+        "url": event.runbook_url,
         "description": truncate(event.summary + ("\n\n" + event.description if event.description else ""), 4000),
         "color": int(colour.lstrip("#"), 16),
         "fields": [
@@ -253,25 +271,45 @@ def discord_payload(
             for k, v in _detail_pairs(event, extra_labels)
         ][:25],
         "footer": {"text": "Herald"},
-        "timestamp": iso8601(time.time() if now is None else now),
+        "timestamp": iso8601(now),
     }
-    if event.runbook_url:
-        embed["url"] = event.runbook_url
+
+
+def discord_payload(
+    events: Sequence[AlertEvent],
+    extra_labels: Mapping[str, str] = {},
+    *,
+    username: str = "Herald",
+    now: float | None = None,
+) -> dict[str, Any]:
+    """A Discord webhook message: one embed per alert (at most 10); mentions are disabled."""
+    at = time.time() if now is None else now
+    embeds = [_discord_embed(e, extra_labels, at) for e in events[:DISCORD_MAX_EMBEDS]]
+    if len(events) > DISCORD_MAX_EMBEDS:
+        rest = events[DISCORD_MAX_EMBEDS - 1 :]
+        embeds[-1] = {
+            "title": f"… and {len(rest)} more",
+            "description": truncate("\n".join(map(title_line, rest)), 4000),
+        }
+    content = title_line(events[0]) if len(events) == 1 else digest_title(events)
     return {
         "username": username,
-        "content": truncate(title_line(event), 2000),
-        "embeds": [embed],
+        "content": truncate(content, 2000),
+        "embeds": embeds,
         "allowed_mentions": {"parse": []},
     }
 
 
-def telegram_payload(event: AlertEvent, chat_id: str, extra_labels: Mapping[str, str] = {}) -> dict[str, Any]:
-    """Arguments of Telegram's ``sendMessage`` (plain text, no parse mode)."""
-    return {
-        "chat_id": chat_id,
-        "text": plain_text(event, extra_labels, limit=4096),
-        "disable_web_page_preview": True,
-    }
+def telegram_payload(
+    events: Sequence[AlertEvent], chat_id: str, extra_labels: Mapping[str, str] = {}
+) -> dict[str, Any]:
+    """Arguments of Telegram's ``sendMessage`` (plain text, no parse mode, at most 4096 characters)."""
+    if len(events) == 1:
+        text = plain_text(events[0], extra_labels, limit=4096)
+    else:
+        parts = [digest_title(events)] + [plain_text(e, extra_labels, limit=1000) for e in events]
+        text = truncate("\n\n".join(parts), 4096)
+    return {"chat_id": chat_id, "text": text, "disable_web_page_preview": True}
 
 
 def webhook_payload(
@@ -279,9 +317,10 @@ def webhook_payload(
     *,
     started_at: float,
     now: float,
+    ends_at: float | None = None,
     extra_labels: Mapping[str, str] = {},
 ) -> dict[str, Any]:
-    """The generic webhook's JSON document (version 1)."""
+    """The generic webhook's JSON document for one alert (version 1)."""
     return {
         "version": "1",
         "source": "herald",
@@ -295,10 +334,15 @@ def webhook_payload(
         "labels": alert_labels(event, extra_labels),
         "annotations": alert_annotations(event),
         "startsAt": iso8601(started_at),
-        "endsAt": iso8601(now) if not event.firing else None,
+        "endsAt": iso8601(ends_at if ends_at is not None else now) if not event.firing else None,
         "sentAt": iso8601(now),
         "dedupKey": "/".join(event.key),
     }
+
+
+def webhook_digest(documents: Sequence[Mapping[str, Any]], *, now: float) -> dict[str, Any]:
+    """Several webhook documents in one request (a rate-limited channel's digest)."""
+    return {"version": "1", "source": "herald", "digest": True, "sentAt": iso8601(now), "alerts": list(documents)}
 
 
 def alertmanager_alert(
@@ -328,12 +372,6 @@ def alertmanager_alert(
 def canonical_json(obj: Any) -> bytes:
     """The exact bytes Herald sends (and signs) for a JSON body."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 with ``secret`` over ``timestamp + "." + body``."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 def verify_signature(

@@ -38,3 +38,10 @@ class TokenBucket:
             self._tokens -= n
             return True
         return False
+
+    def wait_time(self, now: float, n: float = 1.0) -> float:
+        """Seconds until ``n`` tokens are there (0 if they are; infinite if the rate is 0)."""
+        missing = n - self.tokens(now)
+        if missing <= 0:
+            return 0.0
+        return missing / self.rate if self.rate > 0 else float("inf")
