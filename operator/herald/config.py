@@ -16,7 +16,8 @@
 | ``HERALD_METRICS_PORT`` | 8080 | Prometheus metrics |
 | ``HERALD_HEALTH_PORT`` | 8081 | /healthz (``--health-port``) |
 | ``HERALD_ALERTS_CONFIG`` | none | path of Herald's own alerts configuration (docs/alerting.md) |
-| ``HERALD_QUEUE_ALERT_THRESHOLD`` | 100 | queued targets that raise HeraldAdapterQueueOverloaded |
+| ``HERALD_ALERTS_STATE_CONFIGMAP`` | none | ConfigMap keeping the alerts' state across restarts |
+| ``HERALD_QUEUE_ALERT_THRESHOLD`` | 100 | queued targets that raise HeraldQueueOverloaded |
 | ``HERALD_PEERING`` | standalone | kopf peering name (``--peering``) |
 | ``HERALD_PEERING_PRIORITY`` | random | kopf peering priority (``--priority``) |
 | ``HERALD_RESYNC_SECONDS`` | 300 | full relist under the watches |
@@ -60,6 +61,7 @@ class OperatorConfig(BaseSettings):
     metrics_port: int = 8080
     health_port: int = 8081
     alerts_config: str | None = None
+    alerts_state_configmap: str | None = None  # read by herald.alerts.state (the chart sets it)
     queue_alert_threshold: int = 100
     peering: str | None = None
     peering_priority: int | None = None

@@ -287,6 +287,12 @@ class Engine:
         self.last_tick = time.time()
         if self.observer is not None:
             try:
+                self.observer.queue_depth(
+                    ready=len(seeds),
+                    deferred=len(self._deferred),
+                    scheduled=len(self._timer_at),
+                    in_flight=len(self._busy),
+                )
                 self.observer.adapters_present(set(self.store.objects["platformadapters"]))
                 self.observer.tick(time.perf_counter() - started, failed_units)
             except Exception:

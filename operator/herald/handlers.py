@@ -54,8 +54,12 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     configure(settings)
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     store = Store(shard=config.shard)
-    kube = Kube()
-    from . import observe
+    from . import metrics, observe
+
+    def count_request(method: str, code: str, seconds: float, params: Any) -> None:
+        metrics.record_api_request(metrics.api_verb(method, params), code, seconds)
+
+    kube = Kube(on_request=count_request)
 
     observer = observe.Observer(config)
     await observer.start()
@@ -131,6 +135,9 @@ def _feed(kind: str):
         store = getattr(memo, "store", None)
         if store is not None and event.get("object"):
             store.apply(kind, event.get("type"), event["object"])
+        observer = getattr(memo, "observer", None)
+        if observer is not None:
+            observer.watch_event(kind, event)
 
     handler.__name__ = f"_feed_{kind}"
     return handler

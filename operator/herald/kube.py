@@ -106,7 +106,8 @@ class Kube:
     expires and a projected ServiceAccount token that rotates are picked up without a restart.
     The transport is Herald's own: timeouts, keepalive and TCP_USER_TIMEOUT (see ``TIMEOUT``).
     Idempotent requests that fail transiently are retried with a short backoff; every request
-    is reported to ``on_request(verb, code, seconds)`` (for rest-client metrics).
+    is reported to ``on_request(method, code, seconds, params)`` (code "0": no answer), for the
+    rest-client metrics.
     """
 
     def __init__(
@@ -114,7 +115,7 @@ class Kube:
         concurrency: int = 64,
         timeout: httpx.Timeout = TIMEOUT,
         kubeconfig: str | None = None,
-        on_request: Callable[[str, str, float], None] | None = None,
+        on_request: Callable[[str, str, float, Mapping[str, str] | None], None] | None = None,
     ):
         self._concurrency = concurrency
         self._timeout = timeout
@@ -190,14 +191,14 @@ class Kube:
             try:
                 resp = await client.request(method, path, content=body, params=params, headers=self._headers(headers))
             except (httpx.TransportError, OSError) as e:  # timeouts, refused or cut connections
-                self._report(method, "<error>", started)
+                self._report(method, "0", started, params)
                 error = ApiError(0, f"{type(e).__name__}: {e}", f"{method} {path}")
                 sent = not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout)
                 if attempt < RETRIES and (method in IDEMPOTENT or not sent):
                     await asyncio.sleep(_backoff(attempt))
                     continue
                 raise error from None
-            self._report(method, str(resp.status_code), started)
+            self._report(method, str(resp.status_code), started, params)
             if resp.status_code == 401 and not reauthenticated:
                 # An expired exec/OIDC token, a rotated ServiceAccount token: load them again.
                 reauthenticated = True
@@ -214,9 +215,9 @@ class Kube:
             except (ValueError, RecursionError):
                 raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
 
-    def _report(self, method: str, code: str, started: float) -> None:
+    def _report(self, method: str, code: str, started: float, params: Mapping[str, str] | None) -> None:
         if self.on_request is not None:
-            self.on_request(method, code, time.monotonic() - started)
+            self.on_request(method, code, time.monotonic() - started, params)
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, json=body)

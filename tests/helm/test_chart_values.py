@@ -55,6 +55,7 @@ def test_each_setting_is_set_once_and_only_as_an_environment_variable():
         "config.publicationTtlSeconds": 3600,
         "logFormat": "json",
         "alerts.enabled": True,
+        "leaderElection.enabled": True,
         "alerts.existingSecret": "herald-alerts",
         "adapter.imagePullSecrets": ["regcred"],
         "adapter.priorityClassName": "low",

@@ -81,7 +81,7 @@ async def test_a_token_that_changes_is_picked_up_without_a_restart(server, tmp_p
     config = tmp_path / "kubeconfig"
     write_kubeconfig(config, server.url, "token-a")
     seen: list[tuple[str, str]] = []
-    kube = Kube(kubeconfig=str(config), on_request=lambda verb, code, _: seen.append((verb, code)))
+    kube = Kube(kubeconfig=str(config), on_request=lambda verb, code, *_: seen.append((verb, code)))
     try:
         assert (await kube.get("/api/v1/namespaces/default"))["metadata"]["name"] == "default"
         server.token = "token-b"  # the old token expires; the kubeconfig (or exec plugin) now gives the new one

@@ -171,6 +171,9 @@ each one comes from (herald.validate refuses them in extraEnv, and their flags i
 */}}
 {{- define "herald.envSources" -}}
 HERALD_NAMESPACES: watchNamespaces (or rbac.clusterWide)
+HERALD_ALERTS_STATE_CONFIGMAP: alerts.enabled (the release's alerts-state ConfigMap)
+HERALD_LEADER_ELECTION: leaderElection.enabled (or replicaCount > 1)
+HERALD_LEASE_NAME: the release's name
 HERALD_ADAPTER_IMAGE: adapter.image
 HERALD_ADAPTER_SERVICE_ACCOUNT: adapter.serviceAccount.name
 HERALD_ADAPTER_IMAGE_PULL_SECRETS: adapter.imagePullSecrets
