@@ -193,7 +193,7 @@ real_node_down() { if [ -d "$dir/realnode" ]; then "$here/realnode/down.sh" >&2;
 
 # Two `up` at once (two shells, two test runs) would each start a control plane's worth of
 # controllers against one etcd: Jobs then get two pods. One at a time, under a lock.
-with_lock() { mkdir -p "$dir"; exec 9>"$dir/.lock"; flock 9; "$@"; }
+with_lock() { mkdir -p "$dir"; exec 9>"$dir/.lock"; flock -w 1800 9; "$@"; flock -u 9; exec 9>&-; }
 
 case "${1:-}" in
   up) with_lock up; real_node_up ;;

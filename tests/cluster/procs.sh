@@ -14,8 +14,10 @@ wait_for() { # description seconds command...
   done
 }
 
+# The daemons do not inherit fd 9, cluster.sh's lock: holding it, they would block every
+# later `cluster.sh up` (the test session's own, after `make test`'s) for ever.
 start() { # name command...
   local name=$1; shift
-  setsid "$@" >>"$state/logs/$name.log" 2>&1 < /dev/null &
+  setsid "$@" >>"$state/logs/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$state/pids/$name.pid"
 }
