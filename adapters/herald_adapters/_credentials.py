@@ -47,6 +47,12 @@ class Credentials:
                 f"cannot read the credentials Secret's key {key!r} in {self._dir}: {self._unreadable[key]} "
                 "(check the pod's user and the Secret volume's defaultMode)",
             )
+        if value is None and not self._values and not self._unreadable:
+            raise fail(
+                ErrorClass.AUTH,
+                f"no credentials are mounted at {self._dir}: the PlatformAdapter's credentialsSecretRef names "
+                "a Secret that is missing or empty",
+            )
         if value is None:
             raise fail(
                 ErrorClass.AUTH,

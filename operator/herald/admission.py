@@ -46,6 +46,8 @@ class Gate:
     circuit: Circuit = field(default_factory=Circuit)
     blocked_until: datetime | None = None
     credentials_valid: bool = True
+    # While the credentials are refused, one probe attempt may start at this time (None: none).
+    credentials_probe_at: datetime | None = None
     exists: bool = True
 
 
@@ -69,8 +71,9 @@ def admit(gate: Gate, candidates: Iterable[Candidate], now: datetime) -> Admissi
         return everyone(Wait.NO_ADAPTER)
     if gate.paused:
         return everyone(Wait.PAUSED)
-    if not gate.credentials_valid:
-        return everyone(Wait.CREDENTIALS)
+    probing = not gate.credentials_valid
+    if probing and (gate.credentials_probe_at is None or now < gate.credentials_probe_at or gate.running):
+        return everyone(Wait.CREDENTIALS, gate.credentials_probe_at if not gate.running else None)
     if gate.blocked_until is not None and now < gate.blocked_until:
         return everyone(Wait.RATE_LIMITED, gate.blocked_until)
     circuit = gate.circuit.at(now)
@@ -94,6 +97,8 @@ def admit(gate: Gate, candidates: Iterable[Candidate], now: datetime) -> Admissi
             wake = full[len(full) - gate.rate_limit] + timedelta(seconds=gate.rate_period)
     if circuit.state is CircuitState.HALF_OPEN:
         reason = Wait.CIRCUIT_OPEN
+    if probing:  # the credentials probe: one attempt; the others wait for its outcome
+        slots, reason = min(slots, 1), Wait.CREDENTIALS
     start = [c.key for c in ordered[:slots]]
     waiting = {c.key: reason for c in ordered[slots:]}
     return Admission(start, waiting, wake if waiting else None)

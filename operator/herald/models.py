@@ -151,6 +151,8 @@ class CredentialsStatus(_Model):
     invalid_since: str | None
     secret_resource_version: str | None
     message: str
+    probes: int = 0
+    next_probe_time: str | None = None
 
 
 class CircuitStatus(_Model):

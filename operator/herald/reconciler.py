@@ -92,6 +92,9 @@ class World:
     dead_letters: Mapping[Key, int] | None = None
     # Job creates the API server refused: (namespace, Job name) -> its message.
     create_failures: Mapping[Key, str] = field(default_factory=dict)
+    # Credentials probes while an adapter's credentials are refused: the first delay and the
+    # longest, in seconds (each failed probe doubles the delay).
+    credentials_probe: tuple[float, float] = (30.0, 900.0)
 
 
 @dataclass(frozen=True)
@@ -180,13 +183,35 @@ class _AdapterState:
     candidates: list[tuple[Candidate, TargetStatus, PublicationView, int]] = field(default_factory=list)
     opened: bool = False
     problems: tuple[str, ...] = ()
+    creds_probes: int = 0  # credentials probes started since the refusal
+    creds_probe_at: datetime | None = None  # when the next one may start
+    probe_delays: tuple[float, float] = (30.0, 900.0)
+    # Probes stand in for the Secret's resourceVersion when the operator does not read it (the
+    # default: no Secret access); with a read Secret, its change resumes the queue instead.
+    probing: bool = True
+
+    def probe_delay(self) -> timedelta:
+        first, longest = self.probe_delays
+        return timedelta(seconds=min(longest, first * 2.0 ** min(self.creds_probes, 32)))
+
+    def credentials_accepted(self) -> None:
+        self.creds_valid, self.creds_since, self.creds_version, self.creds_message, self.creds_reason = (
+            True,
+            None,
+            None,
+            "",
+            "",
+        )
+        self.creds_probes, self.creds_probe_at = 0, None
 
     @property
     def platform(self) -> str:
         return (self.view.spec.get("platform") if self.view else None) or "unknown"
 
 
-def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) -> _AdapterState:
+def _adapter_state(
+    view: AdapterView | None, secrets: Mapping[Key, str | None], probe_delays: tuple[float, float] = (30.0, 900.0)
+) -> _AdapterState:
     st = view.status if view else {}
     rl = _obj(st.get("rateLimit"))
     cr = _obj(st.get("credentials"))
@@ -212,6 +237,11 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
     if spec_changed and not valid and reason == CREDENTIALS_REFUSED:
         valid, message = True, "the adapter's spec changed: trying the credentials again"
     problems = tuple(adapter_problems(view.spec)) if view is not None else ()
+    probes = cr.get("probes")
+    watched = bool(view is not None and ref and current != "unknown")
+    probe_at = safe_time(cr.get("nextProbeTime"))
+    if not valid and probe_at is None:  # refused before probes existed, or status lost: probe soon
+        probe_at = safe_time(cr.get("invalidSince"))
     try:
         breaker = BreakerConfig.from_spec(view.spec.get("circuitBreaker") if view else None)
     except InvalidValue:
@@ -237,6 +267,10 @@ def _adapter_state(view: AdapterView | None, secrets: Mapping[Key, str | None]) 
         last_published=safe_time(st.get("lastPublishedTime")),
         secret_version=current if current not in (None, "unknown") else None,
         problems=problems,
+        creds_probes=probes if not valid and isinstance(probes, int) and 0 <= probes < 2**31 else 0,
+        creds_probe_at=probe_at if not valid and not watched else None,
+        probe_delays=probe_delays,
+        probing=not watched,
     )
 
 
@@ -286,7 +320,9 @@ def reconcile(
 
     def adapter(ns: str, name: str) -> _AdapterState:
         if (ns, name) not in adapters:
-            adapters[(ns, name)] = _adapter_state(world.adapters.get((ns, name)), world.secrets)
+            adapters[(ns, name)] = _adapter_state(
+                world.adapters.get((ns, name)), world.secrets, world.credentials_probe
+            )
         return adapters[(ns, name)]
 
     for key in world.adapters:
@@ -382,11 +418,15 @@ def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, w
         circuit=a.circuit,
         blocked_until=a.blocked_until,
         credentials_valid=a.creds_valid,
+        credentials_probe_at=a.creds_probe_at,
         exists=view is not None,
     )
     decision = admit(gate, [c for c, *_ in a.candidates], now)
     plan.wake(decision.wake_at)
     started = set(decision.start)
+    if started and not a.creds_valid:  # a credentials probe: the next one not before the delay
+        a.creds_probes += 1
+        a.creds_probe_at = now + a.probe_delay()
     for cand, t, pub, _ in a.candidates:
         if cand.key in started:
             _start_attempt(pub, t, a, now, defaults, plan, world)
@@ -478,7 +518,8 @@ def _wait_message(reason: str, a: _AdapterState, now: datetime) -> str:
         Wait.PAUSED: "the adapter is paused",
         Wait.CIRCUIT_OPEN: f"circuit {circuit.state.value}; {probe}",
         Wait.RATE_LIMITED: f"the platform rate-limited this adapter until {format_time(a.blocked_until)}",
-        Wait.CREDENTIALS: f"credentials are invalid: {a.creds_message}".rstrip(": "),
+        Wait.CREDENTIALS: f"credentials are invalid: {a.creds_message}".rstrip(": ")
+        + (f"; next credentials probe at {format_time(a.creds_probe_at)}" if a.creds_probe_at else ""),
         Wait.CONCURRENCY: "waiting for a free concurrency slot",
         Wait.RATE_LIMIT: "waiting for the adapter's rate limit window",
         Wait.NO_ADAPTER: "the PlatformAdapter does not exist",
@@ -649,8 +690,11 @@ def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) 
     plan.creates.append(JobCreate(job, pub.key, t.adapter, t.attempts, started))
     a.running += 1
     a.starts.append(now)
-    _update(t, attempts=attempt, job_name=job["metadata"]["name"], next_attempt_at=None, waiting_since=None)
-    t.set(Phase.PUBLISHING, "JobRunning", f"attempt {attempt} running in Job {job['metadata']['name']}")
+    # A credentials probe keeps the target's wait, so that credentialsTimeout still counts from its start.
+    since = t.waiting_since if t.reason == Wait.CREDENTIALS and not a.creds_valid else None
+    _update(t, attempts=attempt, job_name=job["metadata"]["name"], next_attempt_at=None, waiting_since=since)
+    probe = " (a credentials probe)" if not a.creds_valid else ""
+    t.set(Phase.PUBLISHING, "JobRunning", f"attempt {attempt} running in Job {job['metadata']['name']}{probe}")
 
 
 def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | None, now, plan) -> None:
@@ -680,7 +724,7 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         )
         a.circuit = a.circuit.record_success()
         if not a.creds_valid:  # a post went through: the credentials work
-            a.creds_valid, a.creds_since, a.creds_version, a.creds_message, a.creds_reason = True, None, None, "", ""
+            a.credentials_accepted()
         a.last_published = max(filter(None, [a.last_published, finished]))
         plan.events.append(
             _event(
@@ -753,6 +797,11 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
         return
     if cls is ErrorClass.AUTH:
         version = job.credentials_version if job else None
+        if a.creds_valid:  # newly refused: the first probe after the first delay
+            a.creds_probes = 0
+        if a.probing:
+            a.creds_probe_at = now + a.probe_delay()
+            plan.wake(a.creds_probe_at)
         a.creds_valid = False
         a.creds_since = a.creds_since or now
         a.creds_version = version or a.creds_version
@@ -784,8 +833,10 @@ def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | No
                 pub.namespace, pub.name, name, a.platform, attempt, outcome, failed_attempts=failed_so_far
             )
         )
-        _update(t, waiting_since=format_time(now), next_attempt_at=None, last_backoff_seconds=None)
-        t.set(Phase.QUEUED, Wait.CREDENTIALS, f"{failed_text}; waiting for the Secret to change")
+        # A failed probe keeps the target's wait (credentialsTimeout counts from its start).
+        _update(t, waiting_since=t.waiting_since or format_time(now), next_attempt_at=None, last_backoff_seconds=None)
+        probe = f"; next credentials probe at {format_time(a.creds_probe_at)}" if a.creds_probe_at else ""
+        t.set(Phase.QUEUED, Wait.CREDENTIALS, f"{failed_text}{probe}")
         return
     at = now + timedelta(seconds=decision.delay)
     _update(
@@ -989,6 +1040,8 @@ def _write_adapter(a: _AdapterState, view: AdapterView, now: datetime, plan: Pla
             invalid_since=format_time(a.creds_since),
             secret_resource_version=a.creds_version,
             message=a.creds_message,
+            probes=a.creds_probes if not a.creds_valid else 0,
+            next_probe_time=format_time(a.creds_probe_at) if not a.creds_valid else None,
         ),
         conditions=[Condition.model_validate(c) for c in conditions],
     ).to_status()

@@ -197,7 +197,9 @@ def decide(
             Action.DEAD_LETTER, reason="the API server refused the attempt's Job; fix the PlatformAdapter, then redrive"
         )
     if error_class is ErrorClass.AUTH:
-        return Decision(Action.WAIT_CREDENTIALS, reason="credentials were refused; waiting for the Secret to change")
+        return Decision(
+            Action.WAIT_CREDENTIALS, reason="credentials were refused; waiting for a credentials probe to pass"
+        )
 
     rule = policy.rule(error_class)
     if error_class is ErrorClass.RATE_LIMITED:

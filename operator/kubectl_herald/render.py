@@ -154,6 +154,9 @@ def _hint(phase: Any, t: Mapping[str, Any], name: str, adapter: Mapping[str, Any
     if t.get("reason") == "CredentialsInvalid" and secret:
         if (_condition(adapter, "Ready") or {}).get("reason") == "SecretNotFound":
             return f"create the Secret {secret} (the adapter's spec.credentialsSecretRef)"
+        probe = ((adapter or {}).get("status") or {}).get("credentials", {}).get("nextProbeTime")
+        if probe:  # the operator does not read the Secret: a probe will try it
+            return f"put working credentials in the Secret {secret}; the next credentials probe, at {probe}, tries them"
         return f"put working credentials in the Secret {secret}; attempts start again when it changes"
     return HINTS.get(str(t.get("reason")))
 

@@ -101,7 +101,8 @@ def test_status_of_a_publication_stuck_on_bad_credentials(herald, operator, clus
         f"  mastodon: {refused}\n"
         "    last error: auth: HTTP 401 The access token is invalid\n"
         f"    adapter mastodon: Ready=False CredentialsRefused: {condition(adapter, 'Ready')['message']}\n"
-        "    next step: put working credentials in the Secret creds; attempts start again when it changes\n"
+        "    next step: put working credentials in the Secret creds; the next credentials probe, at "
+        f"{adapter['status']['credentials']['nextProbeTime']}, tries them\n"
     ) in out
     assert "expired-token" not in out
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.support.herald import PUBLISHED, JobRecorder, PodRecorder, condition, fate, result, target
+from tests.support.operator import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -149,7 +150,20 @@ def test_rate_limit_blocks_the_whole_adapter_until_retry_after(herald, operator,
         jobs.stop()
 
 
-def test_auth_failure_pauses_the_adapter_until_the_secret_changes(herald, operator):
+def test_auth_failure_pauses_the_adapter_until_the_secret_changes(herald, cluster, tmp_path):
+    """With read access to the Secret's metadata (the chart's rbac.secretNames), a change of the
+    Secret resumes the adapter at once and no attempt is spent while it waits."""
+    operator = OperatorProcess(
+        cluster.kubeconfig, herald.namespace, tmp_path, env={"HERALD_READ_SECRET_METADATA": "true"}
+    )
+    operator.start()
+    try:
+        _auth_failure_pauses_the_adapter_until_the_secret_changes(herald)
+    finally:
+        operator.stop()
+
+
+def _auth_failure_pauses_the_adapter_until_the_secret_changes(herald):
     herald.core.create_namespaced_secret(
         herald.namespace, {"metadata": {"name": "creds"}, "stringData": {"accessToken": "expired-token"}}
     )

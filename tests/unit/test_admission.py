@@ -203,3 +203,38 @@ def test_adding_a_lower_priority_candidate_never_displaces_a_started_one(gate, c
     low = cand("zz-lowest", priority=-100, due=at(1000), created=at(1000))
     more = admit(gate, [*cands, low], NOW)
     assert more.start[: len(base.start)] == base.start
+
+
+# -- credentials probes: refused credentials, and an operator that may not read the Secret ---------
+
+
+def test_refused_credentials_hold_everyone_until_the_probe_time():
+    cands = [cand("a"), cand("b", created=at(1))]
+    gate = Gate(concurrency=3, credentials_valid=False, credentials_probe_at=NOW + timedelta(seconds=30))
+    early = admit(gate, cands, NOW)
+    assert early.start == [] and set(early.waiting.values()) == {Wait.CREDENTIALS}
+    assert early.wake_at == NOW + timedelta(seconds=30)
+    due = admit(gate, cands, NOW + timedelta(seconds=30))
+    assert due.start == ["a"]  # one probe, the head of the queue, whatever the concurrency
+    assert due.waiting == {"b": Wait.CREDENTIALS}
+
+
+def test_no_probe_while_an_attempt_runs_or_without_a_probe_time():
+    cands = [cand("a")]
+    running = Gate(concurrency=3, running=1, credentials_valid=False, credentials_probe_at=T0)
+    assert admit(running, cands, NOW).start == [] and admit(running, cands, NOW).wake_at is None
+    watched = Gate(credentials_valid=False, credentials_probe_at=None)  # the Secret's version is watched
+    assert admit(watched, cands, NOW) == Admission([], {"a": Wait.CREDENTIALS}, None)
+
+
+@DETERMINISTIC
+@given(gate_st, cands_st, st.none() | st.integers(min_value=-600, max_value=600))
+def test_a_credentials_probe_is_one_attempt_never_early(gate, cands, probe_in):
+    probe_at = None if probe_in is None else NOW + timedelta(seconds=probe_in)
+    probing = Gate(**{**gate.__dict__, "credentials_valid": False, "credentials_probe_at": probe_at})
+    a = admit(probing, cands, NOW)
+    assert len(a.start) <= 1
+    if a.start:
+        assert probe_at is not None and probe_at <= NOW and gate.running == 0
+        assert a.start == admit(gate, cands, NOW).start[:1]  # the probe is the one that would go first
+    assert set(a.waiting.values()) <= {Wait.CREDENTIALS, Wait.RATE_LIMIT, Wait.CONCURRENCY}

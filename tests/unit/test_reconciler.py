@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from herald.durations import parse_time
 from herald.naming import job_name
 from herald.reconciler import DEAD_LETTER_LABEL, progress_only, reconcile
 from herald.retry import DEFAULT_CREDENTIALS_TIMEOUT
@@ -643,6 +644,87 @@ def test_credentials_invalid_longer_than_the_timeout_dead_letters():
     assert t["phase"] == "Failed" and t["deadLetter"] is True
     assert "credentials" in t["message"]
     assert s.publications["a"]["metadata"]["labels"][DEAD_LETTER_LABEL] == "true"
+
+
+def probe_sim(**retry) -> Sim:
+    """Like creds_sim, but the operator may not read the Secret (the chart's default)."""
+    s = Sim()
+    s.add_adapter(A, credentialsSecretRef={"name": "creds"}, **({"retryPolicy": retry} if retry else {}))
+    s.add_publication("a")
+    s.add_publication("b", created=at(1))
+    return s
+
+
+def test_without_secret_access_refused_credentials_are_probed_one_attempt_at_a_time():
+    s = probe_sim()
+    plan = s.step(T0)
+    assert "herald.dev/credentials-version" not in plan.creates[0].manifest["metadata"]["annotations"]
+    s.finish("a", A, failed("auth", "HTTP 401 Unauthorized"), now=at(5))
+    plan = s.step(at(5))
+    creds = s.adapter_status()["credentials"]
+    assert creds["valid"] is False and creds["probes"] == 0 and creds["nextProbeTime"] == ts(at(35))
+    assert plan.wake_at is not None and plan.wake_at <= at(35)
+    assert "next credentials probe at" in s.target("b")["message"]
+    assert s.step(at(34)).creates == []  # never early
+    plan = s.step(at(35))
+    assert names(plan) == [job_name("b", A, 1)]  # one probe: the head of the queue (due since 1 s)
+    assert s.target("a")["reason"] == "CredentialsInvalid"
+    assert s.adapter_status()["credentials"]["probes"] == 1
+    # the probe is refused too: the next one after twice the delay
+    s.finish("b", A, failed("auth", "HTTP 401 Unauthorized"), now=at(40))
+    s.step(at(40))
+    assert s.adapter_status()["credentials"]["nextProbeTime"] == ts(at(100))
+    assert s.step(at(99)).creates == []
+    assert names(s.step(at(100))) == [job_name("a", A, 2)]
+    # the Secret was fixed: the probe publishes, and the queue resumes
+    s.finish("a", A, published(), now=at(110))
+    plan = s.step(at(110))
+    assert s.target("a")["phase"] == "Published"
+    assert names(plan) == [job_name("b", A, 2)]
+    creds = s.adapter_status()["credentials"]
+    assert creds["valid"] is True and not creds.get("probes") and creds.get("nextProbeTime") is None
+
+
+def test_probe_delays_double_up_to_the_longest():
+    s = probe_sim()
+    del s.publications["b"]
+    s.step(T0)
+    s.finish("a", A, failed("auth"), now=at(0))
+    s.step(at(0))
+    now, delays = 0, []
+    for attempt in range(2, 9):
+        probe_at = parse_time(s.adapter_status()["credentials"]["nextProbeTime"])
+        delays.append(round((probe_at - at(now)).total_seconds()))
+        now = round((probe_at - T0).total_seconds())
+        assert names(s.step(at(now))) == [job_name("a", A, attempt)]
+        s.finish("a", A, failed("auth"), now=at(now))
+        s.step(at(now))
+    assert delays == [30, 60, 120, 240, 480, 900, 900]
+
+
+def test_probes_do_not_reset_the_credentials_timeout():
+    s = probe_sim(credentialsTimeout="5m")
+    del s.publications["b"]
+    s.step(T0)
+    s.finish("a", A, failed("auth"), now=at(5))
+    s.step(at(5))
+    for now in (35, 100, 230):  # probes at +30 s, +60 s, +120 s, each refused
+        assert len(s.step(at(now)).creates) == 1
+        s.finish("a", A, failed("auth"), now=at(now))
+        s.step(at(now))
+    s.step(at(304))
+    assert s.target("a")["phase"] == "Queued"
+    s.step(at(305))
+    assert s.target("a")["phase"] == "Failed" and s.target("a")["deadLetter"] is True
+
+
+def test_a_watched_secret_is_not_probed():
+    s = creds_sim()
+    s.step(T0)
+    s.finish("a", A, failed("auth"), now=at(5))
+    s.step(at(5))
+    assert s.adapter_status()["credentials"].get("nextProbeTime") is None
+    assert s.step(at(3600)).creates == []
 
 
 def test_default_credentials_timeout_is_a_day():
