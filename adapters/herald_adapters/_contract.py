@@ -1,18 +1,42 @@
-"""The adapter contract (docs/adapter-contract.md): input payload, settings, result."""
+"""The adapter contract (docs/adapter-contract.md): input payload, settings, result.
+
+The settings: every one in ``Settings``, read once from the environment by ``Settings.from_env``
+(a value is trimmed; an empty one is unset), then passed on in the ``Context``.
+
+| setting (env) | default | meaning |
+| --- | --- | --- |
+| ``HERALD_PLATFORM`` | required | ``PlatformAdapter.spec.platform``, e.g. ``mastodon`` (any case) |
+| ``HERALD_ENDPOINT`` | the platform's public default | ``spec.endpoint``; a trailing ``/`` is dropped |
+| ``HERALD_ATTEMPT`` | 1 | the attempt number, 1 or more |
+| ``HERALD_MODE`` | publish | ``publish``, or ``verify`` after an attempt whose outcome was unknown |
+| ``HERALD_IDEMPOTENCY_KEY`` | required | 32 lowercase hex characters, the same for every attempt of a target |
+| ``HERALD_PUBLICATION`` | empty | ``namespace/name`` of the Publication |
+| ``HERALD_TARGET`` | empty | the PlatformAdapter's name |
+| ``HERALD_PAYLOAD_FILE`` | /etc/herald/payload/publication.json | the publication (JSON) |
+| ``HERALD_CREDENTIALS_DIR`` | /etc/herald/credentials | the Secret, one file per key |
+| ``HERALD_RESULT_FILE`` | /dev/termination-log | where the result goes (also when the rest is invalid) |
+| ``HERALD_TIMEOUT_SECONDS`` | 10 | one platform call's timeout, in (0, 600] |
+| ``HERALD_LOG_LEVEL`` | INFO | ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``; anything else is ``INFO`` |
+
+An invalid value ends the attempt with a ``rejected`` result naming each wrong variable and
+what it must be (never the value). The token store of X reads three more, documented in
+docs/adapters-x-linkedin.md: ``HERALD_TOKEN_STORE_FILE``, ``HERALD_KUBE_API_URL`` and
+``HERALD_KUBE_SERVICEACCOUNT_DIR`` (``_token_store.open_store``).
+"""
 
 from __future__ import annotations
 
 import enum
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from herald_contract.errors import ErrorClass
 from herald_contract.result import RateLimitInfo, ResultModel
@@ -20,6 +44,8 @@ from herald_contract.result import RateLimitInfo, ResultModel
 # Kubernetes keeps at most 4096 bytes of a termination message.
 MAX_RESULT_BYTES = 4096
 MAX_MESSAGE_CHARS = 400
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class Mode(enum.StrEnum):
@@ -157,78 +183,112 @@ def fail(error_class: ErrorClass, message: str, **kw) -> AdapterError:
     return AdapterError(failed(error_class, message, **kw))
 
 
-_IDEMPOTENCY_KEY = re.compile(r"^[0-9a-f]{32}$")
+class ReportSettings(BaseSettings):
+    """What the adapter needs to report a result, even when the rest of its environment is
+    invalid: where the result goes and how much it logs."""
+
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore", frozen=True)
+
+    result_file: Path = Field(default=Path("/dev/termination-log"), description="a path")
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what is passed in: `from_env` is the one place that reads the environment.
+        return (init_settings,)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> object:
+        level = str(value).upper()
+        return level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+
+    @field_validator("result_file", "payload_file", "credentials_dir", mode="before", check_fields=False)
+    @classmethod
+    def _a_path(cls, value: object) -> object:
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError("a path has no NUL character")
+        return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The HERALD_* environment of the Job's container."""
+class Settings(ReportSettings):
+    """The HERALD_* environment of the Job's container (the table above)."""
 
-    platform: str
-    endpoint: str
-    attempt: int
-    mode: Mode
-    idempotency_key: str
-    publication: str
-    target: str
-    payload_file: Path
-    credentials_dir: Path
-    result_file: Path
-    timeout_seconds: float
+    platform: str = Field(min_length=1, description="a platform name")
+    endpoint: str = Field(default="", description="a URL")
+    attempt: int = Field(default=1, ge=1, description="a whole number, 1 or more")
+    mode: Mode = Field(default=Mode.PUBLISH, description="publish or verify")
+    idempotency_key: str = Field(pattern=r"^[0-9a-f]{32}$", description="32 lowercase hex characters")
+    publication: str = Field(default="", description="namespace/name")
+    target: str = Field(default="", description="a name")
+    payload_file: Path = Field(default=Path("/etc/herald/payload/publication.json"), description="a path")
+    credentials_dir: Path = Field(default=Path("/etc/herald/credentials"), description="a path")
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, allow_inf_nan=False, description="a number of seconds in (0, 600]"
+    )
+
+    @field_validator("platform", "mode", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        problems: list[str] = []
+        """The settings from ``env`` (default: the process environment); ``SettingsError``
+        names every variable that is wrong, and what it must be."""
+        values = _Environment(cls, os.environ if env is None else env)()
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            wrong = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+            report = ReportSettings(**{k: v for k, v in values.items() if k not in wrong})
+            raise SettingsError(_explain(exc), report) from None
 
-        def get(name: str, default: str = "") -> str:
-            return env.get(name, default).strip()
 
-        platform = get("HERALD_PLATFORM").lower()
-        if not platform:
-            problems.append("HERALD_PLATFORM is empty")
-        try:
-            attempt = int(get("HERALD_ATTEMPT", "1"))
-        except ValueError:
-            problems.append("HERALD_ATTEMPT is not an integer")
-            attempt = 0
-        try:
-            mode = Mode(get("HERALD_MODE", "publish").lower())
-        except ValueError:
-            problems.append("HERALD_MODE must be publish or verify")
-            mode = Mode.PUBLISH
-        key = get("HERALD_IDEMPOTENCY_KEY")
-        if not _IDEMPOTENCY_KEY.match(key):
-            problems.append("HERALD_IDEMPOTENCY_KEY must be 32 lowercase hex characters")
-        try:
-            timeout = float(get("HERALD_TIMEOUT_SECONDS", "10") or "10")
-            if not 0 < timeout <= 600:
-                raise ValueError
-        except ValueError:
-            problems.append("HERALD_TIMEOUT_SECONDS must be a number of seconds in (0, 600]")
-            timeout = 10.0
-        settings = cls(
-            platform=platform,
-            endpoint=get("HERALD_ENDPOINT").rstrip("/"),
-            attempt=attempt,
-            mode=mode,
-            idempotency_key=key,
-            publication=get("HERALD_PUBLICATION"),
-            target=get("HERALD_TARGET"),
-            payload_file=Path(get("HERALD_PAYLOAD_FILE") or "/etc/herald/payload/publication.json"),
-            credentials_dir=Path(get("HERALD_CREDENTIALS_DIR") or "/etc/herald/credentials"),
-            result_file=Path(get("HERALD_RESULT_FILE") or "/dev/termination-log"),
-            timeout_seconds=timeout,
-        )
-        if problems:
-            raise SettingsError(settings, "; ".join(problems))
-        return settings
+class _Environment(EnvSettingsSource):
+    """The HERALD_* variables of a given mapping, by their upper-case names only. A value is
+    trimmed; an empty one is unset."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]):
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): v for name, value in self._env.items() if name.isupper() and (v := value.strip())}
+
+
+def _explain(exc: ValidationError) -> str:
+    """One clause per wrong variable, from the field's description; never the value itself."""
+    problems: list[str] = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"HERALD_{field.upper()}"
+        if error["type"] == "missing":
+            problems.append(f"{name} is not set")
+        else:
+            info = Settings.model_fields.get(field)
+            problems.append(f"{name} must be {info.description if info else 'valid'}")
+    return "; ".join(dict.fromkeys(problems))
 
 
 class SettingsError(Exception):
-    def __init__(self, settings: Settings, message: str):
+    """The environment is invalid; ``report`` says where the result still goes."""
+
+    def __init__(self, message: str, report: ReportSettings):
         super().__init__(message)
-        self.settings = settings
+        self.report = report
 
 
 def load_payload(path: Path) -> Payload:

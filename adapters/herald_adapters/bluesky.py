@@ -1,6 +1,8 @@
-"""Bluesky (atproto): `com.atproto.server.createSession`, then
-`com.atproto.repo.createRecord` for an `app.bsky.feed.post` with link, mention and
-hashtag facets, on the account's own PDS (from the session's DID document).
+"""Bluesky (atproto): a session (saved between attempts and refreshed with
+`com.atproto.server.refreshSession` when a token store is set up, see `_atproto_session`;
+else `createSession` every attempt), then `com.atproto.repo.createRecord` for an
+`app.bsky.feed.post` with link, mention and hashtag facets, on the account's own PDS (from
+the session's DID document).
 
 The record key is a TID derived from the idempotency key, so every attempt of one
 publication writes the same record: `getRecord` finds an earlier attempt's post,
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -22,11 +23,13 @@ from urllib.parse import urljoin
 import httpx
 from pydantic import Field, field_validator
 
+from ._atproto_session import SESSION_KEYS, RefreshRefused, Session, SessionManager, account_fingerprint
 from ._base import Context, Options, get_str, json_body
 from ._contract import AdapterError, ErrorClass, Result, fail
 from ._http import TooLarge
 from ._media import Downloaded, download, image_size, pillow_available, shrink_image
 from ._text import Limit, compose, count_graphemes, find_hashtags, find_urls, fit, graphemes, utf8_offsets
+from ._token_store import StoreError, TokenStore, open_store
 
 log = logging.getLogger("herald_adapters")
 
@@ -160,13 +163,6 @@ def _failure(ctx: Context, response, what: str) -> AdapterError:
     return ctx.failure(response, what=what, detail=detail, error_class=error_class)
 
 
-@dataclass
-class Session:
-    did: str
-    auth: dict[str, str]
-    pds: str  # the account's PDS: where its repository lives
-
-
 def pds_endpoint(session: dict) -> str | None:
     """The `#atproto_pds` service endpoint of the session's DID document."""
     did_doc = session.get("didDoc")
@@ -183,6 +179,16 @@ def pds_endpoint(session: dict) -> str | None:
     return None
 
 
+def _session(ctx: Context, data: Any, pds: str, what: str) -> Session:
+    data = data if isinstance(data, dict) else {}
+    for token in ("accessJwt", "refreshJwt"):
+        ctx.redact.add(get_str(data, token))
+    access, did = get_str(data, "accessJwt"), get_str(data, "did")
+    if not access or not did:
+        raise fail(ErrorClass.SERVER_ERROR, f"{what} returned no accessJwt or did")
+    return Session(did=did, pds=pds_endpoint(data) or pds, access_jwt=access, refresh_jwt=get_str(data, "refreshJwt"))
+
+
 def _login(ctx: Context, base: str) -> Session:
     what = "createSession"
     response = ctx.http.request(
@@ -194,13 +200,90 @@ def _login(ctx: Context, base: str) -> Session:
     )
     if not response.is_success:
         raise _failure(ctx, response, what)
-    session = json_body(response) or {}
-    for token in ("accessJwt", "refreshJwt"):
-        ctx.redact.add(get_str(session, token))
-    access, did = get_str(session, "accessJwt"), get_str(session, "did")
-    if not access or not did:
-        raise fail(ErrorClass.SERVER_ERROR, "createSession returned no accessJwt or did")
-    return Session(did=did, auth={"Authorization": f"Bearer {access}"}, pds=pds_endpoint(session) or base)
+    return _session(ctx, json_body(response), base, what)
+
+
+def _refresh(ctx: Context, saved: Session) -> Session:
+    """`refreshSession` with the refresh JWT, on the account's PDS (which rotates it)."""
+    what = "refreshSession"
+    response = ctx.http.request(
+        "POST",
+        f"{saved.pds}/xrpc/com.atproto.server.refreshSession",
+        headers={"Authorization": f"Bearer {saved.refresh_jwt}"},
+        what=what,
+        creates_post=False,
+    )
+    if response.is_success:
+        return _session(ctx, json_body(response), saved.pds, what)
+    if response.status_code in (400, 401):  # ExpiredToken ("Token has been revoked"), InvalidToken
+        data = json_body(response)
+        detail = ": ".join(p for p in (get_str(data, "error"), get_str(data, "message")) if p)
+        raise RefreshRefused(ctx.redact(detail or f"HTTP {response.status_code}"))
+    raise _failure(ctx, response, what)
+
+
+def _sessions(ctx: Context, base: str) -> SessionManager:
+    """The session manager over the adapter's token store (none: every attempt logs in)."""
+    account = account_fingerprint(base, ctx.credentials.require("identifier"), ctx.credentials.require("appPassword"))
+    timeout = ctx.settings.timeout_seconds
+    store: TokenStore | None
+    try:
+        store = open_store(
+            ctx.credentials,
+            publication=ctx.settings.publication,
+            timeout=timeout,
+            redact=ctx.redact,
+            token_keys=SESSION_KEYS,
+        )
+    except StoreError as exc:
+        log.warning("bluesky: no session store (%s); logging in without saving the session", exc)
+        store = None
+    return SessionManager(
+        store,
+        account=account,
+        login=lambda: _login(ctx, base),
+        refresh=lambda saved: _refresh(ctx, saved),
+        redact=ctx.redact,
+        clock=ctx.http.now,
+        lease_seconds=max(30.0, 3 * timeout),
+        margin_seconds=max(900.0, 6 * timeout),
+    )
+
+
+def _token_refused(response: httpx.Response) -> str | None:
+    """Why the PDS refused the access JWT (ExpiredToken and InvalidToken are 400s), if it did."""
+    name = get_str(json_body(response), "error")
+    if response.status_code == 401 or (response.status_code == 400 and name in ("ExpiredToken", "InvalidToken")):
+        return name or f"HTTP {response.status_code}"
+    return None
+
+
+class Xrpc:
+    """Calls on the account's PDS with the session's access JWT. When the PDS refuses the
+    token of a saved session, the session is renewed (refreshed, or a new login) and the call
+    sent once more: a call refused for its token was not processed."""
+
+    def __init__(self, ctx: Context, sessions: SessionManager):
+        self.ctx, self.sessions = ctx, sessions
+        self.session = sessions.session()
+
+    def call(self, method: str, nsid: str, *, what: str, headers: dict | None = None, **kwargs: Any) -> httpx.Response:
+        response = self._send(method, nsid, what, headers, kwargs)
+        why = None if self.session.fresh else _token_refused(response)
+        if why is None:
+            return response
+        log.info("%s: the PDS refused the saved session (%s); renewing it", what, why)
+        self.session = self.sessions.after_rejection(self.session)
+        return self._send(method, nsid, what, headers, kwargs)
+
+    def _send(self, method: str, nsid: str, what: str, headers: dict | None, kwargs: dict) -> httpx.Response:
+        return self.ctx.http.request(
+            method,
+            f"{self.session.pds}/xrpc/{nsid}",
+            headers={**self.session.auth, **(headers or {})},
+            what=what,
+            **kwargs,
+        )
 
 
 def _parts(ctx: Context, options: BlueskyOptions) -> list[str]:
@@ -230,7 +313,16 @@ def _parts(ctx: Context, options: BlueskyOptions) -> list[str]:
 def publish(ctx: Context) -> Result:
     options = ctx.options(BlueskyOptions)
     parts = _parts(ctx, options)
-    session = _login(ctx, ctx.endpoint(DEFAULT_ENDPOINT))
+    sessions = _sessions(ctx, ctx.endpoint(DEFAULT_ENDPOINT))
+    try:
+        return _publish(ctx, Xrpc(ctx, sessions), parts, options)
+    finally:
+        close = getattr(sessions.store, "close", None)
+        if close is not None:
+            close()
+
+
+def _publish(ctx: Context, api: Xrpc, parts: list[str], options: BlueskyOptions) -> Result:
     refs: list[dict] = []
     found = 0
     created = None  # the last createRecord response: its rate-limit headers go in the result
@@ -238,23 +330,23 @@ def publish(ctx: Context) -> Result:
 
         def build(index: int = index, text: str = text, refs: list[dict] = refs) -> dict:
             record: dict[str, Any] = {"$type": COLLECTION, "text": text, "createdAt": _now(ctx, index)}
-            if found_facets := facets(text, _resolve_mentions(ctx, session, text)):
+            if found_facets := facets(text, _resolve_mentions(ctx, api, text)):
                 record["facets"] = found_facets
             if options.langs:
                 record["langs"] = options.langs
             if refs:
                 record["reply"] = {"root": refs[0], "parent": refs[-1]}
-            if index == 0 and (embed := _embed(ctx, session)):
+            if index == 0 and (embed := _embed(ctx, api)):
                 record["embed"] = embed
             return record
 
-        ref, response = _ensure_record(ctx, session, record_key(ctx.key, index), build)
+        ref, response = _ensure_record(ctx, api, record_key(ctx.key, index), build)
         if response is None:
             found += 1
         else:
             created = response
         refs.append(ref)
-    post_url = f"https://bsky.app/profile/{session.did}/post/{record_key(ctx.key)}"
+    post_url = f"https://bsky.app/profile/{api.session.did}/post/{record_key(ctx.key)}"
     thread = f" as a thread of {len(parts)} posts" if len(parts) > 1 else ""
     if found == len(parts):
         if ctx.verifying:
@@ -272,28 +364,27 @@ def publish(ctx: Context) -> Result:
     )
 
 
-def _ensure_record(ctx: Context, session: Session, rkey: str, build) -> tuple[dict, httpx.Response | None]:
+def _ensure_record(ctx: Context, api: Xrpc, rkey: str, build) -> tuple[dict, httpx.Response | None]:
     """The record under `rkey`: an earlier attempt's (verify mode looks first; a refused
     create looks after), or a new one. Returns ({uri, cid}, the createRecord response, or
     None when the record already existed)."""
     if ctx.verifying:
-        existing = _get_record(ctx, session, rkey)
+        existing = _get_record(ctx, api, rkey)
         if existing is not None:
             return _ref(existing), None
     what = "createRecord"
-    response = ctx.http.request(
+    response = api.call(
         "POST",
-        f"{session.pds}/xrpc/com.atproto.repo.createRecord",
-        headers=session.auth,
+        "com.atproto.repo.createRecord",
         what=what,
-        json={"repo": session.did, "collection": COLLECTION, "rkey": rkey, "record": build()},
+        json={"repo": api.session.did, "collection": COLLECTION, "rkey": rkey, "record": build()},
     )
     if not response.is_success:
         error = _failure(ctx, response, what)
         if error.result.error_class in (ErrorClass.REJECTED, ErrorClass.SERVER_ERROR):
             # Refused because an earlier attempt already wrote this record key?
             try:
-                existing = _get_record(ctx, session, rkey)
+                existing = _get_record(ctx, api, rkey)
             except AdapterError:
                 existing = None
             if existing is not None:
@@ -306,14 +397,13 @@ def _ref(data: dict) -> dict:
     return {"uri": get_str(data, "uri") or "", "cid": get_str(data, "cid") or ""}
 
 
-def _get_record(ctx: Context, session: Session, rkey: str) -> dict | None:
+def _get_record(ctx: Context, api: Xrpc, rkey: str) -> dict | None:
     what = "getRecord"
-    response = ctx.http.request(
+    response = api.call(
         "GET",
-        f"{session.pds}/xrpc/com.atproto.repo.getRecord",
-        headers=session.auth,
+        "com.atproto.repo.getRecord",
         what=what,
-        params={"repo": session.did, "collection": COLLECTION, "rkey": rkey},
+        params={"repo": api.session.did, "collection": COLLECTION, "rkey": rkey},
     )
     if response.is_success:
         return json_body(response) or {}
@@ -325,7 +415,7 @@ def _get_record(ctx: Context, session: Session, rkey: str) -> dict | None:
     raise _failure(ctx, response, what)
 
 
-def _resolve_mentions(ctx: Context, session: Session, text: str) -> dict[str, str]:
+def _resolve_mentions(ctx: Context, api: Xrpc, text: str) -> dict[str, str]:
     """handle -> DID for the text's @mentions (com.atproto.identity.resolveHandle). A handle
     that doesn't resolve stays plain text, as in the Bluesky app."""
     dids: dict[str, str] = {}
@@ -333,10 +423,9 @@ def _resolve_mentions(ctx: Context, session: Session, text: str) -> dict[str, st
         if handle.lower() in dids:
             continue
         try:
-            response = ctx.http.request(
+            response = api.call(
                 "GET",
-                f"{session.pds}/xrpc/com.atproto.identity.resolveHandle",
-                headers=session.auth,
+                "com.atproto.identity.resolveHandle",
                 params={"handle": handle},
                 what="resolveHandle",
             )
@@ -351,14 +440,14 @@ def _resolve_mentions(ctx: Context, session: Session, text: str) -> dict[str, st
     return dids
 
 
-def _upload_blob(ctx: Context, session: Session, data: bytes, content_type: str) -> dict:
+def _upload_blob(ctx: Context, api: Xrpc, data: bytes, content_type: str) -> dict:
     what = "uploadBlob"
-    response = ctx.http.request(
+    response = api.call(
         "POST",
-        f"{session.pds}/xrpc/com.atproto.repo.uploadBlob",
+        "com.atproto.repo.uploadBlob",
         what=what,
         content=data,
-        headers={**session.auth, "Content-Type": content_type},
+        headers={"Content-Type": content_type},
         creates_post=False,
     )
     if not response.is_success:
@@ -391,7 +480,7 @@ def _fit_image(ctx: Context, item: Downloaded) -> tuple[bytes, str]:
     return shrunk, "image/jpeg"
 
 
-def _embed(ctx: Context, session: Session) -> dict | None:
+def _embed(ctx: Context, api: Xrpc) -> dict | None:
     content = ctx.payload.content
     if content.media:
 
@@ -406,7 +495,7 @@ def _embed(ctx: Context, session: Session) -> dict | None:
             video = videos[0]
             embed: dict[str, Any] = {
                 "$type": "app.bsky.embed.video",
-                "video": _upload_blob(ctx, session, video.data, video.content_type),
+                "video": _upload_blob(ctx, api, video.data, video.content_type),
             }
             if video.alt_text:
                 embed["alt"] = video.alt_text
@@ -414,13 +503,13 @@ def _embed(ctx: Context, session: Session) -> dict | None:
         images = []
         for item in items:
             data, content_type = _fit_image(ctx, item)
-            image: dict[str, Any] = {"alt": item.alt_text, "image": _upload_blob(ctx, session, data, content_type)}
+            image: dict[str, Any] = {"alt": item.alt_text, "image": _upload_blob(ctx, api, data, content_type)}
             if ratio := _aspect_ratio(data):
                 image["aspectRatio"] = ratio
             images.append(image)
         return {"$type": "app.bsky.embed.images", "images": images}
     if content.link:
-        return _link_card(ctx, session, content.link, content.title)
+        return _link_card(ctx, api, content.link, content.title)
     return None
 
 
@@ -451,7 +540,7 @@ class _HeadParser(HTMLParser):
             self.title += data
 
 
-def _link_card(ctx: Context, session: Session, link: str, title: str | None) -> dict:
+def _link_card(ctx: Context, api: Xrpc, link: str, title: str | None) -> dict:
     """app.bsky.embed.external, with the page's og: title, description and image when the
     page can be read quickly; a card with the URL and title alone otherwise."""
     external: dict[str, Any] = {"uri": link, "title": title or "", "description": ""}
@@ -481,7 +570,7 @@ def _link_card(ctx: Context, session: Session, link: str, title: str | None) -> 
         external["description"] = "".join(graphemes(" ".join(description.split()))[:CARD_DESCRIPTION_GRAPHEMES])
         image_url = meta.get("og:image:secure_url") or meta.get("og:image") or meta.get("twitter:image")
         if image_url:
-            thumb = _card_thumb(ctx, session, urljoin(page.url, image_url), timeout)
+            thumb = _card_thumb(ctx, api, urljoin(page.url, image_url), timeout)
             if thumb is not None:
                 external["thumb"] = thumb
     if not external["title"]:
@@ -489,7 +578,7 @@ def _link_card(ctx: Context, session: Session, link: str, title: str | None) -> 
     return {"$type": "app.bsky.embed.external", "external": external}
 
 
-def _card_thumb(ctx: Context, session: Session, url: str, timeout: float) -> dict | None:
+def _card_thumb(ctx: Context, api: Xrpc, url: str, timeout: float) -> dict | None:
     try:
         image = ctx.http.fetch(url, what="link card image", max_bytes=MAX_SOURCE_IMAGE_BYTES, timeout=timeout)
     except (AdapterError, TooLarge) as exc:
@@ -506,7 +595,7 @@ def _card_thumb(ctx: Context, session: Session, url: str, timeout: float) -> dic
             return None
         data, content_type = shrunk, "image/jpeg"
     try:
-        return _upload_blob(ctx, session, data, content_type)
+        return _upload_blob(ctx, api, data, content_type)
     except AdapterError as exc:
         log.warning("link card without thumbnail: %s", exc)
         return None

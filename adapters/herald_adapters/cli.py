@@ -15,10 +15,11 @@ from pathlib import Path
 
 from . import __version__, bluesky, discord, mastodon, slack, telegram, webhook
 from ._base import Context
-from ._contract import AdapterError, ErrorClass, Result, Settings, SettingsError, failed, load_payload
+from ._contract import AdapterError, ErrorClass, LogLevel, Result, Settings, SettingsError, failed, load_payload
 from ._credentials import Credentials
 from ._http import Http
 from ._redact import RedactingFormatter, Redactor
+from ._tracing import Span, Tracing
 from .linkedin import publish as publish_linkedin
 from .x import publish as publish_x
 
@@ -47,14 +48,13 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-def setup_logging(redact: Redactor, env: Mapping[str, str]) -> None:
+def setup_logging(redact: Redactor, level: LogLevel) -> None:
     """Logs go to stderr, every line redacted."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(redact, _FORMAT))
     log.handlers[:] = [handler]
     log.propagate = False
-    level = env.get("HERALD_LOG_LEVEL", "INFO").upper()
-    log.setLevel(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+    log.setLevel(level)
     # httpx logs full request URLs at INFO, and some URLs embed a credential.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -117,27 +117,49 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.parse_args(argv)
-    env = os.environ if env is None else env
     redact = Redactor()
-    setup_logging(redact, env)
+    try:
+        settings = Settings.from_env(env)  # the one read of the environment
+    except SettingsError as exc:
+        setup_logging(redact, exc.report.log_level)
+        result = failed(ErrorClass.REJECTED, f"invalid adapter environment: {exc}")
+        write_result(exc.report.result_file, result, redact)
+        return result.exit_code
+    setup_logging(redact, settings.log_level)
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
     try:
-        return _main(env, redact)
+        # OTEL_* are not Herald's settings: the tracing SDK's own variables, read here.
+        return _main(settings, redact, Tracing.from_env(os.environ if env is None else env))
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _main(env: Mapping[str, str], redact: Redactor) -> int:
+def _main(settings: Settings, redact: Redactor, tracing: Tracing) -> int:
+    """One attempt in its span (the operator's trace continues here when OTLP is configured)."""
     try:
-        settings = Settings.from_env(env)
-    except SettingsError as exc:
-        result = failed(ErrorClass.REJECTED, f"invalid adapter environment: {exc}")
-        write_result(exc.settings.result_file, result, redact)
-        return result.exit_code
+        with tracing.span("herald.adapter", attributes=_span_attributes(settings)) as span:
+            code = _attempt(settings, redact, Http(settings.timeout_seconds, redact, tracing=tracing), span)
+            span.set("herald.exit_code", code)
+            if code != 0 and not span.failed:
+                span.error(f"exit code {code}")
+            return code
+    finally:
+        tracing.shutdown()
 
-    http = Http(settings.timeout_seconds, redact)
+
+def _span_attributes(settings: Settings) -> dict[str, str | int]:
+    return {
+        "herald.platform": settings.platform,
+        "herald.mode": settings.mode.value,
+        "herald.attempt": settings.attempt,
+        "herald.publication": settings.publication,
+        "herald.adapter": settings.target,
+    }
+
+
+def _attempt(settings: Settings, redact: Redactor, http: Http, span: Span) -> int:
     try:
         result = run(settings, redact, http)
     except (Exception, Terminated) as exc:
@@ -156,4 +178,8 @@ def _main(env: Mapping[str, str], redact: Redactor) -> int:
         http.close()
     write_result(settings.result_file, result, redact)
     log.info("outcome: %s%s", result.outcome, f" ({result.error_class.value})" if result.error_class else "")
+    span.set("herald.outcome", result.outcome)
+    if result.error_class is not None:
+        span.set("herald.error_class", result.error_class.value)
+        span.error(result.error_class.value)
     return result.exit_code

@@ -24,7 +24,7 @@ REQUIRED_KEYS = {
     "discord": [{"webhookUrl"}],
     "telegram": [{"botToken", "chatId"}],
     "mastodon": [{"accessToken"}],
-    "bluesky": [{"identifier", "appPassword"}],
+    "bluesky": [{"identifier", "appPassword"}, {"identifier", "appPassword", "tokenStoreSecret"}],
     "x": [
         {"clientId", "refreshToken", "tokenStoreSecret"},
         {"clientId", "clientSecret", "refreshToken", "tokenStoreSecret"},
@@ -58,3 +58,31 @@ def test_example_is_a_secret_and_a_platform_adapter_that_fit_together(example):
     assert any(required == keys for required in REQUIRED_KEYS[spec["platform"]]), keys
     if spec["platform"] == "webhook":
         assert spec["endpoint"].startswith("https://")
+
+
+RBAC_EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "adapters").glob("*-rbac.yaml"))
+
+
+@pytest.mark.parametrize("rbac", RBAC_EXAMPLES, ids=lambda p: p.name)
+def test_an_adapters_write_back_rbac_names_only_its_own_secret_and_the_adapter_uses_it(rbac):
+    """The ServiceAccount an adapter's pods write their session or tokens back with: a Role on
+    that adapter's Secret alone, and the PlatformAdapter that mounts its projected token."""
+    account, role, binding = [d for d in yaml.safe_load_all(rbac.read_text()) if d]
+    users = [
+        docs
+        for example in EXAMPLES
+        if (docs := [d for d in yaml.safe_load_all(example.read_text()) if d])[1]["spec"]
+        .get("jobTemplate", {})
+        .get("serviceAccountName")
+        == account["metadata"]["name"]
+    ]
+    assert len(users) == 1, f"no example adapter uses {account['metadata']['name']}"
+    [(secret, adapter)] = users
+    name = secret["metadata"]["name"]
+    assert secret["stringData"]["tokenStoreSecret"] == name
+    assert adapter["spec"]["jobTemplate"]["serviceAccountToken"] is True
+    assert account["automountServiceAccountToken"] is False
+    [rule] = role["rules"]
+    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [name], "verbs": ["get", "patch"]}
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"]}]

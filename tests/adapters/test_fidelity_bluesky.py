@@ -1,17 +1,24 @@
 """Bluesky against the atproto SDK (MarshalX/atproto, `atproto` on PyPI): every record and
 request Herald builds must parse, strictly, as the SDK's models generated from the
 lexicons (app.bsky.feed.post, its facets, embeds, langs and reply refs), and the local
-PDS's answers as the SDK's response models, so the fake can't drift from the protocol."""
+PDS's answers as the SDK's response models, so the fake can't drift from the protocol. The
+SDK's own session handling (login, JWT expiry, refresh 15 minutes early, rate-limit errors)
+runs against the local PDS and reads its tokens as Herald does."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+import httpx
 import pytest
-from atproto import models
+from atproto import Client, models
+from atproto_client.client.session import Session
+from atproto_client.exceptions import BadRequestError, RateLimitExceededError
 from atproto_client.models.dot_dict import DotDict
 from atproto_client.models.utils import get_or_create
 
+from herald_adapters._atproto_session import jwt_expiry
 from tests.platforms import BlueskyFake, Response
 
 from ._support import payload
@@ -137,7 +144,7 @@ def test_the_local_pds_answers_as_the_sdk_expects(run_adapter, pds):
     assert session.did_doc["service"][0]["serviceEndpoint"] == pds.url
     strict(answer("uploadBlob"), models.ComAtprotoRepoUploadBlob.Response)
     strict(answer("resolveHandle"), models.ComAtprotoIdentityResolveHandle.Response)
-    created = json.loads(json.dumps(pds.records[pds.posts[0]["rkey"]]))
+    created = json.loads(json.dumps(pds.repo[pds.posts[0]["rkey"]]))
     strict(created, models.ComAtprotoRepoGetRecord.Response)
 
 
@@ -153,3 +160,62 @@ def test_the_sdk_refuses_what_the_lexicon_refuses():
     )
     with pytest.raises(AssertionError):
         _no_unknown_unions(with_unknown_embed)
+
+
+# --- sessions: the SDK's login, refresh and rate-limit handling against the local PDS ------------
+
+
+def test_the_sdk_logs_in_and_refreshes_on_the_local_pds_and_reads_the_tokens_as_herald_does():
+    with BlueskyFake(access_ttl=600, handles={"alice.example.com": "did:plc:alice0000000000000000000"}) as pds:
+        sdk = Client(base_url=pds.url)
+        sdk.login(pds.identifier, pds.app_password, fetch_bsky_profile=False)
+        first = Session.decode(sdk.export_session_string())
+        # The SDK's JWT parser and Herald's read the same expiry, and the same PDS from the DID document.
+        assert jwt_expiry(first.access_jwt) == datetime.fromtimestamp(first.access_jwt_payload.exp, UTC)
+        assert first.access_jwt_payload.exp - first.access_jwt_payload.iat == 600
+        assert first.refresh_jwt_payload.exp - first.refresh_jwt_payload.iat == 90 * 86400
+        assert first.pds_endpoint == pds.url
+
+        # 10 minutes left: the SDK refreshes before its next call (15 minutes early), as Herald does.
+        sdk.com.atproto.identity.resolve_handle({"handle": "alice.example.com"})
+        second = Session.decode(sdk.export_session_string())
+        assert pds.refresh_uses == [first.refresh_jwt]
+        assert second.refresh_jwt != first.refresh_jwt  # rotated
+
+        # The old refresh token outlives its rotation by the grace period only; then the PDS says revoked.
+        pds.advance(2 * 3600 + 1)
+        with pytest.raises(BadRequestError) as revoked:
+            sdk.com.atproto.server.refresh_session(
+                headers={"Authorization": f"Bearer {first.refresh_jwt}"}, ignore_session_check=True
+            )
+        assert (revoked.value.response.content.error, revoked.value.response.content.message) == (
+            "ExpiredToken",
+            "Token has been revoked",
+        )
+        answer = httpx.post(
+            f"{pds.url}/xrpc/com.atproto.server.refreshSession",
+            headers={"Authorization": f"Bearer {second.refresh_jwt}"},
+        )
+        strict(answer.json(), models.ComAtprotoServerRefreshSession.Response)
+
+
+def test_the_sdk_reads_the_local_pds_login_rate_limit():
+    with BlueskyFake() as pds:
+        for _ in range(30):
+            Client(base_url=pds.url).login(pds.identifier, pds.app_password, fetch_bsky_profile=False)
+        with pytest.raises(RateLimitExceededError) as limited:
+            Client(base_url=pds.url).login(pds.identifier, pds.app_password, fetch_bsky_profile=False)
+        assert (limited.value.limit, limited.value.remaining) == (30, 0)
+        assert 0 < (limited.value.reset_at - datetime.now(UTC)).total_seconds() <= 300
+        pds.advance(300)  # a new 5-minute window; the day's 300 still count (31 so far, the refused one too)
+        login = {"identifier": pds.identifier, "password": pds.app_password}
+        with httpx.Client(base_url=f"{pds.url}/xrpc") as http:
+            for used in range(31, 300):
+                if used % 30 == 1 and used > 31:
+                    pds.advance(300)
+                http.post("com.atproto.server.createSession", json=login).raise_for_status()
+        pds.advance(300)
+        with pytest.raises(RateLimitExceededError) as daily:
+            Client(base_url=pds.url).login(pds.identifier, pds.app_password, fetch_bsky_profile=False)
+        assert (daily.value.limit, daily.value.remaining) == (300, 0)
+        assert 86000 < (daily.value.reset_at - datetime.now(UTC)).total_seconds() <= 86400

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -23,6 +21,7 @@ import pytest
 from tests.integration.conftest import crds, herald  # noqa: F401
 from tests.monitoring.fixtures import alertmanager_factory, monitoring_binaries, prometheus_factory  # noqa: F401
 from tests.support.cluster import ROOT
+from tests.support.recording_server import RecordedRequest, RecordingServer, Response
 from tests.support.waiting import watch_until
 
 REAL_NODE_LABEL = "herald.dev/node"
@@ -139,41 +138,25 @@ def pod_logs(api, namespace) -> Callable[[str], str]:
     return lambda name: core.read_namespaced_pod_log(name, namespace)
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # quiet
-        pass
+class HostServer(RecordingServer[RecordedRequest]):
+    """Answers GET /hello with ``hello``, and a POST as a platform that made post-1."""
 
-    def _reply(self, code: int, body: bytes, ctype: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    name = "host-server"
 
-    def do_GET(self):
-        self.server.requests.append(("GET", self.path, dict(self.headers), b""))
-        if self.path == "/hello":
-            self._reply(200, self.server.body, "text/plain")
-        else:
-            self._reply(404, b"not found", "text/plain")
+    def __init__(self) -> None:
+        super().__init__("0.0.0.0", request_type=RecordedRequest)  # every address, so pods reach it
+        self.hello = f"hello from the host {time.monotonic_ns()}".encode()
 
-    def do_POST(self):
-        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.requests.append(("POST", self.path, dict(self.headers), data))
-        self._reply(201, b'{"id": "post-1", "url": "http://example.invalid/post-1"}', "application/json")
+    def respond(self, request: RecordedRequest) -> Response:
+        if request.method == "POST":
+            return Response(201, {"id": "post-1", "url": "http://example.invalid/post-1"})
+        if request.method == "GET" and request.path == "/hello":
+            return Response(200, self.hello, content_type="text/plain")
+        return Response(404, "not found")
 
 
 @pytest.fixture
-def host_server():
-    """An HTTP server on this host, bound to every address so pods can reach it; stops by itself."""
-    server = ThreadingHTTPServer(("0.0.0.0", 0), _Recorder)
-    server.requests = []
-    server.body = f"hello from the host {time.monotonic_ns()}".encode()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+def host_server() -> Iterator[HostServer]:
+    """An HTTP server on this host that records what the pods send it; stops by itself."""
+    with HostServer() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -73,7 +73,7 @@ def test_adapter_image_runs_on_the_real_node(real_node, run_pod, pod_logs):
 
 
 def test_pod_reaches_a_server_on_the_host(real_node, run_pod, pod_logs, host_server):
-    port = host_server.server_address[1]
+    port = host_server.port
     urls = [f"http://{real_node.pod_gateway}:{port}/hello", f"http://{real_node.internal_ip}:{port}/hello"]
     script = (
         "import sys, urllib.request\n"
@@ -91,12 +91,12 @@ def test_pod_reaches_a_server_on_the_host(real_node, run_pod, pod_logs, host_ser
     )
     logs = pod_logs("reach-host")
     assert pod["status"]["phase"] == "Succeeded", (pod["status"], logs)
-    body = host_server.body.decode()
+    body = host_server.hello.decode()
     for url in urls:
         assert f"{url} {body}" in logs
     pod_ip = pod["status"]["podIP"]
     assert pod_ip.startswith("10.88."), pod_ip  # the CNI bridge's range, not kwok's
-    assert [r[:2] for r in host_server.requests] == [("GET", "/hello"), ("GET", "/hello")]
+    assert [(r.method, r.path) for r in host_server.requests] == [("GET", "/hello"), ("GET", "/hello")]
 
 
 def test_in_cluster_config_reaches_the_api_server_through_the_service(real_node, run_pod, pod_logs):
@@ -159,7 +159,7 @@ def test_adapter_contract_on_the_real_node(real_node, api, namespace, run_pod, p
     }
     env = {
         "HERALD_PLATFORM": "webhook",
-        "HERALD_ENDPOINT": f"http://{real_node.pod_gateway}:{host_server.server_address[1]}/hook",
+        "HERALD_ENDPOINT": f"http://{real_node.pod_gateway}:{host_server.port}/hook",
         "HERALD_ATTEMPT": "1",
         "HERALD_MODE": "publish",
         "HERALD_IDEMPOTENCY_KEY": key,
@@ -213,9 +213,9 @@ def test_adapter_contract_on_the_real_node(real_node, api, namespace, run_pod, p
     assert result["outcome"] == "published", result
     assert result["postId"] == "post-1"
     assert secret not in logs and secret not in _terminated(pod)["message"]
-    ((method, path, headers, body),) = host_server.requests
-    assert (method, path) == ("POST", "/hook")
-    assert headers["Idempotency-Key"] == key
-    sent = json.loads(body)
+    (request,) = host_server.requests
+    assert (request.method, request.path) == ("POST", "/hook")
+    assert request.headers["idempotency-key"] == key
+    sent = json.loads(request.body)
     assert sent["content"]["text"] == "Herald on a real node"
     assert sent["publication"]["name"] == "launch"

@@ -80,7 +80,8 @@ def write_testdata(objects: dict[str, dict]) -> None:
 def capture() -> dict[str, dict]:
     from kubernetes import client
 
-    from tests.gitops.scenarios import apply_crds, produce
+    from tests.gitops.scenarios import produce
+    from tests.integration.conftest import crds
     from tests.support.cluster import ROOT, start_cluster, unique_name
     from tests.support.herald import Herald
     from tests.support.operator import OperatorProcess
@@ -89,7 +90,7 @@ def capture() -> dict[str, dict]:
     os.environ["PATH"] = tools.stdout.strip() + os.pathsep + os.environ["PATH"]  # kubectl
     cluster = start_cluster()
     api = cluster.api_client()
-    apply_crds(cluster)
+    crds.__wrapped__(cluster)  # the integration tests' fixture, as a plain function
     core = client.CoreV1Api(api)
     namespace = unique_name("gitops-testdata")
     core.create_namespace({"metadata": {"name": namespace, "labels": {"herald.dev/test": "true"}}})

@@ -7,18 +7,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gitops.scenarios import apply_crds, produce
+from tests.gitops.scenarios import produce
+from tests.integration.conftest import crds  # noqa: F401 - the CRDs from crds/, applied and Established
 from tests.support.cluster import unique_name
 from tests.support.herald import Herald
 from tests.support.operator import OperatorProcess
 
 
 @pytest.fixture(scope="package")
-def real_objects(cluster, api, tmp_path_factory) -> Iterator[dict[str, dict]]:
+def real_objects(cluster, api, crds, tmp_path_factory) -> Iterator[dict[str, dict]]:  # noqa: F811 - the fixture imported above
     """Each case of scenarios.CASES, as the API server returned it, by case name."""
     from kubernetes import client
 
-    apply_crds(cluster)
     core = client.CoreV1Api(api)
     namespace = unique_name("t-gitops-health")
     core.create_namespace({"metadata": {"name": namespace, "labels": {"herald.dev/test": "true"}}})

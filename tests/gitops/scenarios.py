@@ -7,10 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.support.cluster import ROOT
 from tests.support.herald import Herald, condition, fate, result
 from tests.support.operator import OperatorProcess
-from tests.support.waiting import wait_until
 
 PUB, ADAPTER = "Publication", "PlatformAdapter"
 
@@ -197,23 +195,6 @@ def produce(herald: Herald, operator: OperatorProcess) -> dict[str, dict]:
         assert obj["metadata"]["generation"] == obj["status"]["observedGeneration"] + 1, obj
     assert "status" not in got["not-yet-observed"]
     return got
-
-
-def apply_crds(cluster) -> None:
-    """The CRDs from crds/, applied and Established (as tests/integration's ``crds`` fixture does)."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    for crd in ("publications.herald.dev", "platformadapters.herald.dev"):
-        # A just-created CRD may have no status yet, which `kubectl wait` reports as an error: poll.
-        wait_until(
-            lambda: (
-                cluster.kubectl(
-                    "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=5s", check=False
-                ).returncode
-                == 0
-            ),
-            timeout=60,
-            what=f"CRD {crd} Established",
-        )
 
 
 def without_noise(obj: dict) -> dict:
