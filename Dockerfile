@@ -1,7 +1,9 @@
 # Herald's two images, from one file:
-#   --target operator   the operator (console script `herald-operator`)
+#   --target operator   the operator (console script `herald-operator`), with herald_adapters: its own
+#                       alerts deliver through the adapters' platform code
 #   --target adapter    the adapter that one Job runs per attempt (`herald-adapter`;
-#                       only httpx, tenacity and pydantic besides the standard library)
+#                       only httpx, tenacity, pydantic(-settings), regex, pillow and OpenTelemetry besides the
+#                       standard library)
 #
 # BASE_IMAGE must be a Debian-family image with python3 (3.11+) and ca-certificates; the
 # builder stage and the final stages use the same one, so the venv made in the builder
@@ -37,8 +39,9 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi; \
     python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
       > /tmp/deps.txt; \
-    grep -E '^(httpx|tenacity|pydantic|regex|pillow)[<>=!~ ]' /tmp/deps.txt > /tmp/adapter-deps.txt; \
-    test "$(wc -l < /tmp/adapter-deps.txt)" -eq 5; \
+    grep -E '^(httpx|tenacity|pydantic|pydantic-settings|regex|pillow|opentelemetry-(api|sdk|exporter-otlp-proto-http))[<>=!~ ]' \
+      /tmp/deps.txt > /tmp/adapter-deps.txt; \
+    test "$(wc -l < /tmp/adapter-deps.txt)" -eq 9; \
     /opt/operator/bin/pip install -q -r /tmp/deps.txt; \
     /opt/adapter/bin/pip install -q -r /tmp/adapter-deps.txt
 COPY operator ./operator
@@ -49,8 +52,10 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     /opt/operator/bin/pip wheel -q --no-deps -w /tmp/wheels .; \
     /opt/operator/bin/pip install -q --no-deps /tmp/wheels/*.whl; \
     /opt/adapter/bin/pip install -q --no-deps /tmp/wheels/*.whl; \
-    /opt/adapter/bin/python -c 'import herald_adapters.cli, herald_contract, httpx, tenacity, pydantic, regex'; \
-    /opt/operator/bin/python -c 'import herald.handlers, kopf, kubernetes'; \
+    /opt/adapter/bin/python -c 'import herald_adapters.cli, herald_contract, httpx, tenacity, pydantic, pydantic_settings, regex'; \
+    /opt/adapter/bin/python -c 'import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter'; \
+    /opt/operator/bin/python -c 'import herald.handlers, herald.alerts, kopf, kubernetes'; \
+    /opt/operator/bin/python -c 'from herald_adapters import discord, slack, telegram, webhook'; \
     for v in /opt/operator /opt/adapter; do \
       "$v/bin/pip" uninstall -q -y pip setuptools wheel 2>/dev/null || true; \
       rm -f "$v"/bin/pip* "$v"/bin/activate* "$v"/bin/Activate.ps1; \

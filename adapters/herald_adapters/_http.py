@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import ssl
@@ -9,15 +10,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
-from ._classify import classify_transport_error
-from ._contract import ErrorClass, fail
+from ._classify import classify_status, classify_transport_error
+from ._contract import AdapterError, ErrorClass, fail
 from ._redact import Redactor
+from ._tracing import DISABLED, Tracing
+
+if TYPE_CHECKING:
+    from ._base import Context
 
 log = logging.getLogger("herald_adapters")
 
@@ -66,14 +71,17 @@ class Http:
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        tracing: Tracing = DISABLED,
+        user_agent: str = USER_AGENT,
     ):
         self.redact = redact
         self.clock = clock
+        self.tracing = tracing  # a span per call (docs/observability.md, Tracing)
         self.last_seconds: float | None = None
         self.may_have_posted = False
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
-            headers={"User-Agent": USER_AGENT},
+            headers={"User-Agent": user_agent},
             follow_redirects=False,
             verify=_ssl_context(),
             transport=transport,
@@ -97,6 +105,34 @@ class Http:
         return self._send(method, url, what=what, creates_post=creates_post, stream=False, **kwargs)
 
     def _send(
+        self, method: str, url: str, *, what: str, creates_post: bool | None, stream: bool, **kwargs: Any
+    ) -> httpx.Response:
+        if not self.tracing.enabled:
+            return self._send_untraced(method, url, what=what, creates_post=creates_post, stream=stream, **kwargs)
+        # Method, host and the call's name only: paths and queries may embed a credential.
+        parts = urlsplit(url)
+        attributes: dict[str, str | int] = {
+            "http.request.method": method.upper(),
+            "url.scheme": parts.scheme,
+            "server.address": self.redact(parts.hostname or ""),
+            "herald.call": what,
+        }
+        with contextlib.suppress(ValueError):
+            attributes["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+        with self.tracing.span(f"{method.upper()} {what}", client=True, attributes=attributes) as span:
+            try:
+                response = self._send_untraced(
+                    method, url, what=what, creates_post=creates_post, stream=stream, **kwargs
+                )
+            except AdapterError as exc:
+                span.error(exc.result.error_class.value if exc.result.error_class else "failed")
+                raise
+            span.set("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.error(f"HTTP {response.status_code}")
+            return response
+
+    def _send_untraced(
         self, method: str, url: str, *, what: str, creates_post: bool | None, stream: bool, **kwargs: Any
     ) -> httpx.Response:
         if creates_post is None:
@@ -184,6 +220,38 @@ class Http:
             finally:
                 response.close()
         raise fail(ErrorClass.REJECTED, self.redact(f"{what}: more than {max_redirects} redirects"))
+
+
+class Refused(Exception):
+    """The platform answered, but not with success: the reason, classified by the platform's
+    module. A platform's send function raises it; an adapter turns it into its failed result
+    (`as_failure`), Herald's own alerts decide from `error_class` whether to try again."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        *,
+        what: str,
+        detail: str | None = None,
+        error_class: ErrorClass | None = None,
+        retry_after: float | None = None,
+    ):
+        self.response = response
+        self.what = what
+        self.detail = detail
+        self.error_class = error_class or classify_status(response.status_code) or ErrorClass.REJECTED
+        self.retry_after = retry_after
+        status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        super().__init__(f"{what}: {status}" + (f": {detail}" if detail else ""))
+
+    def as_failure(self, ctx: Context) -> AdapterError:
+        return ctx.failure(
+            self.response,
+            what=self.what,
+            detail=self.detail,
+            error_class=self.error_class,
+            retry_after=self.retry_after,
+        )
 
 
 class TooLarge(Exception):

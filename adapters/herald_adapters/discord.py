@@ -4,6 +4,8 @@ Media are uploaded as attachments (multipart `payload_json` + `files[n]`, alt te
 attachment's `description`), or sent as image embeds by URL with the option embedMedia.
 Forum and media channels need a thread: the option threadName creates one per post,
 threadId posts into an existing one.
+
+`send_webhook` is the execute-webhook call: shared with Herald's own alerts.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 from pydantic import Field, field_validator
 
 from ._base import Context, Options, get_str, json_body
 from ._contract import AdapterError, ErrorClass, Result
+from ._http import Http, Refused
 from ._media import download
 from ._text import Limit, compose, count_code_points, fit
 
@@ -126,16 +130,11 @@ def publish(ctx: Context) -> Result:
     message, files = build_message(ctx, options, text)
     # Verify mode can't look anything up: a webhook can fetch a message only by its id,
     # which the earlier attempt never learnt. So this posts again (see docs/adapters.md).
-    what = "Discord execute webhook"
-    url = execute_url(webhook_url, options.thread_id)
-    if files:
-        form = {"payload_json": json.dumps(message, ensure_ascii=False)}
-        response = ctx.http.request("POST", url, data=form, files=files, what=what)
-    else:
-        response = ctx.http.request("POST", url, json=message, what=what)
+    try:
+        response = send_webhook(ctx.http, webhook_url, message, thread_id=options.thread_id, files=files)
+    except Refused as refused:
+        raise refused.as_failure(ctx) from None
     data = json_body(response)
-    if not response.is_success:
-        raise _failure(ctx, response, data, what)
     seconds = ctx.http.last_seconds  # the post's, not the link lookup's
     rate_limit = ctx.rate_limit(response)
     return ctx.published(
@@ -148,7 +147,29 @@ def publish(ctx: Context) -> Result:
     )
 
 
-def _failure(ctx: Context, response, data, what: str) -> AdapterError:
+def send_webhook(
+    http: Http,
+    webhook_url: str,
+    message: dict[str, Any],
+    *,
+    thread_id: str | None = None,
+    files: list[tuple] | None = None,
+    what: str = "Discord execute webhook",
+) -> httpx.Response:
+    """Execute the webhook with one message (JSON, or multipart with `files`); the response
+    (the message, `wait=true`) on success, else raises Refused with Discord's error code."""
+    url = execute_url(webhook_url, thread_id)
+    if files:
+        form = {"payload_json": json.dumps(message, ensure_ascii=False)}
+        response = http.request("POST", url, data=form, files=files, what=what)
+    else:
+        response = http.request("POST", url, json=message, what=what)
+    if not response.is_success:
+        raise _refusal(response, json_body(response), what)
+    return response
+
+
+def _refusal(response: httpx.Response, data: Any, what: str) -> Refused:
     detail = get_str(data, "message")
     code = data.get("code") if isinstance(data, dict) else None
     error_class = None
@@ -169,7 +190,7 @@ def _failure(ctx: Context, response, data, what: str) -> AdapterError:
         detail = f"{detail}: the webhook's channel is a forum or media channel; set the option threadName or threadId"
     elif error_class is ErrorClass.DESTINATION_FORBIDDEN:
         detail = f"{detail}: the webhook may not post in its channel or thread; check the channel's permissions"
-    return ctx.failure(response, what=what, detail=detail, error_class=error_class, retry_after=retry_after)
+    return Refused(response, what=what, detail=detail, error_class=error_class, retry_after=retry_after)
 
 
 def _message_url(ctx: Context, webhook_url: str, data: Any) -> str | None:

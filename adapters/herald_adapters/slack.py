@@ -7,6 +7,8 @@ incoming webhooks answer with a plain-text error code and an HTTP status.
 Text is escaped as Slack asks (`&`, `<`, `>`), so a publication can't mention
 `<!channel>` or make links Slack-style; Slack still links bare URLs. Media are
 uploaded with files.getUploadURLExternal + files.completeUploadExternal (bot token).
+
+`send_webhook` posts one message to an incoming webhook: shared with Herald's own alerts.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import logging
 import re
 from typing import Any
 
+import httpx
 from pydantic import Field, field_validator
 
 from ._base import Context, Options, body_snippet, get_str, json_body
 from ._contract import AdapterError, ErrorClass, Result, fail
+from ._http import Http, Refused
 from ._media import download
 from ._text import Limit, compose, fit
 
@@ -143,16 +147,25 @@ def _publish_webhook(ctx: Context, url: str, options: SlackOptions) -> Result:
         message["blocks"] = options.blocks
     if options.thread_ts:
         message["thread_ts"] = options.thread_ts
-    what = "Slack incoming webhook"
+    try:
+        response = send_webhook(ctx.http, url, message)
+    except Refused as refused:
+        raise refused.as_failure(ctx) from None
+    # Incoming webhooks answer "ok" and no message id, and cannot read the channel.
+    note = " (verify: incoming webhooks offer no lookup; posted again)" if ctx.verifying else ""
+    media = " (media are not sent: incoming webhooks cannot upload files)" if ctx.payload.content.media else ""
+    return ctx.published(response, message="posted via incoming webhook; Slack returns no message id" + media + note)
+
+
+def send_webhook(
+    http: Http, url: str, message: dict[str, Any], *, what: str = "Slack incoming webhook"
+) -> httpx.Response:
+    """POST one message (`text`, and `blocks`, `attachments`, ... as Slack takes them) to an
+    incoming webhook; the response on success, else raises Refused with Slack's error code."""
     request = _json(message)
-    response = ctx.http.request("POST", url, content=request["content"], headers=request["headers"], what=what)
+    response = http.request("POST", url, content=request["content"], headers=request["headers"], what=what)
     if response.is_success:
-        # Incoming webhooks answer "ok" and no message id, and cannot read the channel.
-        note = " (verify: incoming webhooks offer no lookup; posted again)" if ctx.verifying else ""
-        media = " (media are not sent: incoming webhooks cannot upload files)" if ctx.payload.content.media else ""
-        return ctx.published(
-            response, message="posted via incoming webhook; Slack returns no message id" + media + note
-        )
+        return response
     code = body_snippet(response, 80)
     error_class = (
         classify_slack_error(code) if response.status_code not in (429,) and response.status_code < 500 else None
@@ -162,7 +175,7 @@ def _publish_webhook(ctx: Context, url: str, options: SlackOptions) -> Result:
     if error_class is ErrorClass.DESTINATION_FORBIDDEN:
         # channel_not_found here: the webhook's channel is gone; only a new webhook URL helps.
         error_class = ErrorClass.REJECTED
-    raise ctx.failure(response, what=what, detail=code or None, error_class=error_class)
+    raise Refused(response, what=what, detail=code or None, error_class=error_class)
 
 
 def _api(

@@ -1,7 +1,9 @@
 """Telegram Bot API: `sendMessage`; with media, `sendPhoto`/`sendVideo` (one) or
 `sendMediaGroup` (an album of 2 to 10) with the text as caption. Telegram downloads the
 media from their URLs itself. Errors are `{"ok": false, "error_code": N, "description":
-"..."}`; a 429 carries `parameters.retry_after`."""
+"..."}`; a 429 carries `parameters.retry_after`.
+
+`call` is one Bot API call and `send_text` a plain `sendMessage`: shared with Herald's own alerts."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import re
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+import httpx
 from pydantic import Field
 
 from ._base import Context, Options, get_str, json_body
 from ._contract import ErrorClass, Result, fail
+from ._http import Http, Refused
 from ._text import Limit, compose, count_utf16, fit
 
 PLATFORM = "telegram"
@@ -129,12 +133,12 @@ def publish(ctx: Context) -> Result:
     method, params = build_request(ctx, options, chat_id)
     # Verify mode can't look anything up: the Bot API cannot read back messages a bot
     # sent. So this posts again (see docs/adapters.md).
-    url = f"{ctx.endpoint(DEFAULT_ENDPOINT)}/bot{token}/{method}"
     ctx.redact.add(quote(token, safe=""))
-    response = ctx.http.request("POST", url, json=params, what=method)
+    try:
+        response = call(ctx.http, token, method, params, endpoint=ctx.endpoint(DEFAULT_ENDPOINT))
+    except Refused as refused:
+        raise refused.as_failure(ctx) from None
     data = json_body(response)
-    if not (response.is_success and isinstance(data, dict) and data.get("ok") is True):
-        raise _failure(ctx, response, data, method)
     result = data.get("result") or {}
     messages = result if isinstance(result, list) else [result]  # sendMediaGroup: one per item
     first = messages[0] if messages and isinstance(messages[0], dict) else {}
@@ -147,6 +151,26 @@ def publish(ctx: Context) -> Result:
         + (f" ({len(messages)} messages)" if len(messages) > 1 else "")
         + (" (verify: Telegram offers no lookup; posted again)" if ctx.verifying else ""),
     )
+
+
+def call(
+    http: Http, token: str, method: str, params: dict[str, Any], *, endpoint: str = DEFAULT_ENDPOINT
+) -> httpx.Response:
+    """One Bot API call; the response when Telegram says `ok`, else raises Refused.
+    The URL holds the token: redact it (`quote(token, safe="")` too) in what you log."""
+    url = f"{endpoint.rstrip('/')}/bot{token}/{method}"
+    response = http.request("POST", url, json=params, what=method)
+    data = json_body(response)
+    if not (response.is_success and isinstance(data, dict) and data.get("ok") is True):
+        raise _refusal(response, data, method)
+    return response
+
+
+def send_text(
+    http: Http, token: str, chat_id: str, text: str, *, endpoint: str = DEFAULT_ENDPOINT, **params: Any
+) -> httpx.Response:
+    """`sendMessage` of plain text (no parse mode) to one chat; `params` are further arguments."""
+    return call(http, token, "sendMessage", {"chat_id": chat_id, "text": text, **params}, endpoint=endpoint)
 
 
 def message_url(chat: dict, message_id: str | None) -> str | None:
@@ -176,7 +200,7 @@ def classify_telegram_error(status: int, description: str) -> ErrorClass | None:
     return None
 
 
-def _failure(ctx: Context, response, data, method: str):
+def _refusal(response: httpx.Response, data: Any, method: str) -> Refused:
     code = data.get("error_code") if isinstance(data, dict) else None
     description = get_str(data, "description") or ""
     parameters = (data.get("parameters") if isinstance(data, dict) else None) or {}
@@ -192,6 +216,4 @@ def _failure(ctx: Context, response, data, method: str):
         description += ": add the bot to the chat (as an admin that may post, for a channel) and check chatId"
     if "migrate_to_chat_id" in parameters:
         description = f"{description}; the group is now chat {parameters['migrate_to_chat_id']}: update chatId"
-    return ctx.failure(
-        response, what=method, detail=description or None, error_class=error_class, retry_after=retry_after
-    )
+    return Refused(response, what=method, detail=description or None, error_class=error_class, retry_after=retry_after)

@@ -10,6 +10,7 @@ import kopf
 
 from .config import OperatorConfig
 from .logs import setup_logging
+from .tracing import setup as setup_tracing
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     config = OperatorConfig(**{k: v for k, v in overrides.items() if v is not None})
     setup_logging(config.log_format, config.verbose)
+    setup_tracing()  # OpenTelemetry over OTLP when OTEL_EXPORTER_OTLP_*ENDPOINT is set; else nothing
     from . import handlers  # noqa: F401  (registers the handlers)
 
     priority = config.peering_priority if config.peering_priority is not None else random.randint(1, 2**31 - 1)

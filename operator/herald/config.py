@@ -16,7 +16,13 @@
 | ``HERALD_METRICS_PORT`` | 8080 | Prometheus metrics |
 | ``HERALD_HEALTH_PORT`` | 8081 | /healthz (``--health-port``) |
 | ``HERALD_ALERTS_CONFIG`` | none | path of Herald's own alerts configuration (docs/alerting.md) |
-| ``HERALD_ALERTS_STATE_CONFIGMAP`` | none | ConfigMap keeping the alerts' state across restarts |
+| ``HERALD_ALERTS_STATE_CONFIGMAP`` | none | ConfigMap keeping the alerts' state across restarts: ``name`` |
+|  |  | (in ``POD_NAMESPACE``, else the ServiceAccount's namespace) or ``namespace/name`` |
+| ``POD_NAMESPACE`` | none | the operator's own namespace (the chart sets it from the downward API) |
+| ``HERALD_READ_SECRET_METADATA`` | false | read credentials Secrets' metadata: rotation noticed at once |
+|  |  | (needs ``get`` on them: the chart's ``rbac.secretNames``) |
+| ``HERALD_CREDENTIALS_PROBE_SECONDS`` | 30 | first delay of a credentials probe (doubles per failed probe) |
+| ``HERALD_CREDENTIALS_PROBE_MAX_SECONDS`` | 900 | longest delay between credentials probes |
 | ``HERALD_QUEUE_ALERT_THRESHOLD`` | 100 | queued targets that raise HeraldQueueOverloaded |
 | ``HERALD_PEERING`` | standalone | kopf peering name (``--peering``) |
 | ``HERALD_PEERING_PRIORITY`` | random | kopf peering priority (``--priority``) |
@@ -61,8 +67,12 @@ class OperatorConfig(BaseSettings):
     metrics_port: int = 8080
     health_port: int = 8081
     alerts_config: str | None = None
-    alerts_state_configmap: str | None = None  # read by herald.alerts.state (the chart sets it)
+    alerts_state_configmap: str | None = None  # herald.alerts.state_store (the chart sets it)
+    pod_namespace: str = Field(default="", validation_alias=AliasChoices("POD_NAMESPACE", "pod_namespace"))
     queue_alert_threshold: int = 100
+    read_secret_metadata: bool = False
+    credentials_probe_seconds: float = Field(default=30.0, gt=0, le=86400)
+    credentials_probe_max_seconds: float = Field(default=900.0, gt=0, le=86400)
     peering: str | None = None
     peering_priority: int | None = None
     resync_seconds: float = Field(default=300.0, gt=0)
@@ -85,7 +95,15 @@ class OperatorConfig(BaseSettings):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
 
-    @field_validator("alerts_config", "shard", "peering", "peering_priority", "publication_ttl_seconds", mode="before")
+    @field_validator(
+        "alerts_config",
+        "alerts_state_configmap",
+        "shard",
+        "peering",
+        "peering_priority",
+        "publication_ttl_seconds",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -96,6 +114,11 @@ class OperatorConfig(BaseSettings):
             status_coalesce_seconds=self.status_coalesce_seconds,
             workers=self.workers,
             liveness_seconds=self.liveness_seconds,
+            read_secret_metadata=self.read_secret_metadata,
+            credentials_probe=(
+                self.credentials_probe_seconds,
+                max(self.credentials_probe_seconds, self.credentials_probe_max_seconds),
+            ),
             publication_ttl_seconds=self.publication_ttl_seconds,
             wedge_on=self.test_wedge_on,
         )

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from herald_contract.tracing import ANNOTATION_TRACEPARENT, TRACEPARENT_ENV
+
 from .naming import idempotency_key, job_name, label_value
 
 PAYLOAD_DIR = "/etc/herald/payload"
@@ -147,7 +149,11 @@ def build_job_spec(
     secret = (adapter_spec.get("credentialsSecretRef") or {}).get("name")
     if secret:
         mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
-        volumes.append({"name": "credentials", "secret": {"secretName": secret, "defaultMode": 0o444}})
+        # Optional: a missing Secret reaches the adapter as no credentials (an auth failure it names),
+        # rather than a pod stuck in ContainerCreating until its deadline; the operator need not read it.
+        volumes.append(
+            {"name": "credentials", "secret": {"secretName": secret, "defaultMode": 0o444, "optional": True}}
+        )
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": adapter_spec.get("image") or defaults.image,
@@ -228,6 +234,39 @@ def build_job_spec(
             "template": {
                 "metadata": {"labels": {**(tpl.get("podLabels") or {}), **labels}, "annotations": pod_annotations},
                 "spec": pod_spec,
+            },
+        },
+    }
+
+
+def with_trace_context(manifest: Mapping[str, Any], traceparent: str, otlp_env: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of the Job ``manifest`` that carries the attempt's trace into its pod: the W3C
+    ``traceparent`` as an annotation on the Job and the pod, and in the adapter's environment
+    next to the OTLP settings ``otlp_env`` (the adapter exports only when those are set)."""
+    template = manifest["spec"]["template"]
+    containers = []
+    for c in template["spec"]["containers"]:
+        if c.get("name") == CONTAINER:
+            extra = {TRACEPARENT_ENV: traceparent, **otlp_env}
+            kept = [e for e in c.get("env") or [] if e.get("name") not in extra]
+            c = {**c, "env": [*kept, *({"name": k, "value": v} for k, v in extra.items())]}
+        containers.append(c)
+    meta = manifest["metadata"]
+    return {
+        **manifest,
+        "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}), ANNOTATION_TRACEPARENT: traceparent}},
+        "spec": {
+            **manifest["spec"],
+            "template": {
+                **template,
+                "metadata": {
+                    **template["metadata"],
+                    "annotations": {
+                        **(template["metadata"].get("annotations") or {}),
+                        ANNOTATION_TRACEPARENT: traceparent,
+                    },
+                },
+                "spec": {**template["spec"], "containers": containers},
             },
         },
     }

@@ -105,6 +105,7 @@ __all__ = [
     "normalise_error_class",
     "observe_attempt_container_duration",
     "observe_attempt_duration",
+    "observe_decision_event_lag",
     "observe_event_lag",
     "observe_platform_response",
     "observe_publish_latency",
@@ -120,6 +121,7 @@ __all__ = [
     "set_adapter_available",
     "set_adapter_credentials_valid",
     "set_adapter_rate_limited",
+    "set_alerts_config_invalid",
     "set_circuit_state",
     "set_dead_letter_targets",
     "set_queue_depth",
@@ -326,6 +328,14 @@ ALERTS_SUPPRESSED = Counter(
     registry=REGISTRY,
 )
 
+ALERTS_CONFIG_INVALID = Gauge(
+    "herald_alerts_config_invalid",
+    "1 for a channel of Herald's own alerts whose configuration is invalid: the operator runs without it "
+    '(channel "*": the file itself or a top-level key, whose default is used); 0 for a valid channel.',
+    ["channel"],
+    registry=REGISTRY,
+)
+
 # --- the operator itself (after controller-runtime's metrics) ---------------
 
 RECONCILE_TOTAL = Counter(
@@ -379,6 +389,13 @@ WATCH_RESTARTS = Counter(
     "Watch streams restarted after a problem, by resource and reason (expired: 410 Gone, the "
     "resourceVersion was too old; inactive: no event for the inactivity timeout).",
     ["resource", "reason"],
+    registry=REGISTRY,
+)
+DECISION_EVENT_LAG = Histogram(
+    "herald_decision_event_lag_seconds",
+    "Seconds from the decision that made a Kubernetes Event (AttemptStarted, AttemptFailed, ...) to "
+    "the API server accepting it.",
+    buckets=FAST_BUCKETS,
     registry=REGISTRY,
 )
 EVENT_LAG = Histogram(
@@ -619,6 +636,11 @@ def init_alert_channel(channel: str, alertnames: tuple[str, ...]) -> None:
             ALERTS_SUPPRESSED.labels(channel, name, reason)
 
 
+def set_alerts_config_invalid(channel: str, invalid: bool) -> None:
+    """Report whether a channel of Herald's own alerts was left out for an invalid configuration."""
+    ALERTS_CONFIG_INVALID.labels(channel).set(1 if invalid else 0)
+
+
 def record_alert_sent(channel: str, alertname: str, result: str) -> None:
     """Count one of Herald's own alert notifications (``sent`` or ``failed``)."""
     ALERTS_SENT.labels(channel, alertname, _check(result, ALERT_RESULTS, "result")).inc()
@@ -695,6 +717,10 @@ def record_api_request(verb: str, code: int | str, seconds: float | None = None)
 
 def record_watch_restart(resource: str, reason: str) -> None:
     WATCH_RESTARTS.labels(resource, _check(reason, WATCH_RESTART_REASONS, "reason")).inc()
+
+
+def observe_decision_event_lag(seconds: float) -> None:
+    DECISION_EVENT_LAG.observe(max(0.0, float(seconds)))
 
 
 def observe_event_lag(resource: str, seconds: float) -> None:

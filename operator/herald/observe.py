@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
-from .alerts import Alerter, store_from_env
+from .alerts import Alerter, state_store
 from .alerts import events as alerts
 from .circuit import CircuitState
 from .config import OperatorConfig
@@ -54,7 +54,7 @@ class Observer:
         metrics.init_operator()
         install_watch_restart_counter()
         if self.alerter is None:
-            self.alerter = Alerter.from_config(self.config.alerts_config, store=store_from_env())
+            self.alerter = Alerter.from_config(self.config.alerts_config, store=state_store(self.config))
 
     def _acting(self) -> None:
         """The engine reports: this replica acts (a standby never does). Its alerter starts now, so
@@ -118,6 +118,10 @@ class Observer:
         changed = last_change(obj)
         if changed is not None:
             metrics.observe_event_lag(resource, ((now or datetime.now(UTC)) - changed).total_seconds())
+
+    def event_posted(self, seconds: float) -> None:
+        """A Kubernetes Event reached the API server, ``seconds`` after the decision that made it."""
+        metrics.observe_decision_event_lag(seconds)
 
     def __call__(self, plan: Plan, now: datetime) -> None:
         """One unit's plan: its failures, its adapters' gauges and alerts, its Jobs, its finished attempts."""

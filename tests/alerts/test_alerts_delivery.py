@@ -20,12 +20,18 @@ from herald.alerts import (
     Severity,
     Timing,
     events,
-    verify_signature,
 )
+from herald.config import OperatorConfig
+from herald_contract.signing import verify
 
 from .helpers import config, running, sent, suppressed, unique
 
 SECRET = "whsec-0123456789abcdef-secret"
+
+
+def verify_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """What a receiver does: the contract's check, and a timestamp of the last five minutes."""
+    return abs(time.time() - float(timestamp)) <= 300 and verify(secret, timestamp, body, signature)
 
 
 def parse_ts(s: str) -> float:
@@ -107,7 +113,7 @@ async def test_slack_payload(receiver):
         alerter.resolve(AlertKey(events.DEAD_LETTER_GROWING, "news", "mastodon-main"))
         _, resolved = await receiver.await_requests(2)
     body = req.json()
-    assert req.headers["content-type"] == "application/json"
+    assert req.headers["content-type"].split(";")[0] == "application/json"  # the Slack adapter adds the charset
     assert body["text"].startswith("[FIRING:warning] HeraldDeadLetterGrowing (news/mastodon-main)")
     (att,) = body["attachments"]
     assert att["color"] == "#DAA038"
@@ -526,7 +532,7 @@ async def test_stop_delivers_what_is_due(receiver):
 
 async def test_disabled_without_configuration(monkeypatch, receiver):
     monkeypatch.delenv("HERALD_ALERTS_CONFIG", raising=False)
-    alerter = Alerter.from_config()
+    alerter = Alerter.from_config(OperatorConfig().alerts_config)
     assert not alerter.enabled
     await alerter.start()
     alerter.notify(events.platform_down(namespace="n", adapter="x"))
@@ -543,7 +549,7 @@ async def test_configuration_file_from_the_environment(monkeypatch, tmp_path, re
         "retry:\n  attempts: 2\n  initialBackoffSeconds: 0.01\n"
     )
     monkeypatch.setenv("HERALD_ALERTS_CONFIG", str(path))
-    alerter = Alerter.from_config()
+    alerter = Alerter.from_config(OperatorConfig().alerts_config)  # as the operator does
     assert alerter.channel_names == ["from-env"]
     await alerter.start()
     try:
@@ -553,3 +559,32 @@ async def test_configuration_file_from_the_environment(monkeypatch, tmp_path, re
         await alerter.stop()
     assert req.path == "/env"
     assert json.loads(req.body)["annotations"]["component"] == "watcher"
+
+
+async def test_an_invalid_channel_is_left_out_and_the_others_deliver(receiver, tmp_path, caplog):
+    broken, good = unique("broken"), unique("good")
+    path = tmp_path / "alerts.yaml"
+    path.write_text(
+        json.dumps(
+            config(
+                {"type": "slack", "name": broken, "url": receiver.url + "/broken/slack-secret-x", "minSeverty": "info"},
+                {"type": "webhook", "name": good, "url": receiver.url + "/good", "secret": SECRET},
+            )
+        )
+    )
+    caplog.set_level(logging.WARNING, logger="herald.alerts")
+    alerter = Alerter.from_config(path)  # JSON is YAML too; never raises
+    assert alerter.channel_names == [good]
+    await alerter.start()
+    try:
+        alerter.notify(events.credentials_invalid(namespace="n", adapter="a"))
+        (req,) = await receiver.await_requests(1)
+        assert await alerter.flush(5)
+    finally:
+        await alerter.stop()
+    assert req.path == "/good" and len(receiver.requests) == 1
+    assert sent(good, events.CREDENTIALS_INVALID, "sent") == 1
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"alerts channel {broken} is left out"
+    ]
+    assert "slack-secret-x" not in caplog.text

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from herald.alerts import ConfigMapStateStore, Timing, events, store_from_env
+from herald.alerts import ConfigMapStateStore, Timing, events, state_store
 from herald.alerts.state import MemoryStateStore
+from herald.config import OperatorConfig
 from herald.kube import Kube
 
 from .helpers import config, running
@@ -73,13 +74,21 @@ async def _restart(kube: Kube, namespace: str, receiver) -> None:
     assert resolved.json()["startsAt"] == fired.json()["startsAt"]
 
 
-def test_store_from_env(cluster, monkeypatch):
+def test_the_state_configmap_comes_from_the_operator_config(cluster, monkeypatch):
+    """HERALD_ALERTS_STATE_CONFIGMAP and POD_NAMESPACE, as the chart sets them, through OperatorConfig."""
     monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
-    assert isinstance(store_from_env({}), MemoryStateStore)
-    store = store_from_env({"HERALD_ALERTS_STATE_CONFIGMAP": "herald-alerts", "POD_NAMESPACE": "herald-system"})
+    monkeypatch.delenv("HERALD_ALERTS_STATE_CONFIGMAP", raising=False)
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    assert isinstance(state_store(OperatorConfig()), MemoryStateStore)
+    monkeypatch.setenv("HERALD_ALERTS_STATE_CONFIGMAP", "herald-alerts")
+    monkeypatch.setenv("POD_NAMESPACE", "herald-system")
+    store = state_store(OperatorConfig())
     assert isinstance(store, ConfigMapStateStore)
     assert (store.namespace, store.name) == ("herald-system", "herald-alerts")
-    store = store_from_env({"HERALD_ALERTS_STATE_CONFIGMAP": "ops/alerts"})
-    assert (store.namespace, store.name) == ("ops", "alerts")
+    monkeypatch.setenv("HERALD_ALERTS_STATE_CONFIGMAP", "ops/alerts")
+    store = state_store(OperatorConfig())
+    assert isinstance(store, ConfigMapStateStore) and (store.namespace, store.name) == ("ops", "alerts")
+    monkeypatch.delenv("POD_NAMESPACE")
+    monkeypatch.setenv("HERALD_ALERTS_STATE_CONFIGMAP", "alerts")
     if not os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/namespace"):
-        assert isinstance(store_from_env({"HERALD_ALERTS_STATE_CONFIGMAP": "alerts"}), MemoryStateStore)
+        assert isinstance(state_store(OperatorConfig()), MemoryStateStore)  # no namespace to put it in

@@ -42,6 +42,8 @@ EXPECTED = {
     "herald_api_request_duration_seconds": ("histogram", {"verb"}),
     "herald_watch_restarts_total": ("counter", {"resource", "reason"}),
     "herald_event_lag_seconds": ("histogram", {"resource"}),
+    "herald_decision_event_lag_seconds": ("histogram", set()),
+    "herald_alerts_config_invalid": ("gauge", {"channel"}),
     "herald_build_info": ("gauge", {"version", "python_version"}),
 }
 BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
@@ -55,6 +57,7 @@ def sample(name: str, **labels: str) -> float:
 def populate(adapter: str = "mastodon-main", platform: str = "mastodon", ns: str = NS) -> None:
     """Sample values for every Herald metric."""
     m.init_adapter(ns, adapter, platform)
+    m.set_alerts_config_invalid("ops-slack", False)
     m.record_publication(ns, adapter, platform, "published")
     m.record_publication(ns, adapter, platform, "failed")
     m.record_attempt(

@@ -181,6 +181,15 @@ def test_event_lag_from_the_latest_managed_fields_time():
     assert get("herald_event_lag_seconds_sum", resource="jobs") == before + 0.5
 
 
+def test_the_lag_from_a_decision_to_its_event_is_observed():
+    before = get("herald_decision_event_lag_seconds_count") or 0
+    obs = Observer(OperatorConfig())
+    obs.event_posted(0.25)
+    obs.event_posted(-1.0)  # a clock step never gives a negative lag
+    assert get("herald_decision_event_lag_seconds_count") == before + 2
+    assert (get("herald_decision_event_lag_seconds_bucket", le="0.005") or 0) >= 1  # the -1 s as 0
+
+
 def test_watch_restarts_are_counted_from_kopfs_log():
     install_watch_restart_counter()
     install_watch_restart_counter()  # idempotent

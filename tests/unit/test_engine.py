@@ -235,3 +235,16 @@ async def test_health_fails_when_work_is_due_and_no_tick_ended():
 def test_api_errors_are_classified(status, transient, invalid):
     e = ApiError(status, '{"reason": "X", "message": "m"}', "GET /x")
     assert (e.transient, e.invalid) == (transient, invalid)
+
+
+async def test_a_secret_the_operator_may_not_read_is_asked_for_rarely_and_never_marked_missing():
+    kube = ScriptedKube()
+    body = adapter_body("mastodon-main", ns=NS, credentialsSecretRef={"name": "creds"})
+    store = Store()
+    store.apply("platformadapters", "ADDED", body)
+    engine = Engine(kube, store, JobDefaults(), [NS], settings=EngineSettings(read_secret_metadata=True))
+    kube.fail[f"/api/v1/namespaces/{NS}/secrets/"] = ApiError(403, '{"reason": "Forbidden"}', "GET secret")
+    await engine._refresh_secrets()
+    await engine._refresh_secrets()  # within the resync interval: not asked again
+    assert [p for m, p, _ in kube.calls if "/secrets/" in p] == [f"/api/v1/namespaces/{NS}/secrets/creds"]
+    assert (NS, "creds") not in store.secrets  # unknown: probes stand in, not "Secret not found"

@@ -6,27 +6,36 @@ Public API::
 
     from herald.alerts import Alerter, AlertEvent, AlertKey, Severity, events
 
-    alerter = Alerter.from_config()      # file from HERALD_ALERTS_CONFIG; disabled if unset
+    alerter = Alerter.from_config(config.alerts_config, store=state_store(config))  # None: disabled
     await alerter.start()
     alerter.condition(events.platform_down(namespace="news", adapter="mastodon-main"), True)
     alerter.notify(events.dead_lettered(namespace="news", adapter="mastodon-main", publication="launch"))
     alerter.resolve(AlertKey(events.PLATFORM_DOWN, "news", "mastodon-main"))
     await alerter.stop()
 
-See docs/alerting.md.
+Delivery goes through the adapters' platform code (herald_adapters.slack, discord, telegram,
+webhook); redaction and webhook signing are the contract's (herald_contract). See docs/alerting.md.
 """
 
 from . import events
 from .alerter import DIGEST_SECONDS, Alerter
 from .book import ActiveAlert, AlertBook, Notification
-from .config import CONFIG_ENV, AlertsConfig, ConfigError, config_from_env, load_config, parse_config
+from .config import (
+    AlertsConfig,
+    ConfigError,
+    ConfigProblem,
+    ConfigReport,
+    check_config,
+    load_config,
+    parse_config,
+    read_config,
+)
 from .events import AlertEvent, AlertKey, Severity, Timing
-from .formatting import Redactor, sign, verify_signature
 from .ratelimit import TokenBucket
-from .state import ConfigMapStateStore, MemoryStateStore, StateStore, store_from_env
+from .scrub import Scrubber
+from .state import ConfigMapStateStore, MemoryStateStore, StateStore, state_store
 
 __all__ = [
-    "CONFIG_ENV",
     "DIGEST_SECONDS",
     "ActiveAlert",
     "AlertBook",
@@ -36,18 +45,19 @@ __all__ = [
     "AlertsConfig",
     "ConfigError",
     "ConfigMapStateStore",
+    "ConfigProblem",
+    "ConfigReport",
     "MemoryStateStore",
     "Notification",
-    "Redactor",
+    "Scrubber",
     "Severity",
     "StateStore",
     "Timing",
     "TokenBucket",
-    "config_from_env",
+    "check_config",
     "events",
     "load_config",
     "parse_config",
-    "sign",
-    "store_from_env",
-    "verify_signature",
+    "read_config",
+    "state_store",
 ]

@@ -6,6 +6,9 @@ the :class:`~herald.alerts.book.AlertBook` (hysteresis, expiry, reminders, retri
 through a :class:`~herald.alerts.state.StateStore` whenever it changed, and hands each channel
 what is due. One worker task per channel delivers, so a slow channel delays no other.
 
+A channel whose configuration is invalid is left out (``from_config`` never raises): the others
+run, and the problem is logged once as a Warning and shown by ``herald_alerts_config_invalid``.
+
 Rate limits never drop anything: while a channel's token bucket is empty, its notifications wait
 (each one logged and counted as ``rate_limited`` with its alert name) and go out together as one
 digest as soon as a token is back, and at the latest ``digest_seconds`` (60) after the first one
@@ -21,19 +24,18 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import httpx
 
 from .. import metrics
 from .book import AlertBook, ChannelPolicy, Notification
 from .channels import DeliveryError, Sender, make_sender
-from .config import AlertsConfig, config_from_env, load_config, parse_config
+from .config import WHOLE_FILE, AlertsConfig, ConfigReport, check_config, read_config
 from .events import ALERT_NAMES, AlertEvent, AlertKey, Timing
-from .formatting import Redactor, who
+from .formatting import who
 from .ratelimit import TokenBucket
+from .scrub import Scrubber
 from .state import MemoryStateStore, StateStore
 
 __all__ = ["DIGEST_SECONDS", "Alerter"]
@@ -72,7 +74,7 @@ class Alerter:
 
     Typical use in the operator::
 
-        alerter = Alerter.from_config(store=ConfigMapStateStore(...))   # HERALD_ALERTS_CONFIG, or disabled
+        alerter = Alerter.from_config(config.alerts_config, store=state_store(config))  # None: disabled
         await alerter.start()
         alerter.condition(events.platform_down(namespace="news", adapter="mastodon-main"), True)
         alerter.notify(events.dead_lettered(namespace="news", adapter="mastodon-main", publication="launch"))
@@ -84,7 +86,6 @@ class Alerter:
         config: AlertsConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        client: httpx.AsyncClient | None = None,
         store: StateStore | None = None,
         timings: Mapping[str, Timing] | None = None,
         digest_seconds: float = DIGEST_SECONDS,
@@ -92,9 +93,8 @@ class Alerter:
     ) -> None:
         self.config = config if config is not None else AlertsConfig(enabled=False)
         self._clock = clock
-        self._own_client = client is None
-        self._client = client
-        self._redactor = Redactor(self.config.secrets())
+        self._scrubber = Scrubber(self.config.secrets())
+        self._executor: ThreadPoolExecutor | None = None
         self.store: StateStore = store if store is not None else MemoryStateStore()
         policies = {c.channel_name: ChannelPolicy(c.min_severity, c.resend_interval) for c in self.config.channels}
         self._book = AlertBook(policies, timings, max_alerts=self.config.queue_size, retry_base=retry_seconds)
@@ -120,19 +120,20 @@ class Alerter:
         source: AlertsConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> Alerter:
-        """An alerter from a config object, a mapping, a file path, or (``None``)
-        the file named by ``HERALD_ALERTS_CONFIG`` — disabled if that is unset.
+        """An alerter from a config object, a mapping or a file path (the operator passes
+        ``OperatorConfig.alerts_config``); ``None``: disabled.
 
-        Raises :class:`~herald.alerts.config.ConfigError` for an invalid file.
+        Never raises for an invalid configuration: what is invalid is left out and reported
+        (:func:`report_config`), so Herald's alerts never stop the operator.
         """
         if source is None:
-            config = config_from_env()
+            config = AlertsConfig(enabled=False)
         elif isinstance(source, AlertsConfig):
             config = source
-        elif isinstance(source, Mapping):
-            config = parse_config(source)
         else:
-            config = load_config(Path(source))
+            report = check_config(source) if isinstance(source, Mapping) else read_config(source)
+            report_config(report)
+            config = report.config
         return cls(config, **kwargs)
 
     @property
@@ -166,14 +167,14 @@ class Alerter:
         if restored:
             log.info("restored %d alert(s) from the saved state", restored)
         self._saved = self._book.document()
-        if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
+        # The platform code is synchronous: deliveries run here, one thread per channel at most.
+        self._executor = ThreadPoolExecutor(max_workers=len(self.config.channels), thread_name_prefix="herald-alerts")
         for ch in self.config.channels:
             sender = make_sender(
                 ch,
-                client=self._client,
-                redactor=self._redactor,
+                scrubber=self._scrubber,
                 retry=self.config.retry,
+                executor=self._executor,
                 extra_labels=self.config.extra_labels,
             )
             bucket = TokenBucket(ch.rate_limit.per_minute / 60.0, ch.rate_limit.burst, time.monotonic())
@@ -230,8 +231,11 @@ class Alerter:
                 for n in c.outbox:
                     self._book.delivered(c.name, [n], False, self._clock())
             await self._persist()
-        if self._own_client and self._client is not None:
-            await self._client.aclose()
+        if self._executor is not None:
+            # A delivery still hanging in a thread ends at its timeout; nobody waits for it.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        for c in self._channels:
+            c.sender.close()
 
     # --- the non-blocking API ---------------------------------------------------
 
@@ -331,11 +335,11 @@ class Alerter:
             kind, a, b = self._ops.popleft()
             try:
                 if kind == "occur":
-                    book.occur(self._redactor.redact_event(a), now)
+                    book.occur(self._scrubber.event(a), now)
                 elif kind == "condition":
-                    book.condition(self._redactor.redact_event(a), b, now)
+                    book.condition(self._scrubber.event(a), b, now)
                 elif kind == "resolve":
-                    book.resolve(a, now, self._redactor.redact_event(b) if b is not None else None)
+                    book.resolve(a, now, self._scrubber.event(b) if b is not None else None)
                 elif kind == "keep":
                     book.resolve_where(a, now)
             finally:
@@ -440,3 +444,24 @@ class Alerter:
         self._delivered += 1
         for n in batch:
             metrics.record_alert_sent(ch.name, n.event.name, "sent" if ok else "failed")
+
+
+def report_config(report: ConfigReport) -> None:
+    """One Warning per part of the configuration left out (channel and fields, never a value),
+    and ``herald_alerts_config_invalid``: 1 per invalid channel, 0 per valid one."""
+    for ch in report.config.channels:
+        metrics.set_alerts_config_invalid(ch.channel_name, False)
+    for problem in report.problems:
+        metrics.set_alerts_config_invalid(problem.channel, True)
+        if problem.channel != WHOLE_FILE:
+            log.warning(
+                "alerts channel %s is left out (the other channels run): invalid configuration: %s",
+                problem.channel,
+                problem.message,
+            )
+        elif problem.fields:
+            log.warning(
+                "alerts configuration: the default is used for %s: %s", ", ".join(problem.fields), problem.message
+            )
+        else:
+            log.warning("alerts configuration unusable, no alert channel runs: %s", problem.message)

@@ -1,14 +1,21 @@
 """The alerting configuration: a YAML or JSON file mounted from a Secret.
 
-The file's path comes from ``HERALD_ALERTS_CONFIG``. Keys are camelCase; an
-unknown key is an error. See docs/alerting.md for the schema and examples.
+The operator gets the file's path from ``HERALD_ALERTS_CONFIG`` (``OperatorConfig.alerts_config``).
+Keys are camelCase; an unknown key is an error. See docs/alerting.md for the schema and examples.
+
+``parse_config``/``load_config`` are strict: any error raises :class:`ConfigError`. The operator
+reads the file with :func:`read_config` instead, which never raises: an invalid channel is left
+out (the others run), an invalid top-level key falls back to its default, and an unreadable file
+gives no channels; each problem is returned as a :class:`ConfigProblem`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -20,25 +27,29 @@ from pydantic.alias_generators import to_camel
 from .events import Severity
 
 __all__ = [
-    "CONFIG_ENV",
+    "WHOLE_FILE",
     "AlertmanagerChannel",
     "AlertsConfig",
+    "AnyChannel",
     "Channel",
     "ConfigError",
+    "ConfigProblem",
+    "ConfigReport",
     "DeliveryRetry",
     "DiscordChannel",
     "RateLimit",
     "SlackChannel",
     "TelegramChannel",
     "WebhookChannel",
-    "config_from_env",
+    "check_config",
     "load_config",
     "parse_config",
+    "read_config",
     "secret_values",
 ]
 
-#: Environment variable naming the configuration file.
-CONFIG_ENV = "HERALD_ALERTS_CONFIG"
+#: The ``channel`` of a problem with the file itself or a top-level key.
+WHOLE_FILE = "*"
 
 
 class ConfigError(ValueError):
@@ -193,10 +204,15 @@ class TelegramChannel(_ChannelBase):
         return [self.bot_token, f"bot{self.bot_token}", self.send_url]
 
 
-Channel = Annotated[
-    AlertmanagerChannel | WebhookChannel | SlackChannel | DiscordChannel | TelegramChannel,
-    Field(discriminator="type"),
-]
+AnyChannel = AlertmanagerChannel | WebhookChannel | SlackChannel | DiscordChannel | TelegramChannel
+Channel = Annotated[AnyChannel, Field(discriminator="type")]
+CHANNEL_TYPES: dict[str, type[_ChannelBase]] = {
+    "alertmanager": AlertmanagerChannel,
+    "webhook": WebhookChannel,
+    "slack": SlackChannel,
+    "discord": DiscordChannel,
+    "telegram": TelegramChannel,
+}
 
 
 class AlertsConfig(_Model):
@@ -228,19 +244,17 @@ class AlertsConfig(_Model):
         return [s for s in dict.fromkeys(out) if s]
 
 
-def secret_values(config: AlertsConfig) -> list[str]:
-    """Every configured value that must never appear in a message."""
-    return config.secrets()
+def _errors(exc: ValidationError) -> list[tuple[str, str]]:
+    # Locations and messages only: pydantic's default text includes the input
+    # values, which may be secrets.
+    return [
+        (".".join(str(p) for p in err.get("loc", ())), str(err.get("msg")))
+        for err in exc.errors(include_input=False, include_url=False)
+    ]
 
 
 def _validation_message(exc: ValidationError) -> str:
-    # Locations and messages only: pydantic's default text includes the input
-    # values, which may be secrets.
-    lines = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        lines.append(f"{loc}: {err.get('msg')}")
-    return "; ".join(lines)
+    return "; ".join(f"{loc}: {msg}" for loc, msg in _errors(exc))
 
 
 def parse_config(data: Mapping[str, Any] | None) -> AlertsConfig:
@@ -250,8 +264,7 @@ def parse_config(data: Mapping[str, Any] | None) -> AlertsConfig:
         raise ConfigError(f"invalid alerting configuration: {_validation_message(exc)}") from None
 
 
-def load_config(path: str | os.PathLike[str]) -> AlertsConfig:
-    """Read and validate a YAML (or JSON) configuration file."""
+def _read(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     p = Path(path)
     try:
         text = p.read_text()
@@ -264,13 +277,115 @@ def load_config(path: str | os.PathLike[str]) -> AlertsConfig:
         raise ConfigError(f"alerting configuration {p} is not valid YAML/JSON (at {mark})") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"alerting configuration {p} must be a mapping")
-    return parse_config(data)
+    return data or {}
 
 
-def config_from_env(env: Mapping[str, str] | None = None) -> AlertsConfig | None:
-    """The configuration named by ``HERALD_ALERTS_CONFIG``, or ``None`` if unset."""
-    env = os.environ if env is None else env
-    path = env.get(CONFIG_ENV, "").strip()
-    if not path:
-        return None
-    return load_config(path)
+def load_config(path: str | os.PathLike[str]) -> AlertsConfig:
+    """Read and validate a YAML (or JSON) configuration file (strict)."""
+    return parse_config(_read(path))
+
+
+# --- the operator's reading: never fails ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One part of the configuration left out: a channel (its name, else its type, else
+    ``channels[i]``) or :data:`WHOLE_FILE`, the fields at fault and why (never a value)."""
+
+    channel: str
+    fields: tuple[str, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class ConfigReport:
+    config: AlertsConfig
+    problems: tuple[ConfigProblem, ...] = ()
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _label(item: object, index: int) -> str:
+    """What to call a channel in logs and metrics, from what it says of itself."""
+    if isinstance(item, Mapping):
+        for key in ("name", "type"):
+            value = item.get(key)
+            if isinstance(value, str) and _NAME.match(value):
+                return value
+    return f"channels[{index}]"
+
+
+def _problem(channel: str, exc: ValidationError) -> ConfigProblem:
+    errors = _errors(exc)
+    return ConfigProblem(channel, tuple(dict.fromkeys(loc for loc, _ in errors)), _validation_message(exc))
+
+
+def _channels(raw: object) -> tuple[list[AnyChannel], list[ConfigProblem]]:
+    if not isinstance(raw, list):
+        return [], [ConfigProblem(WHOLE_FILE, ("channels",), "channels: must be a list")]
+    channels: list[AnyChannel] = []
+    problems: list[ConfigProblem] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw):
+        label = _label(item, index)
+        kind = item.get("type") if isinstance(item, Mapping) else None
+        model = CHANNEL_TYPES.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            allowed = ", ".join(CHANNEL_TYPES)
+            problems.append(ConfigProblem(label, ("type",), f"type: must be one of {allowed}"))
+            continue
+        try:
+            channel = model.model_validate(item)
+        except ValidationError as exc:
+            problems.append(_problem(label, exc))
+            continue
+        if channel.channel_name in names:
+            problems.append(  # named by position: the name is the other channel's
+                ConfigProblem(
+                    f"channels[{index}]", ("name",), "name: another channel has this name; give each a unique 'name'"
+                )
+            )
+            continue
+        names.add(channel.channel_name)
+        channels.append(channel)  # type: ignore[arg-type]
+    return channels, problems
+
+
+def _top_level(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    """The top-level keys that are valid; each invalid one is a problem (its default is used)."""
+    kept: dict[str, Any] = {}
+    problems: list[ConfigProblem] = []
+    for key, value in data.items():
+        if key == "channels":
+            continue
+        try:
+            AlertsConfig.model_validate({key: value})
+        except ValidationError as exc:
+            problems.append(_problem(WHOLE_FILE, exc))
+            continue
+        kept[key] = value
+    return kept, problems
+
+
+def read_config(path: str | os.PathLike[str]) -> ConfigReport:
+    """The configuration in ``path`` as far as it is valid, and what was left out."""
+    try:
+        data = _read(path)
+    except ConfigError as exc:
+        return ConfigReport(AlertsConfig(enabled=False), (ConfigProblem(WHOLE_FILE, (), str(exc)),))
+    return check_config(data)
+
+
+def check_config(data: Mapping[str, Any]) -> ConfigReport:
+    """The configuration ``data`` as far as it is valid, and what was left out."""
+    kept, problems = _top_level(data)
+    channels, channel_problems = _channels(data.get("channels", []))
+    config = AlertsConfig.model_validate(kept).model_copy(update={"channels": channels})
+    return ConfigReport(config, (*problems, *channel_problems))
+
+
+def secret_values(config: AlertsConfig) -> list[str]:
+    """Every configured value that must never appear in a message."""
+    return config.secrets()

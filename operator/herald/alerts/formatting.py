@@ -1,28 +1,23 @@
-"""Message formatting, redaction and webhook signing (pure: no I/O).
+"""Message formatting: the alert texts and payloads of each channel (pure: no I/O).
 
-Every payload builder takes an event whose text was already redacted; the
-:class:`Redactor` is applied again to the finished payload as a safety net.
+Every payload builder takes an event whose text was already scrubbed (``scrub.Scrubber``); the
+channel scrubs the finished payload again. Platform limits and escaping come from the adapters'
+platform modules, which also deliver the payloads (``channels``).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from herald_contract.redact import redact as _redact_patterns
-from herald_contract.signing import sign
+from herald_adapters import discord, slack, telegram
 
 from .events import AlertEvent, Severity
 
 __all__ = [
-    "REDACTED",
-    "Redactor",
     "alert_annotations",
     "alert_labels",
     "alertmanager_alert",
@@ -31,106 +26,14 @@ __all__ = [
     "discord_payload",
     "iso8601",
     "plain_text",
-    "sign",
     "slack_payload",
-    "telegram_payload",
+    "telegram_text",
     "title_line",
     "truncate",
-    "verify_signature",
     "webhook_digest",
     "webhook_payload",
     "who",
 ]
-
-REDACTED = "[REDACTED]"
-#: Shorter configured values are not redacted (they would mangle ordinary text).
-MIN_SECRET_LENGTH = 4
-
-
-class Redactor:
-    """Removes configured secret values (tokens, webhook URLs, …) from text.
-
-    Guarantees that no configured secret of at least ``MIN_SECRET_LENGTH``
-    characters occurs in the output, and leaves text that contains none of
-    them unchanged apart from credential-looking patterns (``token=…``,
-    ``Bearer …``, bot tokens, Slack/Discord webhook paths), which are masked
-    too.
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        uniq = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
-        # Longest first, so a URL is replaced whole rather than piecemeal.
-        self.secrets: tuple[str, ...] = tuple(sorted(uniq, key=lambda s: (-len(s), s)))
-
-    def _mask_secrets(self, text: str) -> str:
-        if not self.secrets or not text:
-            return text
-        # Mark every character covered by any occurrence (overlaps included),
-        # then replace each covered run with one marker.
-        covered = bytearray(len(text))
-        found = False
-        for secret in self.secrets:
-            start = text.find(secret)
-            while start != -1:
-                found = True
-                covered[start : start + len(secret)] = b"\x01" * len(secret)
-                start = text.find(secret, start + 1)
-        if not found:
-            return text
-        out: list[str] = []
-        i = 0
-        n = len(text)
-        while i < n:
-            if covered[i]:
-                while i < n and covered[i]:
-                    i += 1
-                out.append(REDACTED)
-            else:
-                j = i
-                while j < n and not covered[j]:
-                    j += 1
-                out.append(text[i:j])
-                i = j
-        result = "".join(out)
-        # A secret that contains pieces of the marker could re-form around it;
-        # remove such occurrences outright (each pass shortens the text, so
-        # this ends).
-        while any(s in result for s in self.secrets):
-            for s in self.secrets:
-                result = result.replace(s, "")
-        return result
-
-    def redact(self, text: str) -> str:
-        text = self._mask_secrets(str(text))
-        if not text:
-            return text
-        # herald.redact's credential patterns, line by line (it turns line breaks into spaces,
-        # and alert texts keep theirs); no length limit here (callers truncate per channel).
-        patterned = "\n".join(_redact_patterns(line, (), limit=sys.maxsize) for line in text.split("\n"))
-        if patterned != text:
-            patterned = self._mask_secrets(patterned)
-        return patterned
-
-    def redact_obj(self, obj: Any) -> Any:
-        """``obj`` (JSON-like) with every string, keys included, redacted."""
-        if isinstance(obj, str):
-            return self.redact(obj)
-        if isinstance(obj, Mapping):
-            return {self.redact_obj(k): self.redact_obj(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [self.redact_obj(v) for v in obj]
-        return obj
-
-    def redact_event(self, event: AlertEvent) -> AlertEvent:
-        return replace(
-            event,
-            summary=self.redact(event.summary),
-            description=self.redact(event.description),
-            adapter=self.redact(event.adapter) if event.adapter else event.adapter,
-            namespace=self.redact(event.namespace) if event.namespace else event.namespace,
-            labels=self.redact_obj(dict(event.labels)),
-            annotations=self.redact_obj(dict(event.annotations)),
-        )
 
 
 def truncate(text: str, limit: int) -> str:
@@ -155,7 +58,7 @@ _SEVERITY_COLOURS = {
 }
 _RESOLVED_COLOUR = "#2EB886"
 SLACK_MAX_ATTACHMENTS = 20
-DISCORD_MAX_EMBEDS = 10
+DISCORD_MAX_EMBEDS = discord.MAX_EMBEDS
 
 
 def alert_labels(event: AlertEvent, extra_labels: Mapping[str, str] = {}) -> dict[str, str]:
@@ -224,21 +127,17 @@ def digest_title(events: Sequence[AlertEvent]) -> str:
     return f"Herald digest: {len(events)} alert notifications ({firing} firing, {len(events) - firing} resolved)"
 
 
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _slack_attachment(event: AlertEvent, extra_labels: Mapping[str, str]) -> dict[str, Any]:
     colour = _SEVERITY_COLOURS[event.severity] if event.firing else _RESOLVED_COLOUR
     fields = [
-        {"title": k, "value": _slack_escape(truncate(v, 300)), "short": True}
+        {"title": k, "value": slack.escape(truncate(v, 300)), "short": True}
         for k, v in _detail_pairs(event, extra_labels)
     ][:10]
     return {
         "color": colour,
-        "title": _slack_escape(truncate(title_line(event), 150)),
+        "title": slack.escape(truncate(title_line(event), 150)),
         "title_link": event.runbook_url,
-        "text": _slack_escape(truncate(event.description or event.summary, 3000)),
+        "text": slack.escape(truncate(event.description or event.summary, 3000)),
         "fields": fields,
         "footer": "Herald",
         "mrkdwn_in": ["text"],
@@ -249,7 +148,7 @@ def slack_payload(events: Sequence[AlertEvent], extra_labels: Mapping[str, str] 
     """A Slack incoming-webhook message: one coloured attachment per alert (a digest has several)."""
     if len(events) == 1:
         (event,) = events
-        text = f"{_slack_escape(truncate(title_line(event), 150))}: {_slack_escape(truncate(event.summary, 500))}"
+        text = f"{slack.escape(truncate(title_line(event), 150))}: {slack.escape(truncate(event.summary, 500))}"
     else:
         text = digest_title(events)
     attachments = [_slack_attachment(e, extra_labels) for e in events[:SLACK_MAX_ATTACHMENTS]]
@@ -294,22 +193,18 @@ def discord_payload(
     content = title_line(events[0]) if len(events) == 1 else digest_title(events)
     return {
         "username": username,
-        "content": truncate(content, 2000),
+        "content": truncate(content, discord.CONTENT_LIMIT),
         "embeds": embeds,
         "allowed_mentions": {"parse": []},
     }
 
 
-def telegram_payload(
-    events: Sequence[AlertEvent], chat_id: str, extra_labels: Mapping[str, str] = {}
-) -> dict[str, Any]:
-    """Arguments of Telegram's ``sendMessage`` (plain text, no parse mode, at most 4096 characters)."""
+def telegram_text(events: Sequence[AlertEvent], extra_labels: Mapping[str, str] = {}) -> str:
+    """The text of Telegram's ``sendMessage``: plain (no parse mode), at most 4096 characters."""
     if len(events) == 1:
-        text = plain_text(events[0], extra_labels, limit=4096)
-    else:
-        parts = [digest_title(events)] + [plain_text(e, extra_labels, limit=1000) for e in events]
-        text = truncate("\n\n".join(parts), 4096)
-    return {"chat_id": chat_id, "text": text, "disable_web_page_preview": True}
+        return plain_text(events[0], extra_labels, limit=telegram.TEXT_LIMIT)
+    parts = [digest_title(events)] + [plain_text(e, extra_labels, limit=1000) for e in events]
+    return truncate("\n\n".join(parts), telegram.TEXT_LIMIT)
 
 
 def webhook_payload(
@@ -372,23 +267,3 @@ def alertmanager_alert(
 def canonical_json(obj: Any) -> bytes:
     """The exact bytes Herald sends (and signs) for a JSON body."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-
-
-def verify_signature(
-    secret: str,
-    timestamp: str,
-    body: bytes,
-    signature: str,
-    *,
-    now: float | None = None,
-    tolerance_seconds: float = 300.0,
-) -> bool:
-    """Receiver side: the signature matches and the timestamp is recent."""
-    try:
-        ts = float(timestamp)
-    except (TypeError, ValueError):
-        return False
-    current = time.time() if now is None else now
-    if abs(current - ts) > tolerance_seconds:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature or "")

@@ -7,8 +7,9 @@ operator re-fires nothing and keeps every alert's ``startsAt``.
 
 The ConfigMap store needs, in the operator's namespace: ``get``, ``update`` (and ``create`` the
 first time) on ``configmaps`` (``get``/``update`` can be limited to the ConfigMap's name).
-``HERALD_ALERTS_STATE_CONFIGMAP`` names it (``name`` or ``namespace/name``; the namespace defaults
-to ``POD_NAMESPACE``, then the ServiceAccount's namespace).
+``OperatorConfig.alerts_state_configmap`` (``HERALD_ALERTS_STATE_CONFIGMAP``) names it (``name`` or
+``namespace/name``; the namespace defaults to ``OperatorConfig.pod_namespace``, then the
+ServiceAccount's namespace): see :func:`state_store`.
 """
 
 from __future__ import annotations
@@ -16,22 +17,22 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..config import OperatorConfig
 
 __all__ = [
-    "STATE_ENV",
     "ConfigMapStateStore",
     "MemoryStateStore",
     "StateStore",
-    "store_from_env",
+    "state_store",
 ]
 
 log = logging.getLogger("herald.alerts")
 
-STATE_ENV = "HERALD_ALERTS_STATE_CONFIGMAP"
 DATA_KEY = "state.json"
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -140,25 +141,24 @@ class ConfigMapStateStore:
         raise RuntimeError(f"could not save the alert state to ConfigMap {self.namespace}/{self.name}")
 
 
-def _own_namespace(env: Mapping[str, str]) -> str | None:
-    if env.get("POD_NAMESPACE"):
-        return env["POD_NAMESPACE"]
+def _own_namespace(pod_namespace: str) -> str | None:
+    if pod_namespace:
+        return pod_namespace
     try:
         return SA_NAMESPACE.read_text().strip() or None
     except OSError:
         return None
 
 
-def store_from_env(env: Mapping[str, str] | None = None, kube: Any = None) -> StateStore:
-    """The ConfigMap store named by ``HERALD_ALERTS_STATE_CONFIGMAP``, else a memory store."""
-    env = os.environ if env is None else env
-    ref = env.get(STATE_ENV, "").strip()
+def state_store(config: OperatorConfig, kube: Any = None) -> StateStore:
+    """The ConfigMap store ``config.alerts_state_configmap`` names, else a memory store."""
+    ref = (config.alerts_state_configmap or "").strip()
     if not ref:
         return MemoryStateStore()
     namespace, _, name = ref.rpartition("/")
-    namespace = namespace or _own_namespace(env) or ""
+    namespace = namespace or _own_namespace(config.pod_namespace) or ""
     if not namespace or not name:
-        log.warning("%s=%r names no namespace (set POD_NAMESPACE); alert state stays in memory", STATE_ENV, ref)
+        log.warning("alerts state ConfigMap %r names no namespace (set POD_NAMESPACE); state stays in memory", ref)
         return MemoryStateStore()
     if kube is None:
         from ..kube import Kube
