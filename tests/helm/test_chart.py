@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.helm.chart import APP_VERSION, CHART, Objects, helm, objects, template_text
+from tests.helm.chart import APP_VERSION, CHART, Objects, helm, objects, set_args, template_text
 from tests.support.cluster import ROOT
 
 MONITORING = {
@@ -37,7 +37,6 @@ NAMESPACED_RULES = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
 ]
 KOPF_CRDS = {
     "apiGroups": ["apiextensions.k8s.io"],
@@ -242,15 +241,46 @@ def test_two_watched_namespaces_get_a_role_each_and_no_cluster_wide_write():
     assert_no_cluster_wide_writes(objs)
 
 
-def test_secret_names_restrict_secret_reads():
-    objs = objects(values={"rbac.secretNames": ["mastodon-credentials", "discord-credentials"]})
-    [rule] = [r for r in all_rules(objs) if r["resources"] == ["secrets"]]
-    assert rule == {
-        "apiGroups": [""],
-        "resources": ["secrets"],
-        "verbs": ["get"],
-        "resourceNames": ["mastodon-credentials", "discord-credentials"],
-    }
+def test_by_default_the_operator_has_no_access_to_secrets():
+    for values in ({}, {"rbac.clusterWide": True}, {"watchNamespaces": ["news", "blog"]}):
+        objs = objects(values=values)
+        assert not [r for r in all_rules(objs) if "secrets" in r["resources"]], values
+        assert "HERALD_READ_SECRET_METADATA" not in objs.env()
+
+
+def test_secret_names_grant_get_on_those_secrets_in_the_watched_namespaces_only():
+    objs = objects(
+        values={
+            "watchNamespaces": ["news", "blog"],
+            "rbac.secretNames": ["mastodon-credentials", "discord-credentials"],
+        }
+    )
+    roles = [r for r in objs.of("Role") if r["metadata"]["name"].endswith("-credentials")]
+    assert {r["metadata"]["namespace"] for r in roles} == {"news", "blog"}
+    for role in roles:
+        assert role["rules"] == [
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": ["mastodon-credentials", "discord-credentials"],
+                "verbs": ["get"],
+            }
+        ]
+    bindings = [b for b in objs.of("RoleBinding") if b["metadata"]["name"].endswith("-credentials")]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"news", "blog"}
+    assert objs.env()["HERALD_READ_SECRET_METADATA"] == "true"
+    assert not [r for r in objs.of("ClusterRole") for rule in r["rules"] if "secrets" in rule["resources"]]
+
+
+def test_cluster_wide_secret_names_never_become_a_cluster_role():
+    refused = helm(
+        "template", "herald", str(CHART), *set_args({"rbac.clusterWide": True, "rbac.secretNames": ["c"]}), check=False
+    )
+    assert refused.returncode != 0 and "needs rbac.secretNamespaces" in refused.stderr, refused.stderr
+    objs = objects(values={"rbac.clusterWide": True, "rbac.secretNames": ["creds"], "rbac.secretNamespaces": ["news"]})
+    [role] = [r for r in objs.of("Role") if r["metadata"]["name"].endswith("-credentials")]
+    assert role["metadata"]["namespace"] == "news"
+    assert not [r for r in objs.of("ClusterRole") for rule in r["rules"] if "secrets" in rule["resources"]]
 
 
 def test_rbac_create_false_renders_no_rbac():
@@ -582,3 +612,51 @@ def test_two_replicas_elect_a_leader_and_update_rolling_with_surge():
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
     ]
+
+
+# -- shards -------------------------------------------------------------------------------------------
+
+
+def test_shards_render_one_deployment_per_shard_each_with_its_lease_pods_and_budget():
+    objs = objects(values={"rbac.clusterWide": True, "shards": ["a", "default"], "replicaCount": 2, **ALERTS})
+    deployments = {d["metadata"]["name"]: d for d in objs.of("Deployment")}
+    assert set(deployments) == {"herald-a", "herald-default"}
+    selectors = []
+    for shard in ("a", "default"):
+        dep = deployments[f"herald-{shard}"]
+        selector = dep["spec"]["selector"]["matchLabels"]
+        assert selector["herald.dev/shard"] == shard
+        assert dep["spec"]["template"]["metadata"]["labels"]["herald.dev/shard"] == shard
+        selectors.append(selector)
+        [container] = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        # what tests/integration/test_sharding.py runs: every namespace, this shard, a Lease per shard
+        assert env["HERALD_SHARD"] == shard and env["HERALD_NAMESPACES"] == ""
+        assert env["HERALD_LEADER_ELECTION"] == "true" and env["HERALD_LEASE_NAME"] == "herald"
+        assert env["HERALD_ALERTS_STATE_CONFIGMAP"] == f"herald-alerts-state-{shard}"
+        assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert selectors[0] != selectors[1]  # the Deployments never adopt each other's pods
+    budgets = {b["metadata"]["name"]: b["spec"]["selector"]["matchLabels"] for b in objs.of("PodDisruptionBudget")}
+    assert budgets == {f"herald-{s}": sel for s, sel in zip(("a", "default"), selectors, strict=True)}
+    [state_role] = [r for r in objs.of("Role") if r["metadata"]["name"].endswith("-alerts-state")]
+    assert state_role["rules"][1]["resourceNames"] == ["herald-alerts-state-a", "herald-alerts-state-default"]
+
+
+def test_without_shards_one_deployment_keeps_its_name_and_selector():
+    dep = objects().deployment()
+    assert dep["metadata"]["name"] == "herald"
+    assert "herald.dev/shard" not in dep["spec"]["selector"]["matchLabels"]
+    assert "HERALD_SHARD" not in {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"shards": ["a", "b"]}, "shards needs rbac.clusterWide"),
+        ({"rbac.clusterWide": True, "shards": ["Not A Shard"]}, "shards"),
+    ],
+    ids=["shards-without-cluster-wide", "bad-shard-name"],
+)
+def test_invalid_shards_are_refused(values, message):
+    proc = helm("template", "herald", str(CHART), *set_args(values), check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr

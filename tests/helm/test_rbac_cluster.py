@@ -17,7 +17,7 @@ from kubernetes import client
 
 from tests.helm.chart import CHART, RBAC_KINDS, helm, render, set_args
 from tests.support.cluster import ROOT, Cluster, unique_name
-from tests.support.herald import Herald
+from tests.support.herald import Herald, fate, target
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import Timeout, wait_until
 
@@ -209,14 +209,15 @@ def test_operator_publishes_as_the_charts_service_account(api, namespace, instal
         pod = job.spec.template.spec
         assert pod.service_account_name == ADAPTER_SA
         assert pod.automount_service_account_token is False
-        # Status on both kinds (status patches), Events (create), the Secret's metadata (get).
+        # Status on both kinds (status patches), Events (create).
         assert pub["status"]["publishedTargets"] == 1
         h.wait_adapter("mastodon", lambda a: bool(a.get("status")), what="adapter status")
         reasons = {e.reason for e in h.events("hello")}
         assert {"AttemptStarted", "AttemptSucceeded"} <= reasons, reasons
-        # The credentials Secret's metadata was read (get secrets): its resourceVersion is on the Job.
-        secret = client.CoreV1Api(api).read_namespaced_secret("mastodon-credentials", namespace)
-        assert job.metadata.annotations["herald.dev/credentials-version"] == secret.metadata.resource_version
+        # By default the operator never reads the credentials Secret: the pod mounts it.
+        assert "herald.dev/credentials-version" not in (job.metadata.annotations or {})
+        [volume] = [v for v in pod.volumes if v.name == "credentials"]
+        assert volume.secret.secret_name == "mastodon-credentials"
     finally:
         op.stop()
     log = op.log()
@@ -244,9 +245,10 @@ def test_service_account_can_do_exactly_what_the_chart_grants(api, namespace, in
         ("watch", "pods"),
         ("get", "pods"),
         ("create", "events"),
-        ("get", "secrets"),
     ]
     denied = [
+        ("get", "secrets"),
+        ("get", "secrets/mastodon-credentials"),
         ("create", "publications.herald.dev"),
         ("update", "publications.herald.dev"),
         ("delete", "publications.herald.dev"),
@@ -297,6 +299,87 @@ def test_service_account_can_do_exactly_what_the_chart_grants(api, namespace, in
         ("get", "customresourcedefinitions.apiextensions.k8s.io"),
     ]:
         assert not inst.can_i(kc, verb, resource, "--all-namespaces"), f"{verb} {resource}"
+
+
+def can_i_list(inst: Installed, kubeconfig: str, namespace: str) -> list[str]:
+    """`kubectl auth can-i --list` as the operator, one line per rule (header dropped)."""
+    out = inst.kubectl_as(kubeconfig, "auth", "can-i", "--list", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()[1:]
+
+
+@pytest.mark.parametrize(
+    "values", [{}, {"rbac.clusterWide": True, "watchNamespaces": []}], ids=["namespaced", "cluster-wide"]
+)
+def test_the_operator_may_read_no_secret_by_default(api, namespace, install_rbac, values):
+    inst = install_rbac(values)
+    kc = inst.kubeconfig()
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace, {"metadata": {"name": "unrelated"}, "stringData": {"password": "hunter2"}}
+    )
+    for where in (namespace, "kube-system", "default"):
+        for verb, resource in [("get", "secrets/unrelated"), ("get", "secrets"), ("list", "secrets")]:
+            assert not inst.can_i(kc, verb, resource, "-n", where), f"{verb} {resource} in {where}"
+        assert not [rule for rule in can_i_list(inst, kc, where) if rule.split()[0].startswith("secrets")]
+    # and the operator still publishes (the pod mounts the Secret; the operator never reads it)
+    assert inst.can_i(kc, "create", "jobs.batch", "-n", namespace)
+
+
+def test_secret_names_grant_only_those_secrets_and_rotation_is_seen_at_once(api, namespace, install_rbac, tmp_path):
+    inst = install_rbac({"rbac.secretNames": ["mastodon-credentials"]})
+    kc = inst.kubeconfig()
+    assert inst.can_i(kc, "get", "secrets/mastodon-credentials", "-n", namespace)
+    for verb, resource, where in [
+        ("get", "secrets/unrelated", namespace),
+        ("list", "secrets", namespace),
+        ("get", "secrets/mastodon-credentials", "kube-system"),
+        ("get", "secrets/mastodon-credentials", "default"),
+    ]:
+        assert not inst.can_i(kc, verb, resource, "-n", where), f"{verb} {resource} in {where}"
+    assert inst.deployment_env()["HERALD_READ_SECRET_METADATA"] == "true"
+    op = start_operator(inst, kc, tmp_path, POD_ID=f"test-{inst.release}")
+    try:
+        publish_once(api, namespace)
+        [job] = Herald(api, namespace).jobs("hello")
+        secret = client.CoreV1Api(api).read_namespaced_secret("mastodon-credentials", namespace)
+        assert job.metadata.annotations["herald.dev/credentials-version"] == secret.metadata.resource_version
+    finally:
+        op.stop()
+    assert_no_permission_errors(op.log())
+
+
+def test_refused_credentials_are_probed_without_any_secret_access(api, namespace, install_rbac, tmp_path):
+    """The chart's default: no Secret access. The platform refuses the credentials twice (someone
+    then fixes the Secret); probes, one attempt at a time with a doubling delay, notice the fix."""
+    inst = install_rbac()
+    kc = inst.kubeconfig()
+    op = start_operator(inst, kc, tmp_path, POD_ID=f"test-{inst.release}", HERALD_CREDENTIALS_PROBE_SECONDS="1")
+    try:
+        h = Herald(api, namespace)
+        refused = json.dumps({"outcome": "failed", "errorClass": "auth", "message": "HTTP 401 Unauthorized"})
+        h.adapter(
+            "mastodon",
+            annotations=fate(refused, exit_code=1, fail_attempts="1,2", success=json.dumps({"outcome": "published"})),
+            credentialsSecretRef={"name": "mastodon-credentials"},
+        )
+        h.publication("hello", ["mastodon"], text="Hello after a credentials fix")
+        pub = h.wait_phase("hello", "Published", timeout=60)
+        t = target(pub, "mastodon")
+        assert t["attempts"] == 3 and t["failures"] == {"auth": 2}
+        jobs = sorted(h.jobs("hello"), key=lambda j: j.metadata.name)
+        created = {j.metadata.annotations["herald.dev/attempt"]: j.metadata.creation_timestamp for j in jobs}
+        # never early: the second probe waits twice the first delay (timestamps are whole seconds)
+        assert (created["3"] - created["2"]).total_seconds() >= 1
+        adapter = h.wait_adapter("mastodon", lambda a: a["status"]["credentials"]["valid"] is True)
+        assert not adapter["status"]["credentials"].get("probes")
+        wait_until(
+            lambda: {"CredentialsRefused", "CredentialsAccepted"} <= {e.reason for e in h.events("mastodon")},
+            timeout=30,
+            what="the adapter's CredentialsRefused and CredentialsAccepted Events",
+        )
+    finally:
+        op.stop()
+    assert_no_permission_errors(op.log())
 
 
 def test_adapter_service_account_has_no_api_access(api, namespace, install_rbac):

@@ -96,13 +96,6 @@ says what each one is for.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# Credentials Secrets: only their metadata (resourceVersion) is read, to notice rotation.
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
-{{- with .Values.rbac.secretNames }}
-  resourceNames: {{ toJson . }}
-{{- end }}
 {{- if and .Values.peering.enabled (not .Values.rbac.clusterWide) }}
 # kopf peering in the namespace (KopfPeering): keep-alives and the peers' status.
 - apiGroups: ["kopf.dev"]
@@ -128,6 +121,19 @@ says what each one is for.
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
   verbs: ["list", "watch", "patch"]
+{{- end }}
+{{- end }}
+
+{{/*
+Namespaces where the operator may read the named credentials Secrets (rbac.secretNames): the watched
+namespaces, or with rbac.clusterWide the ones listed in rbac.secretNamespaces (never a ClusterRole,
+which would reach a Secret of that name in every namespace, kube-system included).
+*/}}
+{{- define "herald.secretNamespaces" -}}
+{{- if .Values.rbac.clusterWide }}
+{{- .Values.rbac.secretNamespaces | uniq | toJson }}
+{{- else }}
+{{- include "herald.namespaces" . }}
 {{- end }}
 {{- end }}
 
@@ -174,6 +180,7 @@ HERALD_NAMESPACES: watchNamespaces (or rbac.clusterWide)
 HERALD_ALERTS_STATE_CONFIGMAP: alerts.enabled (the release's alerts-state ConfigMap)
 HERALD_LEADER_ELECTION: leaderElection.enabled (or replicaCount > 1)
 HERALD_LEASE_NAME: the release's name
+HERALD_SHARD: shards
 HERALD_ADAPTER_IMAGE: adapter.image
 HERALD_ADAPTER_SERVICE_ACCOUNT: adapter.serviceAccount.name
 HERALD_ADAPTER_IMAGE_PULL_SECRETS: adapter.imagePullSecrets
@@ -184,6 +191,7 @@ HERALD_JOB_TTL_SECONDS: config.jobTtlSeconds
 HERALD_JOB_DEADLINE_SECONDS: config.jobDeadlineSeconds
 HERALD_ADAPTER_TIMEOUT_SECONDS: config.adapterTimeoutSeconds
 HERALD_QUEUE_ALERT_THRESHOLD: config.queueAlertThreshold
+HERALD_READ_SECRET_METADATA: rbac.secretNames
 HERALD_PUBLICATION_TTL_SECONDS: config.publicationTtlSeconds
 HERALD_METRICS_PORT: metrics.port
 HERALD_HEALTH_PORT: health.port
@@ -191,6 +199,7 @@ HERALD_ALERTS_CONFIG: alerts.enabled
 HERALD_PEERING: peering.enabled and peering.name
 HERALD_VERBOSE: config.verbose
 HERALD_LOG_FORMAT: logFormat
+OTEL_EXPORTER_OTLP_ENDPOINT: tracing.otlpEndpoint
 POD_ID: the chart (the pod's name, kopf's identity)
 {{- end }}
 
@@ -205,6 +214,12 @@ POD_ID: the chart (the pod's name, kopf's identity)
 
 {{/* Checks that span several values. */}}
 {{- define "herald.validate" -}}
+{{- if and .Values.shards (not .Values.rbac.clusterWide) }}
+{{- fail "shards needs rbac.clusterWide: a shard owns namespaces by their herald.dev/shard label, so every shard watches every namespace" }}
+{{- end }}
+{{- if and .Values.rbac.secretNames .Values.rbac.clusterWide (not .Values.rbac.secretNamespaces) }}
+{{- fail "rbac.secretNames with rbac.clusterWide needs rbac.secretNamespaces: the namespaces whose Secrets of those names the operator may read" }}
+{{- end }}
 {{- if and .Values.alerts.enabled (not .Values.alerts.existingSecret) (not .Values.alerts.config) }}
 {{- fail "alerts.enabled needs alerts.existingSecret or alerts.config" }}
 {{- end }}
