@@ -24,6 +24,15 @@ kstatus_dir="$cache/bin/kstatus-$cli_utils_version-$(cat "$here"/kstatus/go.mod 
 # module tests/cluster/helm-docs, keyed by its version and go.sum.
 helm_docs_version=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/norwoodj/helm-docs") print $(i + 1)}' "$here/helm-docs/go.mod")
 helm_docs_dir="$cache/bin/helm-docs-$helm_docs_version-$(key "$here/helm-docs")"
+# prometheus-operator, and the Prometheus (with kubernetes_sd, which Debian's lacks) that runs what it
+# generates: tests/monitoring/test_prometheus_operator.py; pinned by the wrapper module
+# tests/cluster/prometheus-operator, keyed by its version and go.sum.
+prom_op_version=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/prometheus-operator/prometheus-operator") print $(i + 1)}' "$here/prometheus-operator/go.mod")
+prom_op_dir="$cache/bin/prometheus-operator-$prom_op_version-$(key "$here/prometheus-operator")"
+# otelcol: a builder-style OpenTelemetry Collector (OTLP receiver, file exporter) for the tracing tests
+# (tests/cluster/otelcol); pinned by its go.mod, keyed by the collector release and its sources.
+otelcol_version=$(awk '$1 == "go.opentelemetry.io/collector/otelcol" {print $2}' "$here/otelcol/go.mod")
+otelcol_dir="$cache/bin/otelcol-$otelcol_version-$(cat "$here"/otelcol/go.mod "$here"/otelcol/go.sum "$here"/otelcol/main.go | sha256sum | cut -c1-12)"
 
 build_k8s() {
   local out=$k8s_dir
@@ -71,6 +80,36 @@ build_helm_docs() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+build_otelcol() {
+  local out=$otelcol_dir
+  [ -x "$out/otelcol-herald" ] && return 0
+  echo ">> building the OpenTelemetry Collector $otelcol_version (OTLP in, file out) into $out" >&2
+  mkdir -p "$out.tmp"
+  (cd "$here/otelcol" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/otelcol-herald" .)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_prometheus_operator() {
+  local out=$prom_op_dir
+  [ -x "$out/prometheus-operator" ] && [ -x "$out/prometheus" ] && return 0
+  echo ">> building prometheus-operator $prom_op_version and its Prometheus into $out" >&2
+  local ver=github.com/prometheus/common/version
+  local prom_version
+  prom_version=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/prometheus/prometheus") print $(i + 1)}' \
+    "$here/prometheus-operator/go.mod")
+  prom_version=${prom_version#v0.}  # the module's v0.313.1 is Prometheus 3.13.1
+  prom_version=${prom_version:0:1}.$((10#${prom_version:1:2})).${prom_version#*.}
+  mkdir -p "$out.tmp"
+  (cd "$here/prometheus-operator" && nice -n 10 go build -trimpath \
+    -ldflags "-s -w -X $ver.Version=${prom_op_version#v} -X $ver.Revision=$prom_op_version -X $ver.Branch=release" \
+    -o "$out.tmp/prometheus-operator" github.com/prometheus-operator/prometheus-operator/cmd/operator)
+  # Not linked into bin/current: Debian's prometheus stays the one on PATH.
+  (cd "$here/prometheus-operator" && nice -n 10 go build -trimpath \
+    -ldflags "-s -w -X $ver.Version=$prom_version -X $ver.Revision=v$prom_version -X $ver.Branch=release" \
+    -o "$out.tmp/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 build_plain() { # dir pkg@version
   local out=$1 pkg=$2
   [ -x "$out/$(basename "${pkg%@*}")" ] && return 0
@@ -89,15 +128,20 @@ case "${1:-all}" in
     build_k8s
     build_kstatus
     build_helm_docs
+    build_prometheus_operator
+    build_otelcol
     ;;
   helm-docs) build_helm_docs ;;  # only helm-docs (the chart README test, `make chart-docs`)
-  *) echo "usage: $0 [all|paths|helm-docs]" >&2; exit 2 ;;
+  prometheus-operator) build_prometheus_operator ;;  # only prometheus-operator (tests/monitoring)
+  otelcol) build_otelcol ;;  # only the OpenTelemetry Collector (tests/tracing)
+  *) echo "usage: $0 [all|paths|helm-docs|otelcol|prometheus-operator]" >&2; exit 2 ;;
 esac
 
 # Everything needed lands in one bin dir of symlinks, so PATH needs one entry.
 bin="$cache/bin/current"
 mkdir -p "$bin"
-for f in "$k8s_dir"/* "$etcd_dir"/etcd "$kwok_dir"/kwok "$helm_dir"/helm "$kstatus_dir"/kstatus "$helm_docs_dir"/helm-docs; do
+for f in "$k8s_dir"/* "$etcd_dir"/etcd "$kwok_dir"/kwok "$helm_dir"/helm "$kstatus_dir"/kstatus "$helm_docs_dir"/helm-docs "$otelcol_dir"/otelcol-herald \
+  "$prom_op_dir"/prometheus-operator; do
   [ -e "$f" ] && ln -sfn "$f" "$bin/$(basename "$f")"
 done
 echo "$bin"
