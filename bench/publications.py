@@ -8,7 +8,12 @@ Reports, in one run on the same cluster:
      (httpx, the same concurrency) creating the same N Jobs and patching N Publication statuses;
   2. API writes per publication, from kube-apiserver's own apiserver_request_total (plus the
      Events Herald posted, counted by listing them);
-  3. the operator's peak RSS.
+  3. the operator's peak RSS;
+  4. Event lag in the burst: from the decision that made an Event to the API server accepting it
+     (p50 and p99 of the operator's herald_decision_event_lag_seconds, interpolated within its
+     buckets as PromQL's histogram_quantile does).
+Lone publications (one at a time, as most teams publish) run first, on the idle operator, so the
+burst's trailing writes cannot be counted as theirs.
 Results are printed and written to bench/results/publications-<N>.json.
 """
 
@@ -183,12 +188,59 @@ def operator_writes(writes: dict, events: int, n: int) -> dict[str, float]:
     return {k: v / n for k, v in counts.items()}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_peak_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+async def lag_histogram(port: int) -> dict[float, float]:
+    """Cumulative bucket counts of herald_decision_event_lag_seconds, by upper bound."""
+    async with httpx.AsyncClient() as h:
+        text = (await h.get(f"http://127.0.0.1:{port}/metrics")).text
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("herald_decision_event_lag_seconds_bucket{"):
+            le = re.search(r'le="([^"]+)"', line)
+            if le:
+                out[float(le.group(1))] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def quantile(q: float, after: dict[float, float], before: dict[float, float]) -> float | None:
+    """histogram_quantile over the difference of two scrapes (linear within a bucket)."""
+    buckets = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank, lower, below = q * buckets[-1][1], 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = le, count
+    return lower
+
+
+async def publish_one_at_a_time(kube: Kube, ns: str, count: int) -> None:
+    for i in range(count):
+        name = f"lone-{i:03d}"
+        await kube.create(collection(GV, "publications", ns), {**publication(0), "metadata": {"name": name}})
+        deadline = time.monotonic() + 60
+        while (await kube.get(f"/apis/{GV}/namespaces/{ns}/publications/{name}")).get("status", {}).get(
+            "phase"
+        ) != "Published":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} was not published")
+            await asyncio.sleep(0.2)
 
 
 async def published_count(kube: Kube, ns: str) -> int:
@@ -241,6 +293,14 @@ async def main() -> None:
                 if time.monotonic() > deadline:
                     raise TimeoutError("operator did not become healthy")
                 await asyncio.sleep(0.1)
+        # Lone publications first, on the idle operator: nothing earlier can add writes to them.
+        lone_before = await apiserver_writes(kube)
+        await publish_one_at_a_time(kube, ns, args.lone)
+        await asyncio.sleep(2)  # their held writes (the 10 s coalescing window ends at the outcome)
+        lone = delta(await apiserver_writes(kube), lone_before)
+        lone_events = len(await herald_events(kube, ns))
+        lag_before = await lag_histogram(18090)
+        cpu_before = cpu_seconds(op.pid)
         before = await apiserver_writes(kube)
         start = time.monotonic()
         watcher = asyncio.create_task(wait_jobs(kube, ns, n, args.timeout))
@@ -264,22 +324,9 @@ async def main() -> None:
         await asyncio.sleep(2)
         writes = delta(await apiserver_writes(kube), before)
         rss = rss_peak_mib(op.pid)
-        # Then publications one at a time, as most teams publish: the writes of a lone publication.
-        lone_before = await apiserver_writes(kube)
-        events_before = len(await herald_events(kube, ns))
-        for i in range(args.lone):
-            name = f"lone-{i:03d}"
-            await kube.create(collection(GV, "publications", ns), {**publication(0), "metadata": {"name": name}})
-            deadline = time.monotonic() + 60
-            while (await kube.get(f"/apis/{GV}/namespaces/{ns}/publications/{name}")).get("status", {}).get(
-                "phase"
-            ) != "Published":
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} was not published")
-                await asyncio.sleep(0.2)
-        await asyncio.sleep(2)
-        lone = delta(await apiserver_writes(kube), lone_before)
-        lone_events = len(await herald_events(kube, ns)) - events_before
+        cpu_burst = cpu_seconds(op.pid) - cpu_before
+        lag_after = await lag_histogram(18090)
+        burst_events = len(await herald_events(kube, ns)) - lone_events
     finally:
         op.send_signal(signal.SIGTERM)
         try:
@@ -287,7 +334,7 @@ async def main() -> None:
         except subprocess.TimeoutExpired:
             op.kill()
 
-    per_pub = operator_writes(writes, events_before, n)
+    per_pub = operator_writes(writes, burst_events, n)
     total = sum(per_pub.values())
     lone_per_pub = operator_writes(lone, lone_events, args.lone)
     result = {
@@ -304,6 +351,10 @@ async def main() -> None:
         "lone_writes_per_publication": round(sum(lone_per_pub.values()), 3),
         "lone_writes_by_resource": {k: round(v, 3) for k, v in lone_per_pub.items()},
         "operator_peak_rss_mib": round(rss, 1),
+        "operator_cpu_seconds_burst": round(cpu_burst, 2),
+        "operator_cpu_share_of_one_core_burst": round(cpu_burst / t_published, 3),
+        "burst_event_lag_p50_seconds": _round(quantile(0.5, lag_after, lag_before)),
+        "burst_event_lag_p99_seconds": _round(quantile(0.99, lag_after, lag_before)),
         "apiserver_write_deltas": {"/".join(k): v for k, v in sorted(writes.items())},
     }
     print(json.dumps(result, indent=2))
@@ -311,6 +362,10 @@ async def main() -> None:
     for name in (floor_ns, ns):
         await kube.delete(f"/api/v1/namespaces/{name}")
     await kube.close()
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class EngineSettings:
     adapter_counts_seconds: float = 2.0  # an adapter status that only moves its queue counts: at most this often
     workers: int = 16  # units whose writes run at once
     requests: int = 32  # API requests in flight at once
+    unit_writes: int = 64  # writes one unit may make per decision (the rest: decided again next tick)
     liveness_seconds: float = 60.0  # /healthz fails when work is due and no tick ended for this long
     publication_ttl_seconds: int | None = None  # default spec.ttlSecondsAfterFinished
     max_backoff_seconds: float = 300.0
@@ -327,6 +328,11 @@ class Engine:
             log.exception("reconcile of %d publications and %d adapters failed", len(pubs), len(adapters))
             self._backoff(keys, now)
             return False
+        # A unit's writes are bounded, as a work queue's batch is: the rest is decided again on
+        # the next tick, so no write (nor its Event) waits behind hundreds of others.
+        dropped = plan.keep_writes(self.settings.unit_writes)
+        if dropped:
+            self._deferred |= {pub_key(k) for k in dropped}
         self.tracer.decided(plan, decided_ns)
         failed = {("p" if f.kind == "publications" else "a", *f.key) for f in plan.failures}
         self._backoff(failed, now)

@@ -160,6 +160,38 @@ class Plan:
         if at is not None and (self.wake_at is None or at < self.wake_at):
             self.wake_at = at
 
+    def keep_writes(self, budget: int) -> set[Key]:
+        """Keep the writes of the first Publications (in the order decided) up to ``budget``
+        writes, and drop everything about the others: their Jobs, statuses, labels, Events and
+        finished attempts. Returns the dropped ones; deciding them again gives the same writes
+        (the decision is level-based), so a big unit is written in bounded slices."""
+        cost: dict[Key, int] = {}
+        for jc in self.creates:
+            cost[jc.publication] = cost.get(jc.publication, 0) + 2  # the Job and its AttemptStarted
+        for key in [*self.publication_status, *self.publication_labels, *self.deletes_publications]:
+            cost[key] = cost.get(key, 0) + 1
+        for e in self.events:
+            if e.kind == "Publication":
+                key = (e.namespace, e.name)
+                cost[key] = cost.get(key, 0) + 1
+        kept, used = set(), 0
+        for key, n in cost.items():
+            if used and used + n > budget:
+                break
+            kept.add(key)
+            used += n
+        dropped = set(cost) - kept
+        if not dropped:
+            return dropped
+        self.creates = [jc for jc in self.creates if jc.publication not in dropped]
+        self.publication_status = {k: v for k, v in self.publication_status.items() if k not in dropped}
+        self.publication_labels = {k: v for k, v in self.publication_labels.items() if k not in dropped}
+        self.deletes_publications = [k for k in self.deletes_publications if k not in dropped]
+        self.events = [e for e in self.events if e.kind != "Publication" or (e.namespace, e.name) not in dropped]
+        self.attempts = [a for a in self.attempts if (a.namespace, a.publication) not in dropped]
+        self.adapter_status = {}  # its counts include the dropped ones' starts: written with the rest
+        return dropped
+
 
 @dataclass
 class _AdapterState:

@@ -1361,3 +1361,49 @@ def test_dead_letter_scheduling_and_redrive_are_not_progress():
     s.publications["launch"]["spec"]["publishAt"] = ts(at(1200))
     plan = s.reconcile(T0)
     assert not progress_only(plan.publication_status[(NS, "launch")], s.status("launch"))
+
+
+# -- a big unit is written in bounded slices (Plan.keep_writes) --------------------------------------
+
+
+def test_a_big_unit_is_written_in_slices_and_every_attempt_still_starts_once():
+    s = Sim()
+    s.add_adapter(A, concurrency=100)
+    for i in range(40):
+        s.add_publication(f"p{i:02d}", created=at(i / 100))
+    started: list[str] = []
+    for tick in range(10):
+        plan = s.reconcile(at(1 + tick))
+        dropped = plan.keep_writes(16)
+        writes = 2 * len(plan.creates) + len(plan.publication_status) + len(plan.publication_labels)
+        writes += len([e for e in plan.events if e.kind == "Publication"])
+        assert writes <= 16 or len({jc.publication for jc in plan.creates}) == 1
+        kept = {jc.publication for jc in plan.creates} | set(plan.publication_status)
+        assert not kept & dropped  # nothing of a dropped Publication is written
+        s.apply(plan, at(1 + tick))
+        started += names(plan)
+        if not dropped:
+            break
+    # Every publication got exactly its first attempt, over several slices, in queue order.
+    assert started == [job_name(f"p{i:02d}", A, 1) for i in range(40)]
+    assert all(s.target(f"p{i:02d}")["attempts"] == 1 for i in range(40))
+
+
+@DETERMINISTIC
+@given(st.integers(min_value=1, max_value=40), st.integers(min_value=1, max_value=30))
+def test_keep_writes_keeps_whole_publications_within_the_budget(count, budget):
+    s = Sim()
+    s.add_adapter(A, concurrency=100)
+    for i in range(count):
+        s.add_publication(f"p{i:02d}", created=at(i / 100))
+    full = s.reconcile(at(1))
+    plan = s.reconcile(at(1))
+    dropped = plan.keep_writes(budget)
+    everyone = {jc.publication for jc in full.creates} | set(full.publication_status)
+    kept = {jc.publication for jc in plan.creates} | set(plan.publication_status)
+    assert kept | dropped == everyone and not kept & dropped
+    cost = 2 * len(plan.creates) + len(plan.publication_status) + len(plan.events)
+    assert cost <= budget or len(kept) == 1
+    for e in plan.events:
+        assert (e.namespace, e.name) in kept
+    assert not plan.attempts or {(a.namespace, a.publication) for a in plan.attempts} <= kept
