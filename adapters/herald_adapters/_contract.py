@@ -17,11 +17,13 @@ The settings: every one in ``Settings``, read once from the environment by ``Set
 | ``HERALD_RESULT_FILE`` | /dev/termination-log | where the result goes (also when the rest is invalid) |
 | ``HERALD_TIMEOUT_SECONDS`` | 10 | one platform call's timeout, in (0, 600] |
 | ``HERALD_LOG_LEVEL`` | INFO | ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``; anything else is ``INFO`` |
+| ``HERALD_TOKEN_STORE_FILE`` | none | X tokens and Bluesky sessions in this JSON file instead (local runs) |
+| ``HERALD_KUBE_API_URL`` | from ``KUBERNETES_SERVICE_HOST`` | the API server the token store writes the Secret to |
+| ``HERALD_KUBE_SERVICEACCOUNT_DIR`` | /var/run/secrets/kubernetes.io/serviceaccount | its token and ``ca.crt`` |
 
 An invalid value ends the attempt with a ``rejected`` result naming each wrong variable and
-what it must be (never the value). The token store of X reads three more, documented in
-docs/adapters-x-linkedin.md: ``HERALD_TOKEN_STORE_FILE``, ``HERALD_KUBE_API_URL`` and
-``HERALD_KUBE_SERVICEACCOUNT_DIR`` (``_token_store.open_store``).
+what it must be (never the value). The token store (``_token_store.open_store``) is
+documented in docs/adapters-x-linkedin.md.
 """
 
 from __future__ import annotations
@@ -233,6 +235,9 @@ class Settings(ReportSettings):
     timeout_seconds: float = Field(
         default=10.0, gt=0, le=600, allow_inf_nan=False, description="a number of seconds in (0, 600]"
     )
+    token_store_file: Path | None = Field(default=None, description="a path")
+    kube_api_url: str = Field(default="", pattern=r"^(https?://\S+)?$", description="an http(s) URL")
+    kube_serviceaccount_dir: Path | None = Field(default=None, description="a path")
 
     @field_validator("platform", "mode", mode="before")
     @classmethod

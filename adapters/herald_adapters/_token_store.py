@@ -30,6 +30,7 @@ import fcntl
 import json
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ._contract import Settings
 from ._credentials import Credentials
 from ._redact import Redactor
 
@@ -203,7 +205,9 @@ class KubernetesSecretStore:
         self._url = api_url.rstrip("/") + path
         self._token_file = token_file
         self._redact = redact
-        verify: bool | str = str(ca_file) if ca_file is not None and ca_file.exists() else True
+        verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None and ca_file.exists() else True
+        )
         self._client = httpx.Client(timeout=httpx.Timeout(timeout), verify=verify, transport=transport)
 
     def close(self) -> None:
@@ -264,26 +268,27 @@ class KubernetesSecretStore:
 def open_store(
     credentials: Credentials,
     *,
-    publication: str,
-    timeout: float,
+    settings: Settings,
     redact: Redactor,
     token_keys: tuple[str, ...],
     env: Mapping[str, str] | None = None,
 ) -> TokenStore:
-    """The token store this attempt should use (see the module docstring)."""
+    """The token store this attempt should use (see the module docstring). ``settings`` carries
+    Herald's own variables; ``env`` only Kubernetes' ``KUBERNETES_SERVICE_HOST``/``_PORT``."""
     env = os.environ if env is None else env
-    if path := env.get("HERALD_TOKEN_STORE_FILE", "").strip():
+    if settings.token_store_file is not None:
         seed = {k: v for k in token_keys if (v := credentials.get(k)) is not None}
-        return FileStore(Path(path), seed)
+        return FileStore(settings.token_store_file, seed)
     name = credentials.get(STORE_SECRET_KEY)
     if not name:
         return MountedStore(credentials)
-    sa_dir = Path(env.get("HERALD_KUBE_SERVICEACCOUNT_DIR", "") or SERVICE_ACCOUNT_DIR)
+    sa_dir = settings.kube_serviceaccount_dir or Path(SERVICE_ACCOUNT_DIR)
+    publication, timeout = settings.publication, settings.timeout_seconds
     namespace = publication.split("/", 1)[0] if "/" in publication else ""
     if not namespace:
         with contextlib.suppress(OSError):
             namespace = (sa_dir / "namespace").read_text(encoding="utf-8").strip()
-    api_url = env.get("HERALD_KUBE_API_URL", "").strip()
+    api_url = settings.kube_api_url
     if not api_url:
         host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "443")
         host = f"[{host}]" if ":" in host else host

@@ -228,13 +228,7 @@ def _sessions(ctx: Context, base: str) -> SessionManager:
     timeout = ctx.settings.timeout_seconds
     store: TokenStore | None
     try:
-        store = open_store(
-            ctx.credentials,
-            publication=ctx.settings.publication,
-            timeout=timeout,
-            redact=ctx.redact,
-            token_keys=SESSION_KEYS,
-        )
+        store = open_store(ctx.credentials, settings=ctx.settings, redact=ctx.redact, token_keys=SESSION_KEYS)
     except StoreError as exc:
         log.warning("bluesky: no session store (%s); logging in without saving the session", exc)
         store = None

@@ -204,13 +204,7 @@ def _refresher(ctx: Context, base: str):
 def _token_manager(ctx: Context, base: str) -> TokenManager:
     timeout = ctx.settings.timeout_seconds
     try:
-        store = open_store(
-            ctx.credentials,
-            publication=ctx.settings.publication,
-            timeout=timeout,
-            redact=ctx.redact,
-            token_keys=TOKEN_KEYS,
-        )
+        store = open_store(ctx.credentials, settings=ctx.settings, redact=ctx.redact, token_keys=TOKEN_KEYS)
     except StoreError as exc:
         raise fail(ErrorClass.AUTH, f"X token store: {exc}") from None
     return TokenManager(

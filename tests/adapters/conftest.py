@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 
@@ -29,6 +30,9 @@ def loopback_only(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
 
 
+TOKEN_STORE_ENV = ("HERALD_TOKEN_STORE_FILE", "HERALD_KUBE_API_URL", "HERALD_KUBE_SERVICEACCOUNT_DIR")
+
+
 @pytest.fixture
 def run_adapter(tmp_path, capsys):
     """Run the adapter in-process, once per call, each in a fresh mount layout."""
@@ -48,6 +52,8 @@ def run_adapter(tmp_path, capsys):
     ) -> Run:
         paths = lay_out(tmp_path / f"run{next(counter)}", credentials=credentials, document=document or payload())
         env = job_env(paths, platform=platform, endpoint=endpoint, mode=mode, attempt=attempt, key=key, timeout=timeout)
+        # The token store's variables a test sets for the process (monkeypatch) reach the run too.
+        env.update({k: v for k, v in os.environ.items() if k in TOKEN_STORE_ENV})
         env.update(extra_env or {})
         capsys.readouterr()
         code = main([], env)

@@ -4,55 +4,36 @@ reported for metrics. A local HTTP server stands in for the API server's authent
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 import yaml
 
 from herald.kube import ApiError, Kube
+from tests.support.recording_server import RecordedRequest, RecordingServer, Response
 
 
-class TokenServer:
+class TokenServer(RecordingServer[RecordedRequest]):
     """Accepts one bearer token at a time; can fail the next N requests with a status."""
 
     def __init__(self) -> None:
+        super().__init__(request_type=RecordedRequest)
         self.token = "token-a"
         self.fail: list[int] = []
-        self.seen: list[str] = []
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/version":  # kr8s checks the server's version when it connects
-                    self._send(200, {"major": "1", "minor": "34", "gitVersion": "v1.34.4"})
-                    return
-                outer.seen.append(self.headers.get("Authorization", ""))
-                if outer.fail:
-                    self._send(outer.fail.pop(0), {"kind": "Status", "reason": "ServiceUnavailable"})
-                elif self.headers.get("Authorization") != f"Bearer {outer.token}":
-                    self._send(401, {"kind": "Status", "reason": "Unauthorized"})
-                else:
-                    self._send(200, {"kind": "Namespace", "metadata": {"name": "default"}})
+    def is_recorded(self, request: RecordedRequest) -> bool:
+        return request.path.rstrip("/") != "/version"  # kr8s checks the server's version when it connects
 
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def respond(self, request: RecordedRequest) -> Response:
+        if request.path.rstrip("/") == "/version":
+            return Response(body={"major": "1", "minor": "34", "gitVersion": "v1.34.4"})
+        if self.fail:
+            return Response(self.fail.pop(0), {"kind": "Status", "reason": "ServiceUnavailable"})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return Response(401, {"kind": "Status", "reason": "Unauthorized"})
+        return Response(body={"kind": "Namespace", "metadata": {"name": "default"}})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
+    @property
+    def seen(self) -> list[str]:
+        return [r.headers.get("authorization", "") for r in self.requests]
 
 
 def write_kubeconfig(path, server: str, token: str) -> None:
@@ -72,7 +53,7 @@ def write_kubeconfig(path, server: str, token: str) -> None:
 
 @pytest.fixture
 def server():
-    s = TokenServer()
+    s = TokenServer().start()
     yield s
     s.stop()
 
