@@ -13,7 +13,7 @@ from tests.helm.chart import CHART, helm, set_args
 from tests.platforms import MastodonFake
 from tests.support.cluster import Cluster, unique_name
 from tests.support.herald import Herald
-from tests.support.waiting import Timeout, wait_until, watch_until
+from tests.support.waiting import Timeout, watch_until
 
 TOLERATION = {"key": REAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}
 ON_REAL_NODE = {"nodeSelector": {REAL_NODE_LABEL: "real"}, "tolerations": [TOLERATION]}
@@ -74,7 +74,8 @@ class Release:
 @contextlib.contextmanager
 def installed_release(cluster, api, real_node, extra_values: dict | None = None) -> Iterator[Release]:
     """Herald installed with Helm into a fresh namespace that it watches, its operator pods
-    on the real node; uninstalled (and the namespace deleted) afterwards."""
+    on the real node; uninstalled (and the namespace deleted) afterwards. The CRDs must be
+    applied already (the `crds` fixture)."""
     from kubernetes import client
 
     core = client.CoreV1Api(api)
@@ -88,20 +89,8 @@ def installed_release(cluster, api, real_node, extra_values: dict | None = None)
     rel = Release(name, namespace, Herald(api, namespace), cluster, real_node)
     installed = False
     try:
-        # Herald's CRDs (crds/, which the chart renders too), applied so that a cluster with older
-        # copies from an earlier run gets the current ones; shared, so no release owns them.
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART.parent.parent / "crds"))
-        for crd in ("publications.herald.dev", "platformadapters.herald.dev"):
-            wait_until(
-                lambda: (
-                    cluster.kubectl(
-                        "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=5s", check=False
-                    ).returncode
-                    == 0
-                ),
-                timeout=60,
-                what=f"CRD {crd} Established",
-            )
+        # Herald's CRDs come from crds/ (the `crds` fixture, which callers depend on), shared by
+        # every test, so no release owns them.
         values = {
             "watchNamespaces": [namespace],
             "crds.enabled": False,  # applied above, shared by every test: no release owns them

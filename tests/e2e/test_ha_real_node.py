@@ -30,7 +30,7 @@ TAKEOVER_BOUND = 15.0  # the issue's bound; the Lease lasts 10 s
 
 
 @pytest.fixture(scope="module")
-def ha(cluster, api, real_node) -> Iterator[Release]:
+def ha(cluster, api, real_node, crds) -> Iterator[Release]:
     with installed_release(cluster, api, real_node, {"replicaCount": 2}) as rel:
         yield rel
 

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.realnode]
 
 
 @pytest.fixture(scope="module")
-def release(cluster, api, real_node) -> Iterator[Release]:
+def release(cluster, api, real_node, crds) -> Iterator[Release]:
     with installed_release(cluster, api, real_node) as rel:
         yield rel
 
