@@ -73,9 +73,10 @@ run: venv cluster-up
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-# Everything that needs no cluster: unit, property, adapter, alert and monitoring-file tests.
+# Everything that needs no cluster: unit, property, adapter, alert and monitoring-file tests,
+# one worker per core (pytest-xdist).
 test-fast: venv
-	$(VENV)/bin/pytest -m "not cluster" -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not cluster" -q -n auto $(PYTEST_ARGS)
 
 # ruff (lint and format), mypy, and the import contracts (pyproject.toml [tool.importlinter]).
 lint: venv
