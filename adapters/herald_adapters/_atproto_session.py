@@ -34,8 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from ._contract import ErrorClass, fail
-from ._oauth2 import Lease, default_holder, deferred_sigterm
+from ._oauth2 import Lease, LeaseWait, default_holder, deferred_sigterm
 from ._redact import Redactor
 from ._token_store import Conflict, Snapshot, StoreError, TokenStore
 
@@ -187,8 +186,7 @@ class SessionManager:
     def _obtain(self, rejected: Session | None) -> Session:
         if self.store is None:  # nowhere to keep a session: every attempt logs in
             return self._renew(rejected)
-        deadline = time.monotonic() + self.lease_seconds + 5.0
-        delay = 0.05
+        wait = LeaseWait(self.holder, self.lease_seconds, "renewing the bluesky session", self._sleep)
         waited_for: str | None = None
         while True:
             try:
@@ -203,18 +201,11 @@ class SessionManager:
                 return saved
             now = self.clock()
             lease = Lease.parse(snapshot.values.get(LEASE))
-            if lease is not None and lease.holder != self.holder and lease.until > now:
-                if time.monotonic() > deadline:
-                    raise fail(
-                        ErrorClass.SERVER_ERROR,
-                        f"another attempt ({lease.holder}) has been renewing the bluesky session for too long",
-                        retry_after_seconds=max(1.0, (lease.until - now).total_seconds()),
-                    )
+            if wait.held_by_another(lease, now):
+                assert lease is not None
                 if waited_for != lease.holder:
                     log.info("bluesky: another attempt (%s) is renewing the session; waiting for it", lease.holder)
                     waited_for = lease.holder
-                self._sleep(delay)
-                delay = min(delay * 2, 1.0)
                 continue
             mine = Lease(self.holder, now + timedelta(seconds=self.lease_seconds))
             try:

@@ -86,6 +86,33 @@ class Lease:
             return None
 
 
+class LeaseWait:
+    """Waiting for another attempt's live lease (X's token refresh, Bluesky's session renewal):
+    poll with a doubling delay up to 1 s, and give up as ``server_error`` (retried later) once
+    the lease outlives its own length by 5 s."""
+
+    def __init__(self, holder: str, lease_seconds: float, doing: str, sleep: Callable[[float], None]):
+        self.holder = holder
+        self.doing = doing  # e.g. "refreshing the x token"
+        self._sleep = sleep
+        self._deadline = time.monotonic() + lease_seconds + 5.0
+        self._delay = 0.05
+
+    def held_by_another(self, lease: Lease | None, now: datetime) -> bool:
+        """Whether ``lease`` is someone else's and live; if so, waits once (or gives up)."""
+        if lease is None or lease.holder == self.holder or lease.until <= now:
+            return False
+        if time.monotonic() > self._deadline:
+            raise fail(
+                ErrorClass.SERVER_ERROR,
+                f"another attempt ({lease.holder}) has been {self.doing} for too long",
+                retry_after_seconds=max(1.0, (lease.until - now).total_seconds()),
+            )
+        self._sleep(self._delay)
+        self._delay = min(self._delay * 2, 1.0)
+        return True
+
+
 def fingerprint(token: str) -> str:
     return hashlib.sha256(b"herald-refresh-token:" + token.encode()).hexdigest()[:32]
 
@@ -187,8 +214,7 @@ class TokenManager:
         return access
 
     def _obtain(self, rejected: str | None) -> str:
-        deadline = time.monotonic() + self.lease_seconds + 5.0
-        delay = 0.05
+        wait = LeaseWait(self.holder, self.lease_seconds, f"refreshing the {self.platform} token", self._sleep)
         while True:
             snapshot = self._read()
             values = snapshot.values
@@ -216,15 +242,7 @@ class TokenManager:
                 )
             now = self.clock()
             lease = Lease.parse(values.get(LEASE))
-            if lease is not None and lease.holder != self.holder and lease.until > now:
-                if time.monotonic() > deadline:
-                    raise fail(
-                        ErrorClass.SERVER_ERROR,
-                        f"another attempt ({lease.holder}) has been refreshing the {self.platform} token for too long",
-                        retry_after_seconds=max(1.0, (lease.until - now).total_seconds()),
-                    )
-                self._sleep(delay)
-                delay = min(delay * 2, 1.0)
+            if wait.held_by_another(lease, now):
                 continue
             took_over = lease.holder if lease is not None and lease.holder != self.holder else None
             mine = Lease(self.holder, now + timedelta(seconds=self.lease_seconds))
