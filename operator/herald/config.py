@@ -29,7 +29,9 @@
 | ``HERALD_RESYNC_SECONDS`` | 300 | full relist under the watches |
 | ``HERALD_STATUS_COALESCE_SECONDS`` | 10 | how long a status that only records a started attempt may wait |
 | ``HERALD_WORKERS`` | 16 | units of work whose writes run at once |
-| ``HERALD_UNIT_WRITES`` | 64 | writes one unit makes per decision; the rest is decided again next tick |
+| ``HERALD_UNIT_WRITES`` | 32 | writes one unit makes per decision; the rest is decided again next tick |
+| ``HERALD_INFLIGHT_WRITES`` | 64 | no new decision while this many decided writes are not done |
+| ``HERALD_HTTP2`` | true | HTTP/2 to the API server when it offers it (false: HTTP/1.1 only) |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
 | ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
 | ``HERALD_SHARD`` | none | only namespaces labelled ``herald.dev/shard=<shard>`` (``default``: also unlabelled) |
@@ -79,7 +81,9 @@ class OperatorConfig(BaseSettings):
     resync_seconds: float = Field(default=300.0, gt=0)
     status_coalesce_seconds: float = Field(default=10.0, ge=0)
     workers: int = Field(default=16, ge=1)
-    unit_writes: int = Field(default=64, ge=1)
+    unit_writes: int = Field(default=32, ge=1)
+    inflight_writes: int = Field(default=64, ge=1)
+    http2: bool = True
     liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)
     shard: str | None = None
@@ -116,6 +120,7 @@ class OperatorConfig(BaseSettings):
             status_coalesce_seconds=self.status_coalesce_seconds,
             workers=self.workers,
             unit_writes=self.unit_writes,
+            inflight_writes=self.inflight_writes,
             liveness_seconds=self.liveness_seconds,
             read_secret_metadata=self.read_secret_metadata,
             credentials_probe=(

@@ -75,7 +75,8 @@ class EngineSettings:
     adapter_counts_seconds: float = 2.0  # an adapter status that only moves its queue counts: at most this often
     workers: int = 16  # units whose writes run at once
     requests: int = 32  # API requests in flight at once
-    unit_writes: int = 64  # writes one unit may make per decision (the rest: decided again next tick)
+    unit_writes: int = 32  # writes one unit may make per decision (the rest: decided again next tick)
+    inflight_writes: int = 64  # no new decision while this many decided writes are not yet done
     liveness_seconds: float = 60.0  # /healthz fails when work is due and no tick ended for this long
     publication_ttl_seconds: int | None = None  # default spec.ttlSecondsAfterFinished
     max_backoff_seconds: float = 300.0
@@ -110,6 +111,7 @@ class Engine:
         self._resync_task: asyncio.Task | None = None
         self._busy: set[WorkKey] = set()  # keys whose unit has writes in flight
         self._writing = 0  # units with writes in flight (at most settings.workers)
+        self._inflight = 0  # their writes (at most settings.inflight_writes before another decision)
         self._deferred: set[WorkKey] = set()  # changed while busy: decided when the writes end
         self._timers: list[tuple[datetime, WorkKey]] = []
         self._timer_at: dict[WorkKey, datetime] = {}
@@ -282,19 +284,21 @@ class Engine:
         if self.settings.wedge_on and any(k[0] == "p" and k[2] == self.settings.wedge_on for k in seeds):
             log.error("test fault: the reconcile loop hangs (HERALD_TEST_WEDGE_ON=%s)", self.settings.wedge_on)
             await asyncio.Event().wait()
-        covered: set[WorkKey] = set()
         failed_units = 0
-        for seed in sorted(seeds):
-            if seed in covered:
-                continue
-            pubs, adapters = self.store.close([seed])
-            keys = {pub_key(k) for k in pubs} | {adapter_key(k) for k in adapters} | {seed}
-            covered |= keys
-            if keys & self._busy:
+        for pubs, adapters in self._units(seeds):
+            keys = {pub_key(k) for k in pubs} | {adapter_key(k) for k in adapters}
+            keys |= {k for k in seeds if k[0] == "p" and (k[1], k[2]) in pubs}
+            busy = keys & self._busy
+            # A unit whose adapter is being written, or in which only what is being written
+            # changed, waits for those writes. Otherwise it is decided now: its Publications with
+            # writes in flight are left out of this decision's writes, and the Jobs being created
+            # count already (the store's expectations), so one adapter's burst is written in
+            # slices that overlap instead of one after another.
+            if busy and (any(k[0] == "a" for k in busy) or not (keys & seeds) - busy):
                 self._deferred |= keys & seeds
                 continue
-            if self._writing >= self.settings.workers:
-                # Decide only what a worker can write now, as a work queue does: a decision never
+            if self._writing >= self.settings.workers or self._inflight >= self.settings.inflight_writes:
+                # Decide only what can be written now, as a work queue does: a decision never
                 # waits behind others' writes (its Events and Jobs would lag a burst's backlog).
                 self._deferred |= keys & seeds
                 continue
@@ -315,6 +319,42 @@ class Engine:
             except Exception:
                 log.exception("observer failed")
 
+    def _units(self, seeds: set[WorkKey]) -> list[tuple[set[Key], set[Key]]]:
+        """The seeds grouped into units: each unit is closed over the adapters its members compete
+        for (``Store.close``), and seeds that share an adapter are decided together, once. A
+        Publication whose Job changed joins its adapter's unit without closing it again, so a
+        burst of changes to one adapter's Publications costs one closure, not one per change."""
+        units: list[tuple[set[Key], set[Key]]] = []
+        unit_of: dict[Key, int] = {}  # adapter -> index in units
+        members: dict[Key, int] = {}  # publication -> index in units
+        for seed in sorted(seeds):
+            kind, key = seed[0], (seed[1], seed[2])
+            if kind == "p" and key in members:
+                continue
+            if kind == "a" and key in unit_of:
+                continue
+            if kind == "p":
+                found = {unit_of.get(a, -1) for a in self.store.adapters_of(key)}
+                if len(found) == 1 and -1 not in found:
+                    i = found.pop()
+                    units[i][0].add(key)
+                    members[key] = i
+                    continue
+            pubs, adapters = self.store.close([seed])
+            overlap = sorted(
+                {unit_of[a] for a in adapters if a in unit_of} | {members[p] for p in pubs if p in members}
+            )
+            for i in overlap:  # a closure that meets earlier units takes them in (shared adapters)
+                pubs |= units[i][0]
+                adapters |= units[i][1]
+                units[i] = (set(), set())
+            units.append((pubs, adapters))
+            for a in adapters:
+                unit_of[a] = len(units) - 1
+            for p in pubs:
+                members[p] = len(units) - 1
+        return [(p, a) for p, a in units if p or a]
+
     def _decide(self, keys: set[WorkKey], pubs: set[Key], adapters: set[Key], now: datetime) -> bool:
         """Decide one unit and start its writes. False when deciding failed (it is retried)."""
         self.units += 1
@@ -323,11 +363,18 @@ class Engine:
             world = replace(
                 self.store.world_for(pubs, adapters, now), credentials_probe=self.settings.credentials_probe
             )
-            plan = reconcile(world, now, self.defaults, self.settings.publication_ttl_seconds)
+            # Each start is two writes (its Job and its Event): start no more than a slice keeps.
+            starts = max(1, self.settings.unit_writes // 2)
+            plan = reconcile(world, now, self.defaults, self.settings.publication_ttl_seconds, starts)
         except Exception:
             log.exception("reconcile of %d publications and %d adapters failed", len(pubs), len(adapters))
             self._backoff(keys, now)
             return False
+        # Publications whose earlier writes are still in flight are decided again once those end;
+        # those admitted past the start budget, on the next tick.
+        writing = {k for k in plan.written_publications() if pub_key(k) in self._busy}
+        plan.drop(writing | plan.postponed)
+        self._deferred |= {pub_key(k) for k in writing | plan.postponed}
         # A unit's writes are bounded, as a work queue's batch is: the rest is decided again on
         # the next tick, so no write (nor its Event) waits behind hundreds of others.
         dropped = plan.keep_writes(self.settings.unit_writes)
@@ -347,18 +394,20 @@ class Engine:
                 self.observer(plan, now)
             except Exception:
                 log.exception("observer failed")
-        if (
-            plan.creates
-            or plan.deletes
-            or plan.publication_status
-            or plan.publication_labels
-            or plan.adapter_status
-            or plan.events
-            or plan.deletes_publications
-        ):
-            self._busy |= keys
+        count = plan.write_count()
+        if count:
+            # Busy while written: the Publications and adapters written, or the whole unit when
+            # Jobs are deleted (their owners are not named in the plan).
+            written = {pub_key(k) for k in plan.written_publications()} | {
+                adapter_key(k) for k in plan.written_adapters()
+            }
+            busy = keys if plan.deletes else written
+            for jc in plan.creates:  # they count from now on (see Store.expect_job)
+                self.store.expect_job(jc.manifest, now)
+            self._busy |= busy
             self._writing += 1
-            task = asyncio.create_task(self._execute(keys, plan, held, now))
+            self._inflight += count
+            task = asyncio.create_task(self._execute(busy, plan, held, now, count))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return not plan.failures
@@ -466,20 +515,26 @@ class Engine:
         async with self._requests:
             return await coro
 
-    async def _execute(self, keys: set[WorkKey], plan: Plan, held: dict[Key, dict[str, Any]], now: datetime) -> None:
+    async def _execute(
+        self, keys: set[WorkKey], plan: Plan, held: dict[Key, dict[str, Any]], now: datetime, count: int
+    ) -> None:
         try:
             async with self._workers:
                 await self._write(plan, held, now)
         except Exception:
             log.exception("writes of a unit failed; retrying it")
+            for jc in plan.creates:  # a create that did not answer: its Job no longer counts
+                m = jc.manifest["metadata"]
+                self.store.unexpect_job((m["namespace"], m["name"]))
             self._backoff(keys, utcnow())
         finally:
             self._busy -= keys
             self._writing -= 1
+            self._inflight -= count
             self.store.changed.set()
 
     async def _write(self, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime) -> None:
-        await asyncio.gather(*(self._bounded(self._create(jc, plan, held, now)) for jc in plan.creates))
+        await asyncio.gather(*(self._create(jc, plan, held, now) for jc in plan.creates))
         await asyncio.gather(
             *(self._bounded(self._delete_job(k)) for k in plan.deletes),
             *(self._bounded(self._delete_publication(k)) for k in plan.deletes_publications),
@@ -497,11 +552,15 @@ class Engine:
         m = jc.manifest["metadata"]
         job = (m["namespace"], m["name"])
         try:
-            with self.tracer.job_create(jc) as manifest:  # the attempt's trace context goes into the Job
-                created = await self.kube.create(collection("batch/v1", "jobs", m["namespace"]), manifest)
+            # A request slot for the create only: its Event then takes an Event slot, so a create
+            # never waits behind another's Event.
+            async with self._requests:
+                with self.tracer.job_create(jc) as manifest:  # the attempt's trace context goes into the Job
+                    created = await self.kube.create(collection("batch/v1", "jobs", m["namespace"]), manifest)
         except ApiError as e:
             if e.already_exists:
                 return  # an earlier run created it (and posted its Event); the watch shows it
+            self.store.unexpect_job(job)
             if jc.publication in held:  # the held status must now be written, amended
                 plan.publication_status[jc.publication] = held.pop(jc.publication)
                 self._held.pop(jc.publication, None)

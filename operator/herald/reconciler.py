@@ -47,7 +47,7 @@ from .status import (
     publication_readiness,
     upsert_condition,
 )
-from .validation import adapter_problems, publication_problems
+from .validation import adapter_problems
 from .views import AdapterView, JobView, PodView, PublicationView
 
 log = logging.getLogger("herald.reconciler")
@@ -153,6 +153,9 @@ class Plan:
     attempts: list[AttemptObservation] = field(default_factory=list)
     gauges: dict[Key, dict[str, Any]] = field(default_factory=dict)  # per adapter
     deletes_publications: list[Key] = field(default_factory=list)  # past spec.ttlSecondsAfterFinished
+    # Admitted, but past the decision's start budget: nothing is decided for them now (the engine
+    # drops them and decides them again next; see ``reconcile``'s start_budget).
+    postponed: set[Key] = field(default_factory=set)
     failures: list[Failure] = field(default_factory=list)
     wake_at: datetime | None = None
 
@@ -181,16 +184,45 @@ class Plan:
             kept.add(key)
             used += n
         dropped = set(cost) - kept
-        if not dropped:
-            return dropped
-        self.creates = [jc for jc in self.creates if jc.publication not in dropped]
-        self.publication_status = {k: v for k, v in self.publication_status.items() if k not in dropped}
-        self.publication_labels = {k: v for k, v in self.publication_labels.items() if k not in dropped}
-        self.deletes_publications = [k for k in self.deletes_publications if k not in dropped]
-        self.events = [e for e in self.events if e.kind != "Publication" or (e.namespace, e.name) not in dropped]
-        self.attempts = [a for a in self.attempts if (a.namespace, a.publication) not in dropped]
-        self.adapter_status = {}  # its counts include the dropped ones' starts: written with the rest
+        self.drop(dropped)
         return dropped
+
+    def drop(self, pubs: set[Key]) -> None:
+        """Drop everything this plan would write about ``pubs`` (they are decided again later)."""
+        if not pubs:
+            return
+        self.creates = [jc for jc in self.creates if jc.publication not in pubs]
+        self.publication_status = {k: v for k, v in self.publication_status.items() if k not in pubs}
+        self.publication_labels = {k: v for k, v in self.publication_labels.items() if k not in pubs}
+        self.deletes_publications = [k for k in self.deletes_publications if k not in pubs]
+        self.events = [e for e in self.events if e.kind != "Publication" or (e.namespace, e.name) not in pubs]
+        self.attempts = [a for a in self.attempts if (a.namespace, a.publication) not in pubs]
+        self.adapter_status = {}  # its counts include the dropped ones' starts: written with the rest
+
+    def written_publications(self) -> set[Key]:
+        """The Publications this plan writes anything about."""
+        keys = {jc.publication for jc in self.creates}
+        keys.update(self.publication_status, self.publication_labels, self.deletes_publications)
+        keys.update((e.namespace, e.name) for e in self.events if e.kind == "Publication")
+        return keys
+
+    def written_adapters(self) -> set[Key]:
+        """The adapters this plan writes the status of or posts an Event about."""
+        keys = set(self.adapter_status)
+        keys.update((e.namespace, e.name) for e in self.events if e.kind == "PlatformAdapter")
+        return keys
+
+    def write_count(self) -> int:
+        """How many API writes the plan makes (a Job create counts with its AttemptStarted Event)."""
+        return (
+            2 * len(self.creates)
+            + len(self.deletes)
+            + len(self.publication_status)
+            + len(self.publication_labels)
+            + len(self.adapter_status)
+            + len(self.events)
+            + len(self.deletes_publications)
+        )
 
 
 @dataclass
@@ -342,12 +374,19 @@ DEFAULT_JOBS = JobDefaults()
 
 
 def reconcile(
-    world: World, now: datetime, defaults: JobDefaults = DEFAULT_JOBS, publication_ttl: int | None = None
+    world: World,
+    now: datetime,
+    defaults: JobDefaults = DEFAULT_JOBS,
+    publication_ttl: int | None = None,
+    start_budget: int | None = None,
 ) -> Plan:
     """Decide ``world``: every Publication and adapter in it (the whole namespace, or the part the
     store closed over a change). ``publication_ttl`` is the operator-wide default for
-    spec.ttlSecondsAfterFinished (None: finished Publications are kept)."""
+    spec.ttlSecondsAfterFinished (None: finished Publications are kept). With ``start_budget``,
+    at most that many attempts start; Publications admitted past it are ``plan.postponed``
+    (nothing of theirs is built: a big burst costs each slice its own starts, not all of them)."""
     plan = Plan()
+    budget = [start_budget]
     adapters: dict[Key, _AdapterState] = {}
 
     def adapter(ns: str, name: str) -> _AdapterState:
@@ -381,7 +420,7 @@ def reconcile(
     staged: list[tuple[PublicationView, list[TargetStatus], dict[str, Any]]] = []
     broken: set[Key] = set()
     for pub in sorted(world.publications.values(), key=lambda p: (p.namespace, p.name)):
-        problems = publication_problems(pub.spec)
+        problems = pub.problems
         if problems:
             _stall_publication(pub, INVALID_SPEC, "; ".join(problems), now, plan)
             continue
@@ -401,7 +440,7 @@ def reconcile(
         if not a.candidates:
             continue
         try:
-            _admit(a, now, defaults, plan, world)
+            _admit(a, now, defaults, plan, world, budget)
         except Exception as e:
             log.exception("admission for adapter %s/%s failed", *akey)
             plan.failures.append(Failure("platformadapters", akey, _error_text(e)))
@@ -415,6 +454,8 @@ def reconcile(
         for t in targets:
             if t.dead_letter:
                 adapter(pub.namespace, t.adapter).dead += 1
+        if pub.key in plan.postponed:
+            continue
         try:
             _write_publication(pub, targets, extra, now, plan, publication_ttl)
         except Exception as e:  # noqa: BLE001 - isolation
@@ -432,7 +473,9 @@ def reconcile(
     return plan
 
 
-def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, world: World) -> None:
+def _admit(
+    a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, world: World, budget: list[int | None]
+) -> None:
     if a.problems:
         for _, t, pub, _ in a.candidates:
             _wait(pub, t, Wait.INVALID_ADAPTER, f"the PlatformAdapter's spec is invalid: {'; '.join(a.problems)}", plan)
@@ -459,7 +502,16 @@ def _admit(a: _AdapterState, now: datetime, defaults: JobDefaults, plan: Plan, w
     if started and not a.creds_valid:  # a credentials probe: the next one not before the delay
         a.creds_probes += 1
         a.creds_probe_at = now + a.probe_delay()
+    now_starting = started
+    if budget[0] is not None:  # the first admitted (in admission order) within the budget
+        now_starting = set(decision.start[: max(0, budget[0])])
+        budget[0] -= len(now_starting)
     for cand, t, pub, _ in a.candidates:
+        if pub.key in plan.postponed:
+            continue
+        if cand.key in started and cand.key not in now_starting:
+            plan.postponed.add(pub.key)  # admitted: started by a later decision
+            continue
         if cand.key in started:
             _start_attempt(pub, t, a, now, defaults, plan, world)
         else:

@@ -25,7 +25,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ KINDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 }
 TOMBSTONE_SECONDS = 600.0
 CREATE_FAILURE_SECONDS = 3600.0
+EXPECTATION_SECONDS = 120.0  # a Job expected for longer than this is dropped by the next full list
 
 Key = tuple[str, str]
 # A unit of work: ("p", namespace, name) for a Publication, ("a", namespace, name) for an adapter.
@@ -100,10 +101,17 @@ class Store:
         self.job_starts: dict[Key, datetime] = {}
         # Job creates the API server refused for good: (namespace, Job name) -> (message, when).
         self.create_failures: dict[Key, tuple[str, float]] = {}
+        # Jobs decided and being created, not yet seen (client-go's "expectations"): they count
+        # for their adapter and publication at once, so the next slice of a busy adapter can be
+        # decided while the creates of the last are in flight. Job -> when it was expected.
+        self.expected: dict[Key, float] = {}
         # indexes
         self._pub_by_uid: dict[str, Key] = {}
         self.active: set[Key] = set()
-        self._active_by_adapter: dict[Key, set[Key]] = defaultdict(set)
+        # Per adapter, the active Publications that compete for it: a target of theirs names it
+        # and has no Job running there (one running, or being created, needs no admission).
+        self._competing_by_adapter: dict[Key, set[Key]] = defaultdict(set)
+        self._pub_competing: dict[Key, tuple[str, ...]] = {}
         self._pub_adapters: dict[Key, tuple[str, ...]] = {}
         self._dead_by_adapter: dict[Key, set[Key]] = defaultdict(set)
         self._pub_dead: dict[Key, tuple[str, ...]] = {}
@@ -145,6 +153,8 @@ class Store:
             del tombs[key]
         if current is not None and rv and current.rv == rv:
             return False
+        if rv and kind == "jobs":
+            self.expected.pop(key, None)  # the Job itself replaces its expectation
         try:
             view = KINDS[kind](body)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -186,9 +196,40 @@ class Store:
             return "lost"
         return "gained" if after and not before else None
 
+    def expect_job(self, manifest: Mapping[str, Any], at: datetime) -> None:
+        """A Job about to be created counts from now on, as if it existed and had not started."""
+        meta = manifest.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if key in self.objects["jobs"] or not self.owns(key[0]):
+            return
+        view = JobView.from_body({**manifest, "metadata": {**meta, "uid": "", "resourceVersion": "0"}, "status": {}})
+        if view is None:
+            return
+        self.job_starts.setdefault(key, at)
+        self.objects["jobs"][key] = replace(view, created=at)
+        self._index("jobs", self.objects["jobs"][key])
+        self.expected[key] = time.monotonic()
+
+    def unexpect_job(self, key: Key) -> None:
+        """The create did not happen (refused or failed): the expected Job no longer counts."""
+        if self.expected.pop(key, None) is None:
+            return
+        view = self.objects["jobs"].pop(key, None)
+        if view is not None:
+            self._unindex("jobs", view)
+        self.job_starts.pop(key, None)
+        self.changed.set()
+
     def forget_missing(self, kind: str, listed: set[Key], list_rv: int) -> None:
-        """After a full list: drop objects the list no longer has (deleted while nobody watched)."""
-        for key in [k for k, v in self.objects[kind].items() if k not in listed and v.rv <= list_rv]:
+        """After a full list: drop objects the list no longer has (deleted while nobody watched).
+        A Job still being created is kept (the list may predate it)."""
+        recent = time.monotonic() - EXPECTATION_SECONDS
+        for key in [
+            k
+            for k, v in self.objects[kind].items()
+            if k not in listed and v.rv <= list_rv and not (kind == "jobs" and self.expected.get(k, 0.0) > recent)
+        ]:
+            self.expected.pop(key, None)
             self._unindex(kind, self.objects[kind].pop(key))
             self._tombstones[kind][key] = (list_rv, time.monotonic())
 
@@ -222,8 +263,8 @@ class Store:
             key = view.key
             self._pub_by_uid.pop(view.uid, None)
             self.active.discard(key)
-            for name in self._pub_adapters.pop(key, ()):
-                self._active_by_adapter[(key[0], name)].discard(key)
+            self._pub_adapters.pop(key, None)
+            self._refresh_competing(key)
             for name in self._pub_dead.pop(key, ()):
                 self._dead_by_adapter[(key[0], name)].discard(key)
             self.mark(pub_key(key))
@@ -233,6 +274,7 @@ class Store:
             self.mark(adapter_key(view.key))
         elif kind == "jobs":
             self._jobs_by_owner[view.owner_uid or ""].discard(view.key)
+            self._refresh_owner_competing(view)
             aj = self._adapter_jobs[(view.namespace, view.target)]
             if aj.starts.pop(view.key, None) is not None:
                 aj.sorted_starts = None
@@ -253,8 +295,7 @@ class Store:
         else:
             self.active.add(key)
             self._pub_adapters[key] = names
-            for name in names:
-                self._active_by_adapter[(key[0], name)].add(key)
+        self._refresh_competing(key)
         dead = view.dead_letter_targets
         if dead:
             self._pub_dead[key] = dead
@@ -262,8 +303,32 @@ class Store:
                 self._dead_by_adapter[(key[0], name)].add(key)
         self.mark(pub_key(key))
 
+    def _refresh_competing(self, key: Key) -> None:
+        """Record which adapters an active Publication competes for (see ``close``)."""
+        for name in self._pub_competing.pop(key, ()):
+            self._competing_by_adapter[(key[0], name)].discard(key)
+        view = self.objects["publications"].get(key)
+        if view is None or key not in self.active:
+            return
+        running = set()
+        for jkey in self._jobs_by_owner.get(view.uid, ()):
+            job = self.objects["jobs"].get(jkey)
+            if job is not None and not job.done and not job.deleting:
+                running.add(job.target)
+        names = tuple(n for n in self._pub_adapters.get(key, ()) if n not in running)
+        if names:
+            self._pub_competing[key] = names
+            for name in names:
+                self._competing_by_adapter[(key[0], name)].add(key)
+
+    def _refresh_owner_competing(self, job: JobView) -> None:
+        owner = self._pub_by_uid.get(job.owner_uid or "")
+        if owner is not None:
+            self._refresh_competing(owner)
+
     def _index_job(self, view: JobView) -> None:
         self._jobs_by_owner[view.owner_uid or ""].add(view.key)
+        self._refresh_owner_competing(view)
         akey = (view.namespace, view.target)
         aj = self._adapter_jobs[akey]
         # Without the exact time, assume the latest moment in the creation second: never over-admit.
@@ -314,10 +379,13 @@ class Store:
     def close(self, seeds: Iterable[WorkKey]) -> tuple[set[Key], set[Key]]:
         """The Publications and adapters that must be decided together with ``seeds``.
 
-        A due target competes with every other active target of its adapter (priority, concurrency,
-        rate limit), and a Publication with several targets ties their adapters together; so the
-        closure follows active Publications through the adapters they name. Settled Publications
-        are included only when they are seeds themselves."""
+        A due target competes with every other waiting target of its adapter (priority,
+        concurrency, rate limit), and a Publication with several targets ties their adapters
+        together; so the closure follows the Publications that compete for an adapter (a target
+        naming it with no Job running there) through the adapters they name. A target whose Job
+        runs competes for nothing: its Job counts in the adapter's load (the store's index), and
+        its Publication is decided when that Job changes (it is then a seed). Settled
+        Publications are included only when they are seeds themselves."""
         pubs: set[Key] = set()
         adapters: set[Key] = set()
         todo_adapters: list[Key] = []
@@ -333,11 +401,15 @@ class Store:
             if akey in adapters:
                 continue
             adapters.add(akey)
-            for pkey in self._active_by_adapter.get(akey, ()):
+            for pkey in self._competing_by_adapter.get(akey, ()):
                 if pkey not in pubs:
                     pubs.add(pkey)
                     todo_adapters.extend((pkey[0], t) for t in self._pub_adapters.get(pkey, ()))
         return pubs, adapters
+
+    def adapters_of(self, key: Key) -> tuple[Key, ...]:
+        """The adapters an active Publication names (none for a settled one)."""
+        return tuple((key[0], name) for name in self._pub_adapters.get(key, ()))
 
     def world_for(self, pubs: set[Key], adapters: set[Key], now: datetime) -> World:
         """The part of the world that ``reconcile`` needs to decide these objects."""

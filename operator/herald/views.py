@@ -6,9 +6,11 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from .durations import MIN_TIME, InvalidValue, parse_duration, safe_time
+from .validation import publication_problems
 
 # status.observedRedrive holds at most this many characters; a longer annotation is recorded by digest.
 MAX_REDRIVE = 1024
@@ -69,6 +71,12 @@ class PublicationView:
             return ()
         names = (t.get("adapter") for t in targets if isinstance(t, Mapping))
         return tuple(dict.fromkeys(n for n in names if isinstance(n, str) and n))
+
+    @cached_property
+    def problems(self) -> tuple[str, ...]:
+        """Why the operator cannot act on this spec (empty when it can); checked once per version,
+        not on every decision of its adapter's unit."""
+        return tuple(publication_problems(self.spec))
 
     @property
     def dead_letter_targets(self) -> tuple[str, ...]:

@@ -270,8 +270,8 @@ class Sim:
             create_failures=dict(self.create_failures),
         )
 
-    def reconcile(self, now: datetime) -> Plan:
-        return reconcile(self.world(), now)
+    def reconcile(self, now: datetime, start_budget: int | None = None) -> Plan:
+        return reconcile(self.world(), now, start_budget=start_budget)
 
     def apply(self, plan: Plan, now: datetime) -> None:
         self.plans.append(plan)

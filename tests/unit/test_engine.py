@@ -18,7 +18,7 @@ from herald.jobs import JobDefaults
 from herald.kube import ApiError
 from herald.store import Store
 
-from .builders import adapter_body, publication_body
+from .builders import adapter_body, job_body, publication_body
 
 NS = "news"
 
@@ -248,3 +248,92 @@ async def test_a_secret_the_operator_may_not_read_is_asked_for_rarely_and_never_
     await engine._refresh_secrets()  # within the resync interval: not asked again
     assert [p for m, p, _ in kube.calls if "/secrets/" in p] == [f"/api/v1/namespaces/{NS}/secrets/creds"]
     assert (NS, "creds") not in store.secrets  # unknown: probes stand in, not "Secret not found"
+
+
+# -- one adapter's burst: slices that overlap, each attempt started once ----------------------------
+async def burst(count: int, concurrency: int) -> tuple[ScriptedKube, Engine, Store, asyncio.Event]:
+    kube = ScriptedKube()
+    hang = asyncio.Event()
+    kube.gate["/apis/batch/v1/namespaces/news/jobs"] = hang
+    store = Store()
+    bodies = [adapter_body("a", ns=NS, concurrency=concurrency)]
+    bodies += [publication_body(f"p{i:03d}", ns=NS, targets=["a"], uid=f"uid-p{i:03d}") for i in range(count)]
+    for body in bodies:
+        kind = "publications" if body["kind"] == "Publication" else "platformadapters"
+        store.apply(kind, "ADDED", body)
+        kube.objects[f"/apis/herald.dev/v1alpha1/namespaces/{NS}/{kind}/{body['metadata']['name']}"] = body
+    settings = EngineSettings(status_coalesce_seconds=10, unit_writes=8, inflight_writes=24)
+    return kube, Engine(kube, store, JobDefaults(), [NS], settings=settings), store, hang
+
+
+def created_jobs(kube: ScriptedKube) -> list[str]:
+    return [b["metadata"]["name"] for b in kube.posts("jobs")]
+
+
+async def test_a_busy_adapters_next_slice_is_decided_while_the_last_ones_creates_are_in_flight():
+    kube, engine, _store, hang = await burst(40, concurrency=1000)
+    for _ in range(10):  # ticks while every Job create hangs
+        await engine.tick()
+        await until(lambda: not engine._writing or len(kube.calls) >= 2 * engine._writing, "creates are sent")
+    # 8 writes per slice (a Job with its Event is 2: four publications), up to 24 writes in flight:
+    # three slices overlap instead of one at a time.
+    assert len(created_jobs(kube)) == 12
+    hang.set()
+    await settle(engine)
+    jobs = created_jobs(kube)
+    assert len(jobs) == 40 and len(set(jobs)) == 40  # every publication's attempt, each once
+    started = [b for b in kube.posts("events") if b["reason"] == "AttemptStarted"]
+    assert sorted(e["involvedObject"]["name"] for e in started) == [f"p{i:03d}" for i in range(40)]
+
+
+async def test_overlapping_slices_never_start_more_than_the_adapters_concurrency():
+    kube, engine, _store, hang = await burst(30, concurrency=6)
+    for _ in range(10):
+        await engine.tick()
+        await until(lambda: not engine._writing or len(kube.calls) >= 2 * engine._writing, "creates are sent")
+    assert len(created_jobs(kube)) == 6  # the Jobs being created count before they exist
+    hang.set()
+    await settle(engine)
+    assert len(created_jobs(kube)) == 6  # they run (active) and hold every slot
+
+
+def time_now() -> Any:
+    from herald.engine import utcnow
+
+    return utcnow()
+
+
+async def test_a_failed_create_frees_the_slot_its_expected_job_held():
+    kube, engine, store, hang = await burst(3, concurrency=1)
+    kube.fail["/apis/batch/v1/namespaces/news/jobs"] = ApiError(500, '{"reason": "InternalError"}', "POST jobs")
+    hang.set()
+    await settle(engine)
+    # Concurrency 1, yet each publication was tried in turn: a failed create's slot is free again.
+    assert len(created_jobs(kube)) == 3 and not store.expected
+    assert store.world_for(set(), {(NS, "a")}, time_now()).loads[(NS, "a")].running == 0
+
+
+def test_changes_to_one_adapters_publications_are_one_unit_closed_once(monkeypatch):
+    store = Store()
+    for name in ("a", "b"):
+        store.apply("platformadapters", "ADDED", adapter_body(name, ns=NS))
+    for i in range(20):  # running: their Jobs changed (each is a seed), none competes for "a"
+        store.apply("publications", "ADDED", publication_body(f"r{i}", ns=NS, targets=["a"], uid=f"uid-r{i}"))
+        store.apply("jobs", "ADDED", job_body(f"r{i}-a-1", target="a", owner_uid=f"uid-r{i}", rv=2))
+    for i in range(5):  # waiting for "a"
+        store.apply("publications", "ADDED", publication_body(f"q{i}", ns=NS, targets=["a"], uid=f"uid-q{i}"))
+    store.apply("publications", "ADDED", publication_body("other", ns=NS, targets=["b"], uid="uid-other"))
+    engine = Engine(ScriptedKube(), store, JobDefaults(), [NS])
+    closures = []
+    real_close = store.close
+    monkeypatch.setattr(store, "close", lambda seeds: closures.append(seeds) or real_close(seeds))
+    seeds = {("p", NS, f"r{i}") for i in range(20)} | {("p", NS, "other"), ("a", NS, "a")}
+    units = sorted(engine._units(seeds), key=lambda u: len(u[0]))
+    assert units == [
+        ({(NS, "other")}, {(NS, "b")}),
+        ({(NS, f"r{i}") for i in range(20)} | {(NS, f"q{i}") for i in range(5)}, {(NS, "a")}),
+    ]
+    assert len(closures) == 2  # one per adapter, not one per changed publication
+    # A publication naming both adapters ties their units into one.
+    store.apply("publications", "ADDED", publication_body("both", ns=NS, targets=["a", "b"], uid="uid-both"))
+    assert len(engine._units(seeds | {("p", NS, "both")})) == 1

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from herald.reconciler import reconcile
 from herald.store import Store
 
-from .builders import DETERMINISTIC, NS, T0, Sim, at, failed, published
+from .builders import DETERMINISTIC, NS, T0, Sim, adapter_body, at, failed, job_body, publication_body, published
 
 A, B, C = "mastodon-main", "bluesky-main", "slack-main"
 
@@ -77,6 +77,21 @@ def test_a_unit_spans_the_adapters_its_publications_share():
     assert pubs == {(NS, "ab"), (NS, "b")} and adapters == {(NS, A), (NS, B)}
     pubs, adapters = store.close([("a", NS, C)])
     assert pubs == {(NS, "c")} and adapters == {(NS, C)}
+
+
+def test_a_publication_whose_job_runs_competes_for_nothing_until_the_job_ends():
+    store = Store()
+    store.apply("platformadapters", "ADDED", adapter_body(A, concurrency=5))
+    store.apply("publications", "ADDED", publication_body("running", targets=[A, B], uid="uid-pub-running"))
+    store.apply("publications", "ADDED", publication_body("queued", targets=[A], uid="uid-pub-queued"))
+    store.apply("jobs", "ADDED", job_body("running-a-1", target=A, owner_uid="uid-pub-running", rv=2))
+    pubs, _ = store.close([("a", NS, A)])
+    assert pubs == {(NS, "queued")}  # the running one is counted in A's load, not decided with it
+    # Its other target still waits for B, and ties the units together through it.
+    assert store.close([("a", NS, B)]) == ({(NS, "running"), (NS, "queued")}, {(NS, A), (NS, B)})
+    assert store.world_for(pubs, {(NS, A)}, T0).loads[(NS, A)].running == 1
+    store.apply("jobs", "MODIFIED", job_body("running-a-1", target=A, owner_uid="uid-pub-running", rv=3, complete=True))
+    assert store.close([("a", NS, A)])[0] == {(NS, "running"), (NS, "queued")}  # its outcome is decided
 
 
 def test_rate_window_and_running_count_include_settled_publications_jobs():

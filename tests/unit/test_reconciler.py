@@ -1407,3 +1407,43 @@ def test_keep_writes_keeps_whole_publications_within_the_budget(count, budget):
     for e in plan.events:
         assert (e.namespace, e.name) in kept
     assert not plan.attempts or {(a.namespace, a.publication) for a in plan.attempts} <= kept
+
+
+# -- a decision starts at most start_budget attempts (the rest: postponed, nothing built) -----------
+
+
+def test_a_start_budget_starts_the_first_admitted_and_postpones_the_rest_untouched():
+    s = Sim()
+    s.add_adapter(A, concurrency=100)
+    for i in range(10):
+        s.add_publication(f"p{i:02d}", created=at(i / 100))
+    s.add_publication("urgent", created=at(1), priority=50)
+    plan = s.reconcile(at(2), start_budget=3)
+    # Admission order decides who starts now: priority first, then the oldest.
+    assert sorted(names(plan)) == sorted(job_name(n, A, 1) for n in ("urgent", "p00", "p01"))
+    assert plan.postponed == {(NS, f"p{i:02d}") for i in range(2, 10)}
+    # Nothing is decided for a postponed publication: no status, no Event.
+    written = set(plan.publication_status) | {(e.namespace, e.name) for e in plan.events}
+    assert not written & plan.postponed
+
+
+@DETERMINISTIC
+@given(
+    st.integers(min_value=1, max_value=30),
+    st.integers(min_value=1, max_value=8),
+    st.integers(min_value=1, max_value=40),
+)
+def test_decisions_with_a_start_budget_start_each_attempt_once_and_never_past_concurrency(count, budget, limit):
+    s = Sim()
+    s.add_adapter(A, concurrency=limit)
+    for i in range(count):
+        s.add_publication(f"p{i:02d}", created=at(i / 100))
+    started: list[str] = []
+    for tick in range(count + 2):
+        plan = s.reconcile(at(1 + tick), start_budget=budget)
+        assert len(plan.creates) <= budget
+        plan.drop(plan.postponed)
+        s.apply(plan, at(1 + tick))
+        started += names(plan)
+    # The Jobs never finish here: exactly min(count, limit) first attempts, each once, in order.
+    assert started == [job_name(f"p{i:02d}", A, 1) for i in range(min(count, limit))]

@@ -11,7 +11,7 @@ from herald import store as store_module
 from herald.reconciler import World
 from herald.store import Store
 
-from .builders import DETERMINISTIC, adapter_body, job_body, pod_body, publication_body
+from .builders import DETERMINISTIC, T0, adapter_body, job_body, pod_body, publication_body
 
 
 def pub(rv: int, text: str = "v", name: str = "launch") -> dict:
@@ -226,3 +226,50 @@ def test_an_unsharded_store_keeps_everything():
     s = Store()
     assert s.apply_namespace(None, ns_body("news", "a")) is None
     assert s.apply("publications", "ADDED", publication_body("p", ns="news", rv=2))
+
+
+# -- expectations: a Job being created counts before the watch shows it ----------------------------
+def _expected(name: str = "launch-mastodon-main-abcdef-1") -> dict:
+    body = job_body(name)
+    body["metadata"].pop("uid"), body["metadata"].pop("resourceVersion"), body.pop("status", None)
+    return body
+
+
+def test_an_expected_job_counts_for_its_adapter_and_publication_at_once():
+    s = Store()
+    s.apply("publications", "ADDED", publication_body("launch", uid="uid-pub-launch"))
+    s.expect_job(_expected(), T0)
+    world = s.world_for({("news", "launch")}, {("news", "mastodon-main")}, T0)
+    assert list(world.jobs) == [("news", "launch-mastodon-main-abcdef-1")]
+    assert world.loads[("news", "mastodon-main")].running == 1
+    assert world.job_starts == {("news", "launch-mastodon-main-abcdef-1"): T0}  # for rate limits
+
+
+def test_the_created_job_replaces_its_expectation_and_a_failed_create_forgets_it():
+    s = Store()
+    s.expect_job(_expected("a-1"), T0)
+    s.expect_job(_expected("b-1"), T0)
+    s.apply("jobs", "ADDED", job_body("a-1", rv=7))
+    s.unexpect_job(("news", "a-1"))  # too late: the Job exists, and stays
+    s.unexpect_job(("news", "b-1"))
+    assert set(s.objects["jobs"]) == {("news", "a-1")}
+    assert s.objects["jobs"][("news", "a-1")].rv == 7
+    assert s.world_for(set(), {("news", "mastodon-main")}, T0).loads[("news", "mastodon-main")].running == 1
+
+
+def test_a_full_list_older_than_a_create_in_flight_keeps_its_expectation_until_it_is_stale(monkeypatch):
+    s = Store()
+    s.expect_job(_expected("a-1"), T0)
+    s.forget_missing("jobs", set(), list_rv=40)
+    assert ("news", "a-1") in s.objects["jobs"]
+    later = store_module.time.monotonic() + store_module.EXPECTATION_SECONDS + 1
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: later)
+    s.forget_missing("jobs", set(), list_rv=40)
+    assert not s.objects["jobs"] and not s.expected
+
+
+def test_expecting_a_job_the_store_already_has_changes_nothing():
+    s = Store()
+    s.apply("jobs", "ADDED", job_body("a-1", rv=7))
+    s.expect_job(_expected("a-1"), T0)
+    assert s.objects["jobs"][("news", "a-1")].rv == 7 and not s.expected
