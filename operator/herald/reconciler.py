@@ -968,6 +968,13 @@ def with_target(status: Mapping[str, Any], adapter: str, **fields: Any) -> dict[
 
 def clean(value: Any) -> Any:
     """``value`` without None entries in its mappings: the API drops them on a merge patch."""
+    kind = type(value)  # exact types first: the ABC check is most of the cost
+    if kind is dict:
+        return {k: clean(v) for k, v in value.items() if v is not None}
+    if kind is list:
+        return [clean(v) for v in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
     if isinstance(value, Mapping):
         return {k: clean(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
@@ -976,7 +983,13 @@ def clean(value: Any) -> Any:
 
 
 def changed(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
-    return any(clean(new.get(k)) != clean(old.get(k)) for k in new)
+    """Whether writing ``new`` (a merge patch) would change ``old``. Equal values are equal once
+    cleaned, so only unequal ones are cleaned (most statuses decided are already stored)."""
+    for k in new:
+        a, b = new.get(k), old.get(k)
+        if a != b and clean(a) != clean(b):
+            return True
+    return False
 
 
 _PROGRESS_TARGET_FIELDS = ("phase", "reason", "message", "attempts", "jobName", "nextAttemptAt", "waitingSince")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from herald.durations import parse_time
 from herald.naming import job_name
-from herald.reconciler import DEAD_LETTER_LABEL, progress_only, reconcile
+from herald.reconciler import DEAD_LETTER_LABEL, changed, clean, progress_only, reconcile
 from herald.retry import DEFAULT_CREDENTIALS_TIMEOUT
 
 from .builders import (
@@ -1447,3 +1447,27 @@ def test_decisions_with_a_start_budget_start_each_attempt_once_and_never_past_co
         started += names(plan)
     # The Jobs never finish here: exactly min(count, limit) first attempts, each once, in order.
     assert started == [job_name(f"p{i:02d}", A, 1) for i in range(min(count, limit))]
+
+
+# -- whether a status write changes anything: the API drops None entries of a merge patch ------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "Queued"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "phase"]), inner, max_size=3),
+    max_leaves=12,
+)
+statuses = st.dictionaries(st.sampled_from(["phase", "targets", "conditions", "attempts"]), json_values, max_size=4)
+
+
+@DETERMINISTIC
+@given(statuses, statuses)
+def test_changed_is_whether_the_cleaned_values_differ(new, old):
+    assert changed(new, old) == any(clean(new.get(k)) != clean(old.get(k)) for k in new)
+    # Writing what is stored changes nothing; a None entry changes nothing either.
+    assert not changed(old, old)
+    assert not changed({**old, "extra": None}, old)
+
+
+def test_merge_patch_applied_is_never_changed_again():
+    old = {"phase": "Queued", "targets": [{"adapter": "a", "message": None, "attempts": 1}]}
+    new = merge_patch(old, {"phase": "Publishing"})
+    assert changed(new, old) and not changed(new, merge_patch(old, new))
