@@ -1452,7 +1452,9 @@ def test_decisions_with_a_start_budget_start_each_attempt_once_and_never_past_co
 # -- whether a status write changes anything: the API drops None entries of a merge patch ------------
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "Queued"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "phase"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "phase"]), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 statuses = st.dictionaries(st.sampled_from(["phase", "targets", "conditions", "attempts"]), json_values, max_size=4)
