@@ -511,6 +511,7 @@ def _admit(
             continue
         if cand.key in started and cand.key not in now_starting:
             plan.postponed.add(pub.key)  # admitted: started by a later decision
+            a.pending += 1  # it waits meanwhile (the queue gauges and alerts count it)
             continue
         if cand.key in started:
             _start_attempt(pub, t, a, now, defaults, plan, world)

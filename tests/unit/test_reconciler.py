@@ -1425,6 +1425,7 @@ def test_a_start_budget_starts_the_first_admitted_and_postpones_the_rest_untouch
     # Nothing is decided for a postponed publication: no status, no Event.
     written = set(plan.publication_status) | {(e.namespace, e.name) for e in plan.events}
     assert not written & plan.postponed
+    assert plan.gauges[(NS, A)]["pending"] == 8  # they wait meanwhile: the queue gauge counts them
 
 
 @DETERMINISTIC
