@@ -102,7 +102,15 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
         log.info("Herald engine started as the leader (%s)", scope)
 
     async def campaign() -> None:
-        await elector.run(lead)
+        try:
+            await elector.run(lead)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a standby whose election died would wait, healthy, for ever: restart
+            log.exception("leader election failed; stopping")
+            await engine.halt()
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         if elector.lost.is_set():  # stop acting at once, then exit: Kubernetes restarts a standby
             await engine.halt()
             log.error("stopping: the Lease was lost")

@@ -97,6 +97,16 @@ class ApiError(Exception):
         return self.status == 0 or self.status == 429 or self.status >= 500
 
 
+def _h2_available() -> bool:
+    """Whether HTTP/2 can be spoken (the h2 package); without it the client stays on HTTP/1.1."""
+    try:
+        import h2  # noqa: F401
+    except ImportError:
+        log.warning("HTTP/2 is on (HERALD_HTTP2) but the h2 package is missing: using HTTP/1.1")
+        return False
+    return True
+
+
 class Kube:
     """Requests to the API server on one pooled httpx client.
 
@@ -142,6 +152,7 @@ class Kube:
             elif reauthenticate:
                 await self._auth.reauthenticate()
             verify = await self._auth.ssl_context()
+            http2 = self._http2 and _h2_available()
             limits = httpx.Limits(
                 max_connections=self._concurrency, max_keepalive_connections=self._concurrency, keepalive_expiry=30.0
             )
@@ -154,7 +165,7 @@ class Kube:
                         verify=verify,
                         limits=limits,
                         socket_options=socket_options(),
-                        http2=self._http2,
+                        http2=http2,
                     ),
                 ),
             )
