@@ -4,6 +4,8 @@ reported for metrics. A local HTTP server stands in for the API server's authent
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
 
@@ -85,5 +87,20 @@ async def test_transient_failures_are_retried_and_then_reported(server, tmp_path
         with pytest.raises(ApiError) as e:
             await kube.get("/api/v1/namespaces/default")
         assert e.value.status == 503 and e.value.transient
+    finally:
+        await kube.close()
+
+
+async def test_without_the_h2_package_the_client_stays_on_http1(monkeypatch, caplog, server, tmp_path):
+    from herald import kube as kube_module
+
+    monkeypatch.setitem(sys.modules, "h2", None)  # "import h2" raises ImportError
+    assert kube_module._h2_available() is False
+    assert "h2 package is missing" in caplog.text
+    config = tmp_path / "kubeconfig"
+    write_kubeconfig(config, server.url, "token-a")
+    kube = Kube(kubeconfig=str(config), http2=True)
+    try:  # requests still work
+        assert (await kube.get("/api/v1/namespaces/default"))["metadata"]["name"] == "default"
     finally:
         await kube.close()
