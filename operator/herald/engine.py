@@ -287,7 +287,6 @@ class Engine:
         failed_units = 0
         for pubs, adapters in self._units(seeds):
             keys = {pub_key(k) for k in pubs} | {adapter_key(k) for k in adapters}
-            keys |= {k for k in seeds if k[0] == "p" and (k[1], k[2]) in pubs}
             busy = keys & self._busy
             # A unit whose adapter is being written, or in which only what is being written
             # changed, waits for those writes. Otherwise it is decided now: its Publications with

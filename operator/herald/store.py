@@ -164,6 +164,11 @@ class Store:
             return False
         if view is None:
             return False
+        if current is not None and kind in ("jobs", "pods") and replace(view, rv=current.rv) == current:
+            # Nothing Herald reads changed (a Pod bound to a node, a Job's ready count, a label):
+            # the newer version is kept, and nothing is decided again for it.
+            objects[key] = view
+            return False
         if current is not None:
             self._unindex(kind, current)
         objects[key] = view

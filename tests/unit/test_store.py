@@ -273,3 +273,23 @@ def test_expecting_a_job_the_store_already_has_changes_nothing():
     s.apply("jobs", "ADDED", job_body("a-1", rv=7))
     s.expect_job(_expected("a-1"), T0)
     assert s.objects["jobs"][("news", "a-1")].rv == 7 and not s.expected
+
+
+def test_a_job_or_pod_event_that_changes_nothing_herald_reads_decides_nothing_again():
+    s = Store()
+    s.apply("publications", "ADDED", publication_body("launch", uid="uid-pub-launch"))
+    s.apply("jobs", "ADDED", job_body(rv=2))
+    s.apply("pods", "ADDED", pod_body("launch-mastodon-main-abcdef-1", name="launch-pod", rv=3))
+    s.take_dirty()
+    bound = pod_body("launch-mastodon-main-abcdef-1", name="launch-pod", rv=4)
+    bound["spec"] = {"nodeName": "kwok-node-0"}  # scheduled: nothing Herald reads
+    labelled = job_body(rv=5)
+    labelled["metadata"]["labels"] = {"team": "news"}
+    assert s.apply("pods", "MODIFIED", bound) is False
+    assert s.apply("jobs", "MODIFIED", labelled) is False
+    assert not s.take_dirty()
+    assert s.objects["pods"][("news", "launch-pod")].rv == 4  # the newest version is kept
+    assert s.objects["jobs"][("news", "launch-mastodon-main-abcdef-1")].rv == 5
+    # A change Herald reads (the Job finished) marks its publication at once.
+    assert s.apply("jobs", "MODIFIED", job_body(rv=6, complete=True)) is True
+    assert ("p", "news", "launch") in s.take_dirty()
