@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from herald.engine import Engine, EngineSettings
+from herald.engine import Engine, EngineSettings, utcnow
 from herald.jobs import JobDefaults
 from herald.kube import ApiError
 from herald.store import Store
@@ -297,12 +297,6 @@ async def test_overlapping_slices_never_start_more_than_the_adapters_concurrency
     assert len(created_jobs(kube)) == 6  # they run (active) and hold every slot
 
 
-def time_now() -> Any:
-    from herald.engine import utcnow
-
-    return utcnow()
-
-
 async def test_a_failed_create_frees_the_slot_its_expected_job_held():
     kube, engine, store, hang = await burst(3, concurrency=1)
     kube.fail["/apis/batch/v1/namespaces/news/jobs"] = ApiError(500, '{"reason": "InternalError"}', "POST jobs")
@@ -310,7 +304,7 @@ async def test_a_failed_create_frees_the_slot_its_expected_job_held():
     await settle(engine)
     # Concurrency 1, yet each publication was tried in turn: a failed create's slot is free again.
     assert len(created_jobs(kube)) == 3 and not store.expected
-    assert store.world_for(set(), {(NS, "a")}, time_now()).loads[(NS, "a")].running == 0
+    assert store.world_for(set(), {(NS, "a")}, utcnow()).loads[(NS, "a")].running == 0
 
 
 def test_changes_to_one_adapters_publications_are_one_unit_closed_once(monkeypatch):
