@@ -358,9 +358,14 @@ class Engine:
         """Decide one unit and start its writes. False when deciding failed (it is retried)."""
         self.units += 1
         decided_ns = time.time_ns()  # the attempts' spans start with the decision
+        # Publications whose earlier writes are still in flight are left out (their Jobs still
+        # count in their adapters' loads) and decided again once those end: an outcome is never
+        # taken from a Publication whose status this decision cannot write.
+        writing = {k for k in pubs if pub_key(k) in self._busy}
+        self._deferred |= {pub_key(k) for k in writing}
         try:
             world = replace(
-                self.store.world_for(pubs, adapters, now), credentials_probe=self.settings.credentials_probe
+                self.store.world_for(pubs - writing, adapters, now), credentials_probe=self.settings.credentials_probe
             )
             # Each start is two writes (its Job and its Event): start no more than a slice keeps.
             starts = max(1, self.settings.unit_writes // 2)
@@ -369,16 +374,11 @@ class Engine:
             log.exception("reconcile of %d publications and %d adapters failed", len(pubs), len(adapters))
             self._backoff(keys, now)
             return False
-        # Publications whose earlier writes are still in flight are decided again once those end;
-        # those admitted past the start budget, on the next tick.
-        writing = {k for k in plan.written_publications() if pub_key(k) in self._busy}
-        plan.drop(writing | plan.postponed)
-        self._deferred |= {pub_key(k) for k in writing | plan.postponed}
-        # A unit's writes are bounded, as a work queue's batch is: the rest is decided again on
-        # the next tick, so no write (nor its Event) waits behind hundreds of others.
-        dropped = plan.keep_writes(self.settings.unit_writes)
-        if dropped:
-            self._deferred |= {pub_key(k) for k in dropped}
+        # Those admitted past the start budget are decided again on the next tick. A unit's writes
+        # are bounded, as a work queue's batch is: the rest is decided again on the next tick, so
+        # no write (nor its Event) waits behind hundreds of others.
+        dropped = plan.drop(plan.postponed) | plan.keep_writes(self.settings.unit_writes)
+        self._deferred |= {pub_key(k) for k in dropped}
         self.tracer.decided(plan, decided_ns)
         failed = {("p" if f.kind == "publications" else "a", *f.key) for f in plan.failures}
         self._backoff(failed, now)

@@ -156,6 +156,10 @@ class Plan:
     # Admitted, but past the decision's start budget: nothing is decided for them now (the engine
     # drops them and decides them again next; see ``reconcile``'s start_budget).
     postponed: set[Key] = field(default_factory=set)
+    # Per adapter, the Publications whose decision changed what its status records (an outcome
+    # for the circuit breaker, the rate limit or the credentials; a credentials probe). An outcome
+    # is written together with its adapter's status or not at all: it must count exactly once.
+    adapter_effects: dict[Key, set[Key]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     wake_at: datetime | None = None
 
@@ -168,7 +172,8 @@ class Plan:
         writes, and drop everything about the others: their Jobs, statuses, labels, Events and
         finished attempts. Returns the dropped ones; deciding them again gives the same writes
         (the decision is level-based), so a big unit is written in bounded slices."""
-        cost: dict[Key, int] = {}
+        affecting = self.affecting()
+        cost: dict[Key, int] = dict.fromkeys(affecting, 0)  # always kept (see adapter_effects)
         for jc in self.creates:
             cost[jc.publication] = cost.get(jc.publication, 0) + 2  # the Job and its AttemptStarted
         for key in [*self.publication_status, *self.publication_labels, *self.deletes_publications]:
@@ -179,25 +184,46 @@ class Plan:
                 cost[key] = cost.get(key, 0) + 1
         kept, used = set(), 0
         for key, n in cost.items():
-            if used and used + n > budget:
+            if key not in affecting and used and used + n > budget:
                 break
             kept.add(key)
             used += n
-        dropped = set(cost) - kept
-        self.drop(dropped)
-        return dropped
+        return self.drop(set(cost) - kept)
 
-    def drop(self, pubs: set[Key]) -> None:
-        """Drop everything this plan would write about ``pubs`` (they are decided again later)."""
+    def affecting(self) -> set[Key]:
+        """The Publications whose decision changed an adapter's recorded state."""
+        return set().union(*self.adapter_effects.values()) if self.adapter_effects else set()
+
+    def drop(self, pubs: set[Key]) -> set[Key]:
+        """Drop everything this plan would write about ``pubs`` (they are decided again later).
+        An adapter status that records a dropped Publication's outcome goes too, with its Events
+        and every other Publication whose outcome it records. Returns all that was dropped."""
         if not pubs:
-            return
+            return set()
+        pubs = set(pubs)
+        adapters: set[Key] = set()
+        grew = True
+        while grew:
+            grew = False
+            for akey, members in self.adapter_effects.items():
+                if akey not in adapters and members & pubs:
+                    adapters.add(akey)
+                    pubs |= members
+                    grew = True
         self.creates = [jc for jc in self.creates if jc.publication not in pubs]
         self.publication_status = {k: v for k, v in self.publication_status.items() if k not in pubs}
         self.publication_labels = {k: v for k, v in self.publication_labels.items() if k not in pubs}
         self.deletes_publications = [k for k in self.deletes_publications if k not in pubs]
-        self.events = [e for e in self.events if e.kind != "Publication" or (e.namespace, e.name) not in pubs]
+        self.events = [
+            e for e in self.events if (e.namespace, e.name) not in (pubs if e.kind == "Publication" else adapters)
+        ]
         self.attempts = [a for a in self.attempts if (a.namespace, a.publication) not in pubs]
-        self.adapter_status = {}  # its counts include the dropped ones' starts: written with the rest
+        # An adapter status recording kept outcomes is written with them; any other one waits for
+        # the dropped ones (its queue counts include their starts) and is written with the rest.
+        self.adapter_status = {
+            k: v for k, v in self.adapter_status.items() if k in self.adapter_effects and k not in adapters
+        }
+        return pubs
 
     def written_publications(self) -> set[Key]:
         """The Publications this plan writes anything about."""
@@ -499,17 +525,23 @@ def _admit(
     decision = admit(gate, [c for c, *_ in a.candidates], now)
     plan.wake(decision.wake_at)
     started = set(decision.start)
-    if started and not a.creds_valid:  # a credentials probe: the next one not before the delay
+    probe = bool(started) and not a.creds_valid
+    if probe:  # a credentials probe: the next one not before the delay
         a.creds_probes += 1
         a.creds_probe_at = now + a.probe_delay()
     now_starting = started
-    if budget[0] is not None:  # the first admitted (in admission order) within the budget
+    if budget[0] is not None and not probe:  # the first admitted (in admission order) within the budget
         now_starting = set(decision.start[: max(0, budget[0])])
         budget[0] -= len(now_starting)
+    akey = (a.view.namespace, a.view.name) if a.view is not None else None
+    affecting = plan.affecting()  # never postponed: their outcomes are written with this decision
     for cand, t, pub, _ in a.candidates:
         if pub.key in plan.postponed:
             continue
-        if cand.key in started and cand.key not in now_starting:
+        if probe and cand.key in started and akey is not None:
+            plan.adapter_effects.setdefault(akey, set()).add(pub.key)
+            affecting.add(pub.key)
+        if cand.key in started and cand.key not in now_starting and pub.key not in affecting:
             plan.postponed.add(pub.key)  # admitted: started by a later decision
             a.pending += 1  # it waits meanwhile (the queue gauges and alerts count it)
             continue
@@ -783,6 +815,7 @@ def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) 
 
 
 def _apply_outcome(pub, t, a: _AdapterState, outcome: Outcome, job: JobView | None, now, plan) -> None:
+    plan.adapter_effects.setdefault((pub.namespace, t.adapter), set()).add(pub.key)
     attempt = t.attempts
     t.observed_attempt = attempt
     if outcome.rate_limit_remaining is not None:

@@ -1474,3 +1474,20 @@ def test_merge_patch_applied_is_never_changed_again():
     old = {"phase": "Queued", "targets": [{"adapter": "a", "message": None, "attempts": 1}]}
     new = merge_patch(old, {"phase": "Publishing"})
     assert changed(new, old) and not changed(new, merge_patch(old, new))
+
+
+def test_an_outcome_is_written_with_its_adapters_status_or_not_at_all():
+    s = Sim()
+    s.add_adapter(A, concurrency=10, circuitBreaker={"failureThreshold": 2, "cooldown": "1m"})
+    for name in ("f1", "f2", "new"):
+        s.add_publication(name, created=at(0))
+    s.step(at(1))
+    s.finish("f1", A, failed("server_error"), now=at(2))
+    s.finish("f2", A, failed("server_error"), now=at(2))
+    plan = s.reconcile(at(3))
+    assert plan.adapter_effects[(NS, A)] == {(NS, "f1"), (NS, "f2")}
+    assert plan.keep_writes(1) == set()  # outcomes are never cut by the budget
+    plan = s.reconcile(at(3))
+    assert plan.drop({(NS, "f1")}) == {(NS, "f1"), (NS, "f2")}  # the other outcome goes with it
+    assert (NS, A) not in plan.adapter_status
+    assert not [e for e in plan.events if e.kind == "PlatformAdapter"]
