@@ -187,22 +187,7 @@ class Engine:
         for kind, gv, plural, selector in sources:
             for ns in self.namespaces:
                 listing = await self.kube.list(collection(gv, plural, ns), label_selector=selector)
-                try:
-                    list_rv = int(listing["metadata"].get("resourceVersion") or 0)
-                except (TypeError, ValueError):
-                    list_rv = 0
-                keys = set()
-                for item in listing["items"]:
-                    if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict):
-                        continue
-                    item["metadata"].setdefault("namespace", ns)
-                    self.store.apply(kind, None, item)
-                    keys.add((item["metadata"].get("namespace"), item["metadata"].get("name")))
-                if ns is None:
-                    self.store.forget_missing(kind, keys, list_rv)
-                else:
-                    others = {k for k in self.store.objects[kind] if k[0] != ns}
-                    self.store.forget_missing(kind, keys | others, list_rv)
+                self.store.apply_listing(kind, ns, listing)
         self.store.gc_tombstones()
         self.store.changed.set()
 
@@ -285,6 +270,10 @@ class Engine:
             log.error("test fault: the reconcile loop hangs (HERALD_TEST_WEDGE_ON=%s)", self.settings.wedge_on)
             await asyncio.Event().wait()
         failed_units = 0
+        if self._writing >= self.settings.workers or self._inflight >= self.settings.inflight_writes:
+            # No room for a decision's writes: nothing is decided (nor grouped) until writes end.
+            self._deferred |= seeds
+            seeds = set()
         for pubs, adapters in self._units(seeds):
             keys = {pub_key(k) for k in pubs} | {adapter_key(k) for k in adapters}
             busy = keys & self._busy
@@ -406,7 +395,7 @@ class Engine:
             self._busy |= busy
             self._writing += 1
             self._inflight += count
-            task = asyncio.create_task(self._execute(busy, plan, held, now, count))
+            task = asyncio.create_task(self._execute(busy, plan, held, now, _Slots(self, count)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return not plan.failures
@@ -515,11 +504,11 @@ class Engine:
             return await coro
 
     async def _execute(
-        self, keys: set[WorkKey], plan: Plan, held: dict[Key, dict[str, Any]], now: datetime, count: int
+        self, keys: set[WorkKey], plan: Plan, held: dict[Key, dict[str, Any]], now: datetime, slots: _Slots
     ) -> None:
         try:
             async with self._workers:
-                await self._write(plan, held, now)
+                await self._write(plan, held, now, slots)
         except Exception:
             log.exception("writes of a unit failed; retrying it")
             for jc in plan.creates:  # a create that did not answer: its Job no longer counts
@@ -529,25 +518,32 @@ class Engine:
         finally:
             self._busy -= keys
             self._writing -= 1
-            self._inflight -= count
+            slots.release_all()
             self.store.changed.set()
 
-    async def _write(self, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime) -> None:
-        await asyncio.gather(*(self._create(jc, plan, held, now) for jc in plan.creates))
+    async def _write(self, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime, slots: _Slots) -> None:
+        # Each write gives its slot back as it ends, so the next decision is made as soon as the
+        # API server has room, not when this unit's slowest write ends.
+        await asyncio.gather(*(self._create(jc, plan, held, now, slots) for jc in plan.creates))
         await asyncio.gather(
-            *(self._bounded(self._delete_job(k)) for k in plan.deletes),
-            *(self._bounded(self._delete_publication(k)) for k in plan.deletes_publications),
+            *(slots.after(self._bounded(self._delete_job(k))) for k in plan.deletes),
+            *(slots.after(self._bounded(self._delete_publication(k))) for k in plan.deletes_publications),
         )
         pubs = set(plan.publication_status) | set(plan.publication_labels)
         # The unit's Events are part of its writes: a worker is free again only once they are
         # posted, so Events keep pace with decisions instead of queueing behind a burst.
         await asyncio.gather(
-            *(self._bounded(self._write_publication(k, plan)) for k in pubs),
-            *(self._bounded(self._patch_status("platformadapters", k, s)) for k, s in plan.adapter_status.items()),
-            *(self._event_bounded(e, now) for e in plan.events),
+            *(slots.after(self._bounded(self._write_publication(k, plan))) for k in pubs),
+            *(
+                slots.after(self._bounded(self._patch_status("platformadapters", k, s)))
+                for k, s in plan.adapter_status.items()
+            ),
+            *(slots.after(self._event_bounded(e, now)) for e in plan.events),
         )
 
-    async def _create(self, jc: JobCreate, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime) -> None:
+    async def _create(
+        self, jc: JobCreate, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime, slots: _Slots
+    ) -> None:
         m = jc.manifest["metadata"]
         job = (m["namespace"], m["name"])
         try:
@@ -557,6 +553,7 @@ class Engine:
                 with self.tracer.job_create(jc) as manifest:  # the attempt's trace context goes into the Job
                     created = await self.kube.create(collection("batch/v1", "jobs", m["namespace"]), manifest)
         except ApiError as e:
+            slots.release(2)  # the create and its Event, never posted
             if e.already_exists:
                 return  # an earlier run created it (and posted its Event); the watch shows it
             self.store.unexpect_job(job)
@@ -592,8 +589,10 @@ class Engine:
         self._create_failures.pop(jc.publication, None)
         self.store.job_starts[job] = utcnow()
         self.store.apply("jobs", "ADDED", created)
+        slots.release()  # the create's slot: the next decision need not wait for this Event
         if jc.started is not None:
             await self._event_bounded(jc.started, now)
+        slots.release()
 
     @staticmethod
     def _amend(plan: Plan, jc: JobCreate, **fields: Any) -> None:
@@ -726,6 +725,29 @@ class Engine:
         report = getattr(self.observer, "event_posted", None)
         if report is not None:
             report((utcnow() - now).total_seconds())
+
+
+class _Slots:
+    """A unit's share of the engine's in-flight write budget, given back one write at a time."""
+
+    def __init__(self, engine: Engine, count: int):
+        self._engine, self.left = engine, count
+
+    def release(self, n: int = 1) -> None:
+        n = min(n, self.left)
+        if n > 0:
+            self.left -= n
+            self._engine._inflight -= n
+            self._engine.store.changed.set()  # room for another decision
+
+    def release_all(self) -> None:
+        self.release(self.left)
+
+    async def after(self, coro: Awaitable[Any]) -> Any:
+        try:
+            return await coro
+        finally:
+            self.release()
 
 
 def _fingerprint(status: Mapping[str, Any]) -> str:

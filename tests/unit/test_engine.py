@@ -286,6 +286,25 @@ async def test_a_busy_adapters_next_slice_is_decided_while_the_last_ones_creates
     assert sorted(e["involvedObject"]["name"] for e in started) == [f"p{i:03d}" for i in range(40)]
 
 
+async def test_a_write_gives_its_slot_back_as_it_ends_not_when_its_unit_ends():
+    kube, engine, _store, hang = await burst(40, concurrency=1000)
+    hang.set()  # Job creates answer at once...
+    events = asyncio.Event()
+    kube.gate["/api/v1/namespaces/news/events"] = events  # ...but every Event hangs
+    for _ in range(30):
+        await engine.tick()
+        await until(
+            lambda: engine._inflight == len(kube.posts("events")) == len(created_jobs(kube)),
+            "each create answered, and its Event sent",
+        )
+    # Each slice's 4 creates gave their slots back when answered; only the 4 hanging Events hold
+    # theirs: six slices (24 Events) fit in the 24 writes in flight, where whole units held 3.
+    assert len(created_jobs(kube)) == 24 and engine._inflight == 24
+    events.set()
+    await settle(engine)
+    assert len(set(created_jobs(kube))) == len(created_jobs(kube)) == 40 and engine._inflight == 0
+
+
 async def test_overlapping_slices_never_start_more_than_the_adapters_concurrency():
     kube, engine, _store, hang = await burst(30, concurrency=6)
     for _ in range(10):
