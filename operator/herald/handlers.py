@@ -7,13 +7,14 @@ import itertools
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
 
 from .config import OperatorConfig
 from .engine import SELECTOR, Engine
+from .informer import JOBS, PODS, Informer
 from .kube import Kube
 from .leader import LeaderElector, LeaseSettings
 from .store import Store
@@ -44,7 +45,7 @@ class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """kopf's settings for Herald: quick to notice a dead connection, and only Herald's Jobs and Pods."""
+    """kopf's settings for Herald: quick to notice a dead connection."""
     settings.posting.level = logging.WARNING
     # Watches end on the server every 10 s and reconnect from their resourceVersion; a stream
     # that stays silent for 15 s (a cut or half-open connection) is dropped and reopened.
@@ -56,10 +57,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 30
     settings.networking.error_backoffs = _Backoffs()
     settings.persistence.diffbase_storage = _NoDiffBase()
-    # Jobs and Pods are listed and watched with a server-side label selector: the API server sends
-    # only Herald's, so other workloads' Pods cost the operator nothing (no decode, no memory).
-    settings.watching.label_selectors["batch", "v1", "jobs"] = SELECTOR
-    settings.watching.label_selectors["v1", "pods"] = SELECTOR
 
 
 @kopf.on.startup()
@@ -85,6 +82,14 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
         settings=config.engine_settings(),
     )
     memo.store, memo.kube, memo.engine, memo.observer = store, kube, engine, observer
+    # Jobs and Pods: Herald's own informers, with the server-side label selector (the API server
+    # sends only Herald's, so other workloads' Pods cost nothing). They feed a standby's store too.
+    memo.informers = [
+        Informer(kube, source, engine.namespaces, SELECTOR, store.apply_listing, _recorder(store, observer))
+        for source in (JOBS, PODS)
+    ]
+    for informer in memo.informers:
+        informer.start()
     memo.elector = None
     scope = ", ".join(config.namespaces) or "all namespaces"
     if not config.leader_election:
@@ -132,6 +137,8 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
     if campaign is not None:
         campaign.cancel()
     await memo.engine.stop()
+    for informer in memo.get("informers") or []:
+        await informer.stop()
     if memo.get("elector") is not None:
         await memo.elector.release()
     await memo.observer.stop()
@@ -149,6 +156,14 @@ def _engine_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
         log.error("liveness: %s", why)
         raise kopf.PermanentError(why)
     return {"ticks": memo.engine.ticks, "lastTick": memo.engine.last_tick}
+
+
+def _recorder(store: Store, observer: Any) -> Callable[[str, str, dict[str, Any]], None]:
+    def record(kind: str, event_type: str, obj: dict[str, Any]) -> None:
+        store.apply(kind, event_type, obj)
+        observer.watch_event(kind, {"type": event_type, "object": obj})
+
+    return record
 
 
 def _feed(kind: str):
@@ -178,5 +193,4 @@ async def _feed_namespaces(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
 
 kopf.on.event("herald.dev", "v1alpha1", "publications")(_feed("publications"))
 kopf.on.event("herald.dev", "v1alpha1", "platformadapters")(_feed("platformadapters"))
-kopf.on.event("batch", "v1", "jobs", labels={"herald.dev/publication": kopf.PRESENT})(_feed("jobs"))
-kopf.on.event("", "v1", "pods", labels={"herald.dev/publication": kopf.PRESENT})(_feed("pods"))
+# Jobs and Pods are followed by herald.informer, not kopf (see _startup).

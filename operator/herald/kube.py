@@ -10,7 +10,7 @@ import json as _json
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -105,6 +105,37 @@ def _h2_available() -> bool:
         log.warning("HTTP/2 is on (HERALD_HTTP2) but the h2 package is missing: using HTTP/1.1")
         return False
     return True
+
+
+MAX_WATCH_LINE = 16 * 1024 * 1024  # an object is at most 1.5 MB in etcd; a longer line is not an event
+
+
+class LineSplitter:
+    """A byte stream cut into its non-empty lines (a watch stream: one JSON event per line),
+    whatever the chunk boundaries. A line longer than ``limit`` is refused (ValueError)."""
+
+    def __init__(self, limit: int = MAX_WATCH_LINE):
+        self.limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if b"\n" not in chunk:  # a long line arrives in many chunks: no copying until it ends
+            self._parts.append(chunk)
+            self._size += len(chunk)
+            if self._size > self.limit:
+                raise ValueError(f"a watch line longer than {self.limit} bytes")
+            return []
+        first, *middle, last = chunk.split(b"\n")
+        lines = [b"".join([*self._parts, first]), *middle]
+        self._parts, self._size = [last], len(last)
+        if any(len(line) > self.limit for line in lines) or self._size > self.limit:
+            raise ValueError(f"a watch line longer than {self.limit} bytes")
+        return [line for line in lines if line.strip()]
+
+    def end(self) -> list[bytes]:
+        line, self._parts, self._size = b"".join(self._parts), [], 0
+        return [line] if line.strip() else []
 
 
 class Kube:
@@ -275,6 +306,37 @@ class Kube:
             if not token:
                 return {"items": items, "metadata": page.get("metadata") or {}}
             params["continue"] = token
+
+    async def watch(self, path: str, params: Mapping[str, str]) -> AsyncGenerator[bytes, None]:
+        """A watch stream: its lines as they arrive (one JSON watch event each). Ends when the API
+        server ends the stream (its ``timeoutSeconds``); raises ApiError for an error answer or a
+        cut or silent connection (a read waits at most ``TIMEOUT.read``). A 401 loads the
+        credentials again once, as every other request does."""
+        query = {**params, "watch": "true"}
+        client = await self._session()
+        for attempt in (1, 2):
+            started = time.monotonic()
+            try:
+                async with client.stream("GET", path, params=query, headers=self._headers()) as resp:
+                    self._report("GET", str(resp.status_code), started, query)
+                    if resp.status_code == 401 and attempt == 1:
+                        client = await self._session(reauthenticate=True)
+                        continue
+                    if resp.status_code >= 400:
+                        body = (await resp.aread()).decode(errors="replace")
+                        raise ApiError(resp.status_code, body, f"WATCH {path}")
+                    splitter = LineSplitter()
+                    async for chunk in resp.aiter_bytes():
+                        for line in splitter.feed(chunk):
+                            yield line
+                    for line in splitter.end():
+                        yield line
+                    return
+            except (httpx.TransportError, OSError) as e:  # cut, refused, or silent for too long
+                self._report("GET", "0", started, query)
+                raise ApiError(0, f"{type(e).__name__}: {e}", f"WATCH {path}") from None
+            except ValueError as e:  # a line no event can be
+                raise ApiError(0, str(e), f"WATCH {path}") from None
 
     async def close(self) -> None:
         if self._client is not None:

@@ -225,6 +225,26 @@ class Store:
         self.job_starts.pop(key, None)
         self.changed.set()
 
+    def apply_listing(self, kind: str, namespace: str | None, listing: Mapping[str, Any]) -> None:
+        """A full list of one kind (in one namespace, or everywhere when None): every item is
+        recorded, and what the list no longer has is dropped (deleted while nobody watched)."""
+        try:
+            list_rv = int((listing.get("metadata") or {}).get("resourceVersion") or 0)
+        except (TypeError, ValueError, AttributeError):
+            list_rv = 0
+        keys: set[Key] = set()
+        for item in listing.get("items") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict):
+                self.skipped += 1
+                continue
+            if namespace is not None:
+                item["metadata"].setdefault("namespace", namespace)
+            self.apply(kind, None, item)
+            keys.add((item["metadata"].get("namespace"), item["metadata"].get("name")))
+        if namespace is not None:  # objects of other namespaces are not this list's to drop
+            keys |= {k for k in self.objects[kind] if k[0] != namespace}
+        self.forget_missing(kind, keys, list_rv)
+
     def forget_missing(self, kind: str, listed: set[Key], list_rv: int) -> None:
         """After a full list: drop objects the list no longer has (deleted while nobody watched).
         A Job still being created is kept (the list may predate it)."""
