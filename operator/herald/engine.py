@@ -113,6 +113,7 @@ class Engine:
         self._writing = 0  # units with writes in flight (at most settings.workers)
         self._inflight = 0  # their writes (at most settings.inflight_writes before another decision)
         self._deferred: set[WorkKey] = set()  # changed while busy: decided when the writes end
+        self._with_adapters: set[Key] = set()  # running Publications whose next decision needs their adapters
         self._timers: list[tuple[datetime, WorkKey]] = []
         self._timer_at: dict[WorkKey, datetime] = {}
         self._failures: dict[WorkKey, int] = {}  # consecutive failures per key, for backoff
@@ -274,8 +275,9 @@ class Engine:
             # No room for a decision's writes: nothing is decided (nor grouped) until writes end.
             self._deferred |= seeds
             seeds = set()
-        for pubs, adapters in self._units(seeds):
-            keys = {pub_key(k) for k in pubs} | {adapter_key(k) for k in adapters}
+        for pubs, adapters, alone in self._units(seeds):
+            # A unit decided alone writes only its Publication: its adapters are read, not decided.
+            keys = {pub_key(k) for k in pubs} | (set() if alone else {adapter_key(k) for k in adapters})
             busy = keys & self._busy
             # A unit whose adapter is being written, or in which only what is being written
             # changed, waits for those writes. Otherwise it is decided now: its Publications with
@@ -290,7 +292,7 @@ class Engine:
                 # waits behind others' writes (its Events and Jobs would lag a burst's backlog).
                 self._deferred |= keys & seeds
                 continue
-            if not self._decide(keys, pubs, adapters, now):
+            if not self._decide(keys, pubs, adapters, now, alone):
                 failed_units += 1
         self.ticks += 1
         self.last_tick = time.time()
@@ -307,12 +309,15 @@ class Engine:
             except Exception:
                 log.exception("observer failed")
 
-    def _units(self, seeds: set[WorkKey]) -> list[tuple[set[Key], set[Key]]]:
+    def _units(self, seeds: set[WorkKey]) -> list[tuple[set[Key], set[Key], bool]]:
         """The seeds grouped into units: each unit is closed over the adapters its members compete
         for (``Store.close``), and seeds that share an adapter are decided together, once. A
         Publication whose Job changed joins its adapter's unit without closing it again, so a
-        burst of changes to one adapter's Publications costs one closure, not one per change."""
+        burst of changes to one adapter's Publications costs one closure, not one per change; when
+        its adapters have no unit in this tick, it is decided alone (``alone``: its adapters are
+        read, not decided), not with their whole queues."""
         units: list[tuple[set[Key], set[Key]]] = []
+        alone: list[tuple[set[Key], set[Key], bool]] = []
         unit_of: dict[Key, int] = {}  # adapter -> index in units
         members: dict[Key, int] = {}  # publication -> index in units
         for seed in sorted(seeds):
@@ -328,6 +333,9 @@ class Engine:
                     units[i][0].add(key)
                     members[key] = i
                     continue
+                if key not in self._with_adapters and self.store.runs_only(key):
+                    alone.append(({key}, set(self.store.adapters_of(key)), True))
+                    continue
             pubs, adapters = self.store.close([seed])
             overlap = sorted(
                 {unit_of[a] for a in adapters if a in unit_of} | {members[p] for p in pubs if p in members}
@@ -341,10 +349,17 @@ class Engine:
                 unit_of[a] = len(units) - 1
             for p in pubs:
                 members[p] = len(units) - 1
-        return [(p, a) for p, a in units if p or a]
+        self._with_adapters -= members.keys()
+        return [(p, a, False) for p, a in units if p or a] + alone
 
-    def _decide(self, keys: set[WorkKey], pubs: set[Key], adapters: set[Key], now: datetime) -> bool:
-        """Decide one unit and start its writes. False when deciding failed (it is retried)."""
+    def _decide(
+        self, keys: set[WorkKey], pubs: set[Key], adapters: set[Key], now: datetime, alone: bool = False
+    ) -> bool:
+        """Decide one unit and start its writes. False when deciding failed (it is retried).
+
+        ``alone``: a running Publication decided without its adapters' queues. If that decision
+        would record an outcome or start anything (which its adapters' statuses must take in),
+        it is dropped and the Publication is decided with its adapters on the next tick."""
         self.units += 1
         decided_ns = time.time_ns()  # the attempts' spans start with the decision
         # Publications whose earlier writes are still in flight are left out (their Jobs still
@@ -366,6 +381,17 @@ class Engine:
         # Those admitted past the start budget are decided again on the next tick. A unit's writes
         # are bounded, as a work queue's batch is: the rest is decided again on the next tick, so
         # no write (nor its Event) waits behind hundreds of others.
+        if alone:
+            if plan.adapter_effects or plan.creates:
+                self._with_adapters |= pubs
+                self._deferred |= keys
+                self.store.changed.set()  # decided again on the next tick, with its adapters
+                return True
+            # Only the Publication's own writes: its adapters' statuses and gauges come from
+            # their own units (this one saw none of their queues).
+            plan.adapter_status.clear()
+            plan.gauges.clear()
+            plan.events = [e for e in plan.events if e.kind != "PlatformAdapter"]
         dropped = plan.drop(plan.postponed) | plan.keep_writes(self.settings.unit_writes)
         self._deferred |= {pub_key(k) for k in dropped}
         self.tracer.decided(plan, decided_ns)

@@ -169,10 +169,17 @@ class Store:
             # the newer version is kept, and nothing is decided again for it.
             objects[key] = view
             return False
+        quiet = None  # an adapter whose load this change leaves as it was: not decided again for it
         if current is not None:
+            if kind == "jobs" and current.target == view.target:
+                akey = adapter_key((current.namespace, current.target))
+                if akey not in self._dirty and key in self._adapter_jobs[(current.namespace, current.target)].running:
+                    quiet = akey
             self._unindex(kind, current)
         objects[key] = view
         self._index(kind, view)
+        if quiet is not None and key in self._adapter_jobs[(quiet[1], quiet[2])].running:
+            self._dirty.discard(quiet)  # a running Job that still runs (it progressed)
         self.changed.set()
         return True
 
@@ -431,6 +438,12 @@ class Store:
                     pubs.add(pkey)
                     todo_adapters.extend((pkey[0], t) for t in self._pub_adapters.get(pkey, ()))
         return pubs, adapters
+
+    def runs_only(self, key: Key) -> bool:
+        """An active Publication each of whose targets has a Job running (or being created): it
+        competes for nothing, so a change to it (its Job or Pod progressed) can be decided without
+        its adapters' queues, unless that decision records an outcome (see Engine._decide)."""
+        return key in self.active and bool(self._pub_adapters.get(key)) and not self._pub_competing.get(key)
 
     def adapters_of(self, key: Key) -> tuple[Key, ...]:
         """The adapters an active Publication names (none for a settled one)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from herald.jobs import JobDefaults
 from herald.kube import ApiError
 from herald.store import Store
 
-from .builders import adapter_body, job_body, publication_body
+from .builders import adapter_body, job_body, pod_body, publication_body, published
 
 NS = "news"
 
@@ -116,9 +117,10 @@ async def settle(engine: Engine) -> None:
     """Run ticks until no unit has writes in flight (bounded)."""
     deadline = time.monotonic() + 5
     await engine.tick()
-    while engine._tasks or engine._busy:
+    while engine._tasks or engine._busy or engine._deferred:
         assert time.monotonic() < deadline, "writes never finished"
-        await asyncio.wait(list(engine._tasks), timeout=1)
+        if engine._tasks:
+            await asyncio.wait(list(engine._tasks), timeout=1)
         await engine.tick()
 
 
@@ -343,10 +345,55 @@ def test_changes_to_one_adapters_publications_are_one_unit_closed_once(monkeypat
     seeds = {("p", NS, f"r{i}") for i in range(20)} | {("p", NS, "other"), ("a", NS, "a")}
     units = sorted(engine._units(seeds), key=lambda u: len(u[0]))
     assert units == [
-        ({(NS, "other")}, {(NS, "b")}),
-        ({(NS, f"r{i}") for i in range(20)} | {(NS, f"q{i}") for i in range(5)}, {(NS, "a")}),
+        ({(NS, "other")}, {(NS, "b")}, False),
+        ({(NS, f"r{i}") for i in range(20)} | {(NS, f"q{i}") for i in range(5)}, {(NS, "a")}, False),
     ]
     assert len(closures) == 2  # one per adapter, not one per changed publication
+    # Without a change to "a" itself, a running one is decided alone: "a"'s queue is not decided.
+    units = engine._units({("p", NS, "r3")})
+    assert units == [({(NS, "r3")}, {(NS, "a")}, True)] and len(closures) == 2
     # A publication naming both adapters ties their units into one.
     store.apply("publications", "ADDED", publication_body("both", ns=NS, targets=["a", "b"], uid="uid-both"))
     assert len(engine._units(seeds | {("p", NS, "both")})) == 1
+
+
+async def test_a_running_publication_is_decided_alone_until_its_decision_records_an_outcome():
+    kube = ScriptedKube()
+    bodies = [adapter_body("a", ns=NS, concurrency=1)]
+    bodies += [publication_body(f"q{i}", ns=NS, targets=["a"], uid=f"uid-q{i}") for i in range(30)]
+    engine, store = await engine_with(kube, *bodies, coalesce=0)
+    await settle(engine)
+    (running,) = created_jobs(kube)
+    owner_uid = kube.posts("jobs")[0]["metadata"]["ownerReferences"][0]["uid"]
+    decided: list[int] = []
+    real_world_for = store.world_for
+    store.world_for = lambda pubs, adapters, now: decided.append(len(pubs)) or real_world_for(pubs, adapters, now)
+
+    def adapter_writes() -> int:
+        return sum(1 for m, p, _ in kube.calls if m == "PATCH" and p.endswith("/platformadapters/a/status"))
+
+    before = adapter_writes()
+    # The Job progresses: its Publication alone is decided, not the 29 waiting, and nothing is
+    # written for the adapter from a decision that saw none of its queue.
+    store.apply("jobs", "MODIFIED", job_body(running, ns=NS, target="a", owner_uid=owner_uid, rv=900, active=1))
+    await settle(engine)
+    assert decided == [1] and len(created_jobs(kube)) == 1 and adapter_writes() == before
+    # It ends: that decision records an outcome, which frees the adapter's one slot; it is decided
+    # again with the adapter and its queue, and the next attempt starts.
+    decided.clear()
+    store.apply("jobs", "MODIFIED", job_body(running, ns=NS, target="a", owner_uid=owner_uid, rv=901, complete=True))
+    await settle(engine)
+    assert max(decided) == 30 and len(created_jobs(kube)) == 2
+    # The next one's Pod ends while its Job still runs: deciding it alone would record the outcome
+    # without the adapter's status (its circuit); that decision is dropped, and it is decided
+    # with its adapter and queue instead.
+    second = created_jobs(kube)[1]
+    decided.clear()
+    result = json.dumps(published())
+    store.apply(
+        "pods", "ADDED", pod_body(second, ns=NS, phase="Succeeded", terminated={"exitCode": 0, "message": result})
+    )
+    await settle(engine)
+    assert decided[0] == 1 and max(decided) == 29
+    owner = second.split("-a-")[0]
+    assert kube.status_patches(owner)[-1]["status"]["phase"] == "Published"  # the outcome is written
