@@ -368,6 +368,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--lone", type=int, default=10, help="publications then made one at a time")
+    parser.add_argument(
+        "--operator-src",
+        default=None,
+        help="run the operator from this source tree (its operator/ directory first on PYTHONPATH), "
+        "for a same-run comparison with another commit: git worktree add /tmp/base <commit>",
+    )
     args = parser.parse_args()
     n = args.n
     os.environ.setdefault("KUBECONFIG", str(ROOT / ".cluster" / "kubeconfig"))
@@ -397,6 +403,9 @@ async def main() -> None:
     await kube.create(collection(GV, "platformadapters", ns), adapter())
     log = open(ROOT / "bench" / "results" / f"operator-{n}.log", "w")  # noqa: SIM115 - the operator's lifetime
     env = dict(os.environ, HERALD_METRICS_PORT="18090", PYTHONUNBUFFERED="1")
+    if args.operator_src:
+        src = str(Path(args.operator_src).resolve() / "operator")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     op = subprocess.Popen(
         [sys.executable, "-m", "herald", "-n", ns, "--health-port", "18091"],
         env=env,
@@ -469,6 +478,7 @@ async def main() -> None:
     lone_per_pub = operator_writes(lone, lone_events, args.lone)
     result = {
         "n": n,
+        "operator_src": args.operator_src or str(ROOT),
         "concurrency": args.concurrency,
         "floor_seconds": round(t_floor, 3),
         "herald_all_jobs_seconds": round(t_herald, 3),
