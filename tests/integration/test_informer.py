@@ -27,14 +27,17 @@ class Seen:
         self.events: list[tuple[str, str]] = []
         self.listings = 0
         self.watches = 0  # watch requests sent
+        self.news = asyncio.Event()  # set on every report
 
     def request(self, method: str, code: str, seconds: float, params) -> None:
         if params and params.get("watch") == "true":
             self.watches += 1
+            self.news.set()
 
     def listing(self, kind: str, namespace: str | None, listing) -> None:
         self.listings += 1
         self.objects = {i["metadata"]["name"]: i for i in listing["items"]}
+        self.news.set()
 
     def event(self, kind: str, event_type: str, obj: dict) -> None:
         name = obj["metadata"]["name"]
@@ -43,14 +46,20 @@ class Seen:
             self.objects.pop(name, None)
         else:
             self.objects[name] = obj
+        self.news.set()
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+async def until(seen: Seen, check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Wait, on what the informer reports, until ``check`` holds (with a deadline)."""
     deadline = time.monotonic() + timeout
     while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+        seen.news.clear()
+        if check():
+            return
+        try:
+            await asyncio.wait_for(seen.news.wait(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def job(name: str, labelled: bool) -> dict:
@@ -100,19 +109,20 @@ def test_jobs_only_herald_s_and_every_change_across_reconnections(cluster, api, 
         assert set(seen.objects) == {"before"}  # from the first list
         batch.create_namespaced_job(namespace, job("other", labelled=False))
         batch.create_namespaced_job(namespace, job("after", labelled=True))
-        await until(lambda: "after" in seen.objects, "the new Job")
+        await until(seen, lambda: "after" in seen.objects, "the new Job")
         # The streams end every second on the server and are reopened from the last version:
         # changes made over several of them all arrive, in order.
         for i in range(3):
             batch.patch_namespaced_job("after", namespace, {"metadata": {"annotations": {"step": str(i)}}})
             await until(
+                seen,
                 lambda i=i: seen.objects["after"]["metadata"].get("annotations", {}).get("step") == str(i),
                 f"change {i}",
             )
             # the next change after the stream in use has ended and another has opened
-            await until(lambda n=seen.watches: seen.watches > n, "a reconnection", timeout=10)
+            await until(seen, lambda n=seen.watches: seen.watches > n, "a reconnection", timeout=10)
         batch.delete_namespaced_job("before", namespace, propagation_policy="Background")
-        await until(lambda: "before" not in seen.objects, "the deleted Job gone")
+        await until(seen, lambda: "before" not in seen.objects, "the deleted Job gone")
         assert ("DELETED", "before") in seen.events
 
     seen = asyncio.run(follow(cluster.kubeconfig, JOBS, namespace, scenario))
@@ -128,7 +138,7 @@ def test_pods_only_herald_s(cluster, api, namespace):
     async def scenario(seen: Seen, informer: Informer) -> None:
         core.create_namespaced_pod(namespace, pod("other", labelled=False))
         core.create_namespaced_pod(namespace, pod("mine", labelled=True))
-        await until(lambda: "mine" in seen.objects, "the labelled Pod")
+        await until(seen, lambda: "mine" in seen.objects, "the labelled Pod")
 
     seen = asyncio.run(follow(cluster.kubeconfig, PODS, namespace, scenario))
     assert set(seen.objects) == {"mine"} and all(name == "mine" for _, name in seen.events)
@@ -148,9 +158,9 @@ def test_an_expired_resource_version_lists_again(cluster, api, namespace):
         informer = Informer(kube, JOBS, [namespace], SELECTOR, seen.listing, seen.event, server_timeout=2)
         informer.start(resource_version="1")
         try:
-            await until(lambda: "missed" in seen.objects, "the Job, from a new list")
+            await until(seen, lambda: "missed" in seen.objects, "the Job, from a new list")
             batch.create_namespaced_job(namespace, job("later", labelled=True))
-            await until(lambda: "later" in seen.objects, "a Job made after the relist")
+            await until(seen, lambda: "later" in seen.objects, "a Job made after the relist")
         finally:
             await informer.stop()
             await kube.close()
