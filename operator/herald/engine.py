@@ -267,6 +267,8 @@ class Engine:
         now = utcnow()
         seeds = self.store.take_dirty() | self._deferred | self._due_timers(now)
         self._deferred = set()
+        for seed in [k for k in seeds if k[0] == "p" and (k[1], k[2]) not in self.store.objects["publications"]]:
+            self._forget((seed[1], seed[2]))
         if self.settings.wedge_on and any(k[0] == "p" and k[2] == self.settings.wedge_on for k in seeds):
             log.error("test fault: the reconcile loop hangs (HERALD_TEST_WEDGE_ON=%s)", self.settings.wedge_on)
             await asyncio.Event().wait()
@@ -308,6 +310,16 @@ class Engine:
                 self.observer.tick(time.perf_counter() - started, failed_units)
             except Exception:
                 log.exception("observer failed")
+
+    def _forget(self, key: Key) -> None:
+        """A deleted Publication: drop what the engine kept for it (backoffs, held writes, timers)."""
+        work = pub_key(key)
+        self._failures.pop(work, None)
+        self._timer_at.pop(work, None)  # its heap entry is then skipped when it comes due
+        self._create_failures.pop(key, None)
+        self._held.pop(key, None)
+        self._with_adapters.discard(key)
+        self._pruned.pop(("publications", key), None)
 
     def _units(self, seeds: set[WorkKey]) -> list[tuple[set[Key], set[Key], bool]]:
         """The seeds grouped into units: each unit is closed over the adapters its members compete

@@ -175,6 +175,19 @@ async def test_a_transient_create_failure_is_retried_later_with_one_event():
     assert [e["reason"] for e in kube.posts("events")] == ["JobCreateFailed"]
 
 
+async def test_a_deleted_publication_leaves_nothing_behind_in_the_engine():
+    kube = ScriptedKube()
+    kube.fail["/apis/batch/v1/namespaces/news/jobs"] = ApiError(503, '{"reason": "ServiceUnavailable"}', "POST")
+    engine, store = await engine_with(kube, adapter_body("mastodon-main", ns=NS), publication_body("launch", ns=NS))
+    await settle(engine)
+    key = (NS, "launch")
+    assert engine._create_failures.get(key) == 1 and ("p", NS, "launch") in engine._timer_at
+    store.apply("publications", "DELETED", publication_body("launch", ns=NS, rv=999))
+    await settle(engine)
+    assert key not in engine._create_failures and ("p", NS, "launch") not in engine._timer_at
+    assert ("p", NS, "launch") not in engine._failures and key not in engine._held
+
+
 async def test_a_conflict_rereads_the_object_and_decides_again():
     kube = ScriptedKube()
     pub = publication_body("launch", ns=NS, rv=7)
