@@ -157,9 +157,9 @@ class LeaderElector:
                 return
 
     async def release(self) -> None:
-        """Give the Lease up (on a clean stop), so a standby takes over at once."""
-        if not self.leading.is_set():
-            return
+        """Give the Lease up (on a clean stop), so a standby takes over at once. What the API server
+        says decides, not ``leading``: a stop that comes while the answer to a successful acquire
+        is still on its way must release that Lease too (or the standby waits for it to expire)."""
         try:
             lease = await self.kube.get(self._path)
             if LeaseRecord.from_lease(lease).holder != self.me:
@@ -169,7 +169,8 @@ class LeaderElector:
             await self.kube.replace(self._path, lease)
             log.info("released the Lease %s", self.settings.name)
         except ApiError as e:
-            log.warning("cannot release the Lease %s: %s", self.settings.name, e.status)
+            if not e.not_found:
+                log.warning("cannot release the Lease %s: %s", self.settings.name, e.status)
 
 
 __all__ = ["LeaderElector", "LeaseRecord", "LeaseSettings", "identity"]

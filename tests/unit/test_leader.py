@@ -101,6 +101,24 @@ async def test_release_lets_a_standby_take_over_at_once():
     assert await b.try_acquire_or_renew() is True
 
 
+async def test_a_stop_releases_a_lease_acquired_while_its_answer_was_on_its_way():
+    server, clock = LeaseServer(), Clock()
+    a, b = electors(server, clock)
+    await a.try_acquire_or_renew()  # the API server has a as the holder...
+    assert not a.leading.is_set()  # ...but a was stopped before it learnt so
+    await b.release()  # a standby's stop releases nothing
+    assert server.holder == "a"
+    await a.release()
+    assert server.holder is None and await b.try_acquire_or_renew() is True
+
+
+async def test_a_stop_before_any_lease_exists_releases_nothing():
+    server, clock = LeaseServer(), Clock()
+    a, _ = electors(server, clock)
+    await a.release()
+    assert server.lease is None
+
+
 def test_a_damaged_lease_reads_as_expired():
     record = LeaseRecord.from_lease({"spec": {"holderIdentity": "x", "renewTime": "yesterday"}})
     assert record.held_by_other("me", T0) is False
