@@ -313,15 +313,14 @@ class Kube:
         cut or silent connection (a read waits at most ``TIMEOUT.read``). A 401 loads the
         credentials again once, as every other request does."""
         query = {**params, "watch": "true"}
-        client = await self._session()
         for attempt in (1, 2):
+            client = await self._session(reauthenticate=attempt > 1)
             started = time.monotonic()
             try:
                 async with client.stream("GET", path, params=query, headers=self._headers()) as resp:
                     self._report("GET", str(resp.status_code), started, query)
                     if resp.status_code == 401 and attempt == 1:
-                        client = await self._session(reauthenticate=True)
-                        continue
+                        continue  # load the credentials again (once the stream is closed) and retry
                     if resp.status_code >= 400:
                         body = (await resp.aread()).decode(errors="replace")
                         raise ApiError(resp.status_code, body, f"WATCH {path}")

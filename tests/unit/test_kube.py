@@ -76,6 +76,25 @@ async def test_a_token_that_changes_is_picked_up_without_a_restart(server, tmp_p
         await kube.close()
 
 
+async def test_a_watch_picks_up_a_changed_token_too(server, tmp_path):
+    config = tmp_path / "kubeconfig"
+    write_kubeconfig(config, server.url, "token-a")
+    kube = Kube(kubeconfig=str(config))
+    try:
+        lines = [line async for line in kube.watch("/api/v1/namespaces", {"timeoutSeconds": "1"})]
+        assert len(lines) == 1 and b'"Namespace"' in lines[0]
+        server.token = "token-b"  # rotated: the client still sends token-a once, gets 401, loads again
+        write_kubeconfig(config, server.url, "token-b")
+        lines = [line async for line in kube.watch("/api/v1/namespaces", {"timeoutSeconds": "1"})]
+        assert len(lines) == 1 and server.seen[-2:] == ["Bearer token-a", "Bearer token-b"]
+        server.token = "token-c"  # and a token the kubeconfig does not have is an error, not a loop
+        with pytest.raises(ApiError) as refused:
+            [line async for line in kube.watch("/api/v1/namespaces", {})]
+        assert refused.value.status == 401
+    finally:
+        await kube.close()
+
+
 async def test_transient_failures_are_retried_and_then_reported(server, tmp_path):
     config = tmp_path / "kubeconfig"
     write_kubeconfig(config, server.url, "token-a")
