@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,7 +144,13 @@ class Informer:
             try:
                 if rv is None:
                     rv = await self._list(namespace)
+                opened, seen = time.monotonic(), self.events
                 rv = await self._watch(namespace, rv)
+                if self.events == seen and time.monotonic() - opened < self.server_timeout / 2:
+                    # An API server ends a stream after timeoutSeconds. One that ends at once with
+                    # nothing in it (a broken server or proxy) is waited on as a failure, or the
+                    # informer would become a busy loop of watch requests.
+                    raise ApiError(0, "the watch stream ended at once, without any event", f"WATCH {namespace}")
                 failures = 0
             except asyncio.CancelledError:
                 raise

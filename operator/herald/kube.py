@@ -1,6 +1,7 @@
 """The operator's async Kubernetes API client: kr8s for credentials, httpx for requests.
 
-kopf does the watching; this client does the rest with one pooled HTTP connection set.
+kopf watches the Herald kinds; this client does the rest (requests, and the watch streams of
+herald.informer) on one pooled HTTP connection set.
 """
 
 from __future__ import annotations

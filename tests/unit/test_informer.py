@@ -4,14 +4,20 @@ events are never lost or merged whatever the chunk boundaries."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from herald.informer import parse_event
-from herald.kube import LineSplitter
+from herald import metrics
+from herald.informer import BACKOFFS, JOBS, Informer, parse_event
+from herald.kube import Kube, LineSplitter
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.recording_server import RecordedRequest, RecordingServer, Response
 
 names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=40)
 objects = st.builds(
@@ -102,3 +108,50 @@ def test_a_bookmark_moves_the_resource_version_and_an_expired_watch_says_410():
     assert gone is not None and (gone.type, gone.code) == ("ERROR", 410)
     odd = parse_event(b'{"type":"ERROR","object":{"code":true}}')
     assert odd is not None and odd.code == 0
+
+
+@dataclass
+class _Timed(RecordedRequest):
+    at: float = field(default_factory=time.monotonic)
+
+
+class _EmptyStreams(RecordingServer[_Timed]):
+    """Lists no Jobs; answers every watch with 200 and an empty stream that ends at once."""
+
+    def __init__(self) -> None:
+        super().__init__(request_type=_Timed)
+
+    def is_recorded(self, request: _Timed) -> bool:
+        return request.param("watch") == "true"
+
+    def respond(self, request: _Timed) -> Response:
+        if request.path.rstrip("/") == "/version":  # the client checks the server's version first
+            return Response(body={"major": "1", "minor": "34", "gitVersion": "v1.34.4"})
+        if request.param("watch") == "true":
+            return Response(body=b"", content_type="application/json")
+        return Response(body={"kind": "JobList", "metadata": {"resourceVersion": "5"}, "items": []})
+
+
+async def test_a_watch_that_ends_at_once_without_events_is_reopened_after_a_backoff(tmp_path):
+    """A broken API server or proxy that ends every watch at once, with 200 and nothing in it, must
+    not turn the informer into a busy loop: the reopenings are spaced as after failures (never
+    sooner than the backoffs), and counted as restarts of a silent stream."""
+    server = _EmptyStreams().start()
+    config = tmp_path / "kubeconfig"
+    write_kubeconfig(config, server.url, "t")
+    kube = Kube(kubeconfig=str(config))
+    restarts = metrics.REGISTRY.get_sample_value(
+        "herald_watch_restarts_total", {"resource": "jobs", "reason": "inactive"}
+    )
+    informer = Informer(kube, JOBS, ["ns"], "herald.dev/publication", lambda *a: None, lambda *a: None)
+    try:
+        informer.start()
+        watches = await server.await_requests(4, timeout=30)
+    finally:
+        await informer.stop()
+        await kube.close()
+        server.stop()
+    gaps = [b.at - a.at for a, b in itertools.pairwise(watches)][:3]
+    assert all(gap >= backoff * 0.9 for gap, backoff in zip(gaps, BACKOFFS, strict=False)), gaps
+    after = metrics.REGISTRY.get_sample_value("herald_watch_restarts_total", {"resource": "jobs", "reason": "inactive"})
+    assert (after or 0) - (restarts or 0) >= 3

@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-import yaml
 
 from herald.kube import ApiError, Kube
+from tests.support.kubeconfig import write_kubeconfig
 from tests.support.recording_server import RecordedRequest, RecordingServer, Response
 
 
@@ -36,21 +36,6 @@ class TokenServer(RecordingServer[RecordedRequest]):
     @property
     def seen(self) -> list[str]:
         return [r.headers.get("authorization", "") for r in self.requests]
-
-
-def write_kubeconfig(path, server: str, token: str) -> None:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "t",
-                "clusters": [{"name": "t", "cluster": {"server": server}}],
-                "users": [{"name": "t", "user": {"token": token}}],
-                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
-            }
-        )
-    )
 
 
 @pytest.fixture
