@@ -77,11 +77,16 @@ async def create_namespace(kube: Kube, name: str) -> None:
 
 
 async def settle(kube: Kube, timeout: float = 600) -> float:
-    """Wait until no benchmark namespace is left (a deleted one is terminating while the garbage
-    collector deletes its thousands of Jobs and Pods, which keeps the API server busy: a run
-    measured during that is measured on a loaded cluster). Returns the seconds waited."""
+    """Wait until no benchmark namespace is left, deleting those an interrupted run left behind
+    (a deleted one is terminating while the garbage collector deletes its thousands of Jobs and
+    Pods, which keeps the API server busy: a run measured during that is measured on a loaded
+    cluster). Returns the seconds waited."""
     start = time.monotonic()
-    while (await kube.list("/api/v1/namespaces", label_selector="herald.dev/bench"))["items"]:
+    while left := (await kube.list("/api/v1/namespaces", label_selector="herald.dev/bench"))["items"]:
+        for ns in left:  # an interrupted run never deleted its own: delete them now
+            if not ns["metadata"].get("deletionTimestamp"):
+                print(f"deleting {ns['metadata']['name']}, left by an interrupted run", flush=True)
+                await kube.delete(f"/api/v1/namespaces/{ns['metadata']['name']}")
         if time.monotonic() - start > timeout:
             raise TimeoutError("benchmark namespaces of an earlier run are still being deleted")
         await asyncio.sleep(2)
