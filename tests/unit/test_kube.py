@@ -4,9 +4,13 @@ reported for metrics. A local HTTP server stands in for the API server's authent
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from herald.kube import ApiError, Kube
 from tests.support.kubeconfig import write_kubeconfig
@@ -138,3 +142,57 @@ async def test_requests_import_nothing(monkeypatch, server, tmp_path):
     finally:
         await kube.close()
     assert searches.names == []
+
+
+class BodyServer(TokenServer):
+    """Answers every request with 200 and whatever bytes ``body`` holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = b"{}"
+
+    def respond(self, request: RecordedRequest) -> Response:
+        if request.path.rstrip("/") == "/version":
+            return super().respond(request)
+        return Response(body=self.body, content_type="application/json")
+
+
+@pytest.fixture(scope="module")
+def body_server():
+    s = BodyServer().start()
+    yield s
+    s.stop()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v).encode()),
+        st.integers(1000, 3000).map(lambda depth: b"[" * depth + b"]" * depth),
+    )
+)
+def test_any_answer_is_json_or_an_api_error(body_server, tmp_path, body):
+    """Whatever the API server (or something in its place) answers, a request gives the decoded
+    JSON or an ApiError, never another exception."""
+    config = tmp_path / "kubeconfig"
+    write_kubeconfig(config, body_server.url, "token-a")
+    body_server.body = body
+
+    async def ask() -> object:
+        kube = Kube(kubeconfig=str(config))
+        try:
+            return await kube.get("/api/v1/namespaces/default")
+        finally:
+            await kube.close()
+
+    try:
+        answer = asyncio.run(ask())
+    except ApiError as e:
+        assert e.status == 0 and "not JSON" in e.message
+    else:
+        assert answer == (json.loads(body) if body else {})
