@@ -28,9 +28,9 @@
 | ``HERALD_PEERING_PRIORITY`` | random | kopf peering priority (``--priority``) |
 | ``HERALD_RESYNC_SECONDS`` | 300 | full relist under the watches |
 | ``HERALD_STATUS_COALESCE_SECONDS`` | 10 | how long a status that only records a started attempt may wait |
-| ``HERALD_WORKERS`` | 16 | units of work whose writes run at once |
+| ``HERALD_WORKERS`` | 32 | units of work whose writes run at once |
 | ``HERALD_UNIT_WRITES`` | 32 | writes one unit makes per decision; the rest is decided again next tick |
-| ``HERALD_INFLIGHT_WRITES`` | 64 | no new decision while this many decided writes are not done |
+| ``HERALD_INFLIGHT_WRITES`` | 128 | no new decision while this many decided writes are not done |
 | ``HERALD_HTTP2`` | true | HTTP/2 to the API server when it offers it (false: HTTP/1.1 only) |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
 | ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
@@ -80,9 +80,9 @@ class OperatorConfig(BaseSettings):
     peering_priority: int | None = None
     resync_seconds: float = Field(default=300.0, gt=0)
     status_coalesce_seconds: float = Field(default=10.0, ge=0)
-    workers: int = Field(default=16, ge=1)
+    workers: int = Field(default=32, ge=1)
     unit_writes: int = Field(default=32, ge=1)
-    inflight_writes: int = Field(default=64, ge=1)
+    inflight_writes: int = Field(default=128, ge=1)
     http2: bool = True
     liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)

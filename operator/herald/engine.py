@@ -73,10 +73,10 @@ class EngineSettings:
     credentials_probe: tuple[float, float] = (30.0, 900.0)  # first and longest delay between probes
     status_coalesce_seconds: float = 10.0  # a status that only records a started attempt may wait this long
     adapter_counts_seconds: float = 2.0  # an adapter status that only moves its queue counts: at most this often
-    workers: int = 16  # units whose writes run at once
+    workers: int = 32  # units whose writes run at once
     requests: int = 32  # API requests in flight at once
     unit_writes: int = 32  # writes one unit may make per decision (the rest: decided again next tick)
-    inflight_writes: int = 64  # no new decision while this many decided writes are not yet done
+    inflight_writes: int = 128  # no new decision while this many decided writes are not yet done
     liveness_seconds: float = 60.0  # /healthz fails when work is due and no tick ended for this long
     publication_ttl_seconds: int | None = None  # default spec.ttlSecondsAfterFinished
     max_backoff_seconds: float = 300.0
