@@ -76,21 +76,26 @@ async def create_namespace(kube: Kube, name: str) -> None:
     await kube.create("/api/v1/namespaces", {"metadata": {"name": name, "labels": {"herald.dev/bench": "true"}}})
 
 
-async def settle(kube: Kube, timeout: float = 600) -> float:
-    """Wait until no benchmark namespace is left, deleting those an interrupted run left behind
-    (a deleted one is terminating while the garbage collector deletes its thousands of Jobs and
-    Pods, which keeps the API server busy: a run measured during that is measured on a loaded
-    cluster). Returns the seconds waited."""
+async def settle(kube: Kube, own: set[str] | None = None, timeout: float = 600) -> float:
+    """Wait until no benchmark namespace is left: a deleted one is terminating while the garbage
+    collector deletes its thousands of Jobs and Pods, which keeps the API server busy, and a run
+    measured during that is measured on a loaded cluster. At the start of a run (``own`` None) the
+    namespaces an interrupted run left behind are deleted; at its end (``own``: this run's) only
+    those are waited for, never another run's. Returns the seconds waited."""
     start = time.monotonic()
-    while left := (await kube.list("/api/v1/namespaces", label_selector="herald.dev/bench"))["items"]:
-        for ns in left:  # an interrupted run never deleted its own: delete them now
-            if not ns["metadata"].get("deletionTimestamp"):
-                print(f"deleting {ns['metadata']['name']}, left by an interrupted run", flush=True)
+    while True:
+        left = (await kube.list("/api/v1/namespaces", label_selector="herald.dev/bench"))["items"]
+        if own is not None:
+            left = [ns for ns in left if ns["metadata"]["name"] in own]
+        if not left:
+            return time.monotonic() - start
+        for ns in left:
+            if own is None and not ns["metadata"].get("deletionTimestamp"):
+                print(f"deleting {ns['metadata']['name']}, left behind by an interrupted run", flush=True)
                 await kube.delete(f"/api/v1/namespaces/{ns['metadata']['name']}")
         if time.monotonic() - start > timeout:
-            raise TimeoutError("benchmark namespaces of an earlier run are still being deleted")
+            raise TimeoutError("benchmark namespaces are still being deleted")
         await asyncio.sleep(2)
-    return time.monotonic() - start
 
 
 def adapter(paused: bool = False) -> dict:
@@ -510,7 +515,7 @@ async def main() -> None:
     (ROOT / "bench" / "results" / f"publications-{n}.json").write_text(json.dumps(result, indent=2))
     for name in (floor_ns, floor_old_ns, ns):
         await kube.delete(f"/api/v1/namespaces/{name}")
-    await settle(kube)  # the next run starts on an idle cluster
+    await settle(kube, {floor_ns, floor_old_ns, ns})  # the next run starts on an idle cluster
     await kube.close()
 
 
