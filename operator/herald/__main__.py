@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 
 import kopf
@@ -11,6 +12,18 @@ import kopf
 from .config import OperatorConfig
 from .logs import setup_logging
 from .tracing import setup as setup_tracing
+
+
+def tune_gc(threshold: int) -> None:
+    """With ``threshold`` > 0, collect young garbage every ``threshold`` allocations instead of
+    Python's 700, and the older generations 20 and 100 times less often. Measured over a run of
+    the burst benchmark (docs/performance.md): the collector takes 18% of the operator's CPU with
+    Python's thresholds (about 2,100 young, 190 middle and 18 full collections) and 4% with 50,000,
+    but each young collection then pauses the event loop for about 0.1 s (Event lag p99 3.7 s
+    instead of 2.5 s in two runs of three), RSS grows by 10 MiB, and the burst was not faster. So
+    the default (0) keeps Python's own; a very large store may want it."""
+    if threshold > 0:
+        gc.set_threshold(threshold, 20, 100)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     config = OperatorConfig(**{k: v for k, v in overrides.items() if v is not None})
     setup_logging(config.log_format, config.verbose)
+    tune_gc(config.gc_threshold)
     setup_tracing()  # OpenTelemetry over OTLP when OTEL_EXPORTER_OTLP_*ENDPOINT is set; else nothing
     from . import handlers  # noqa: F401  (registers the handlers)
 
