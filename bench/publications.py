@@ -131,47 +131,42 @@ async def gather_bounded(coros, limit: int = 64):
     return await asyncio.gather(*(run(c) for c in coros))
 
 
-async def count_jobs(kube: Kube, ns: str) -> int:
-    listing = await kube.list(collection("batch/v1", "jobs", ns), label_selector="herald.dev/publication")
-    return len(listing["items"])
+class BurstJobs:
+    """Follows the benchmark namespace's Jobs (Herald's informer, on a client of its own) and tells
+    when the first-attempt Jobs of n burst Publications exist, to the event. The lone
+    publications' Jobs are in the same namespace and are not counted."""
+
+    def __init__(self, n: int):
+        self.n, self.names, self.done = n, set(), asyncio.Event()
+        self.at = 0.0
+
+    def listed(self, kind: str, namespace: str | None, listing: dict) -> None:
+        for job in listing.get("items") or []:
+            self.changed(kind, "ADDED", job)
+
+    def changed(self, kind: str, event_type: str, job: dict) -> None:
+        owner = (job["metadata"].get("labels") or {}).get(SELECTOR, "")
+        if event_type != "DELETED" and owner.startswith("pub-"):
+            self.names.add(owner)
+            if len(self.names) >= self.n and not self.done.is_set():
+                self.at = time.monotonic()
+                self.done.set()
 
 
-async def wait_jobs(kube: Kube, ns: str, n: int, timeout: float) -> float:
-    """Watch Jobs until n exist; returns the monotonic time the n-th was seen."""
-    deadline = time.monotonic() + timeout
-    seen: set[str] = set()
-    listing = await kube.list(collection("batch/v1", "jobs", ns), label_selector="herald.dev/publication")
-    seen.update(j["metadata"]["name"] for j in listing["items"])
-    rv = listing["metadata"]["resourceVersion"]
-    while len(seen) < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(seen)} of {n} jobs after {timeout}s")
-        params = {
-            "watch": "1",
-            "resourceVersion": rv,
-            "labelSelector": "herald.dev/publication",
-            "timeoutSeconds": "60",
-            "allowWatchBookmarks": "true",
-        }
-        client, headers = await kube.http()
-        async with client.stream(
-            "GET",
-            collection("batch/v1", "jobs", ns),
-            params=params,
-            headers=headers,
-            timeout=None,
-        ) as resp:
-            async for line in resp.aiter_lines():
-                if not line:
-                    continue
-                ev = json.loads(line)
-                obj = ev["object"]
-                rv = obj["metadata"].get("resourceVersion", rv)
-                if ev["type"] == "ADDED":
-                    seen.add(obj["metadata"]["name"])
-                    if len(seen) >= n:
-                        return time.monotonic()
-    return time.monotonic()
+async def wait_jobs(ns: str, n: int, timeout: float) -> float:
+    """Until the burst's n first-attempt Jobs exist; returns the monotonic time the n-th was seen."""
+    jobs = BurstJobs(n)
+    follower = Kube()
+    informer = Informer(follower, JOBS, [ns], SELECTOR, jobs.listed, jobs.changed)
+    informer.start()
+    try:
+        await asyncio.wait_for(jobs.done.wait(), timeout)
+    except TimeoutError:
+        raise TimeoutError(f"only {len(jobs.names)} of {n} jobs after {timeout}s") from None
+    finally:
+        await informer.stop()
+        await follower.close()
+    return jobs.at
 
 
 def _floor_job(ns: str, p: dict) -> dict:
@@ -452,7 +447,7 @@ async def main() -> None:
         pubs.start()
         await pubs.synced.wait()
         start = time.monotonic()
-        watcher = asyncio.create_task(wait_jobs(kube, ns, n, args.timeout))
+        watcher = asyncio.create_task(wait_jobs(ns, n, args.timeout))
         await gather_bounded(
             (kube.create(collection(GV, "publications", ns), publication(i)) for i in range(n)), args.concurrency
         )
