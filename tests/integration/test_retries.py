@@ -55,12 +55,16 @@ def test_server_errors_back_off_1_2_4_8_16_seconds(herald, operator, api, namesp
         # From each failed attempt's end (its container terminated) to the next attempt's Job.
         ended = {pods.job_of(p): t for p, t in pods.finished.items()}
         delays = [jobs.added[b] - ended[a] for a, b in itertools.pairwise(names)]
-        # Never early (50 ms for the two watches' delivery), and late by at most a generous 5 s:
-        # how late is a benchmark figure, not a test's.
+        # The backoffs in order, late by at most a generous 5 s (how late is a benchmark figure,
+        # not a test's). These delays come from two watches of this process (Pods, then Jobs),
+        # whose deliveries can differ by a few hundred ms on a loaded machine (the client decodes
+        # each event into typed models; the operator's informer sees the Pod sooner), so they
+        # allow 0.5 s; "never early" is asserted exactly just below, against Herald's own record.
         for expected, got in zip([1, 2, 4, 8, 16], delays, strict=False):
-            assert expected - 0.05 <= got <= expected + 5, f"delays {delays}"
+            assert expected - 0.5 <= got <= expected + 5, f"delays {delays}"
         assert [target(pub, "mastodon")["lastBackoffSeconds"]] == [16]
-        # Each retry's Job was created at the nextAttemptAt in status: never before it.
+        # Never early: each retry's Job was created at or after the nextAttemptAt in status, which
+        # Herald sets to the moment it saw the failure plus the backoff.
         for attempt in range(2, 7):
             created = jobs.added[names[attempt - 1]]
             assert -0.05 <= created - seen_next[attempt] <= 5, (attempt, created - seen_next[attempt])
