@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,31 +132,44 @@ async def gather_bounded(coros, limit: int = 64):
     return await asyncio.gather(*(run(c) for c in coros))
 
 
-class BurstJobs:
-    """Follows the benchmark namespace's Jobs (Herald's informer, on a client of its own) and tells
-    when the first-attempt Jobs of n burst Publications exist, to the event. The lone
-    publications' Jobs are in the same namespace and are not counted."""
+class Tally:
+    """Follows what an informer reports (on a client of its own) and tells, to the event and not
+    to a poll's interval, when ``n`` distinct names have been counted. ``name_of(event_type,
+    object)`` gives the name an object counts as, or None when it does not count."""
 
-    def __init__(self, n: int):
-        self.n, self.names, self.done = n, set(), asyncio.Event()
+    def __init__(self, n: int, name_of: Callable[[str, dict], str | None]):
+        self.n, self.name_of, self.names, self.done = n, name_of, set(), asyncio.Event()
         self.at = 0.0
 
     def listed(self, kind: str, namespace: str | None, listing: dict) -> None:
-        for job in listing.get("items") or []:
-            self.changed(kind, "ADDED", job)
+        for obj in listing.get("items") or []:
+            self.changed(kind, "ADDED", obj)
 
-    def changed(self, kind: str, event_type: str, job: dict) -> None:
-        owner = (job["metadata"].get("labels") or {}).get(SELECTOR, "")
-        if event_type != "DELETED" and owner.startswith("pub-"):
-            self.names.add(owner)
+    def changed(self, kind: str, event_type: str, obj: dict) -> None:
+        name = self.name_of(event_type, obj)
+        if name is not None:
+            self.names.add(name)
             if len(self.names) >= self.n and not self.done.is_set():
                 self.at = time.monotonic()
                 self.done.set()
 
 
+def burst_job(event_type: str, job: dict) -> str | None:
+    """A first-attempt Job of a burst Publication counts as its Publication (the lone
+    publications' Jobs are in the same namespace and do not count)."""
+    owner = (job["metadata"].get("labels") or {}).get(SELECTOR, "")
+    return owner if event_type != "DELETED" and owner.startswith("pub-") else None
+
+
+def burst_published(event_type: str, pub: dict) -> str | None:
+    """A burst Publication counts once it is Published."""
+    name = pub["metadata"]["name"]
+    return name if name.startswith("pub-") and (pub.get("status") or {}).get("phase") == "Published" else None
+
+
 async def wait_jobs(ns: str, n: int, timeout: float) -> float:
     """Until the burst's n first-attempt Jobs exist; returns the monotonic time the n-th was seen."""
-    jobs = BurstJobs(n)
+    jobs = Tally(n, burst_job)
     follower = Kube()
     informer = Informer(follower, JOBS, [ns], SELECTOR, jobs.listed, jobs.changed)
     informer.start()
@@ -346,27 +360,6 @@ async def publish_one_at_a_time(kube: Kube, ns: str, count: int) -> None:
             await asyncio.sleep(0.2)
 
 
-class Published:
-    """Follows the benchmark's Publications (Herald's informer, on a client of its own) and tells
-    when n of the burst's are Published, to the event, not to a poll's interval."""
-
-    def __init__(self, n: int):
-        self.n, self.names, self.done = n, set(), asyncio.Event()
-        self.at = 0.0
-
-    def listed(self, kind: str, namespace: str | None, listing: dict) -> None:
-        for p in listing.get("items") or []:
-            self.changed(kind, "ADDED", p)
-
-    def changed(self, kind: str, event_type: str, p: dict) -> None:
-        name = p["metadata"]["name"]
-        if name.startswith("pub-") and (p.get("status") or {}).get("phase") == "Published":
-            self.names.add(name)
-            if len(self.names) >= self.n and not self.done.is_set():
-                self.at = time.monotonic()
-                self.done.set()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
@@ -439,7 +432,7 @@ async def main() -> None:
         lag_before = await lag_histogram(18090)
         cpu_before = cpu_seconds(op.pid)
         before = await apiserver_writes(kube)
-        published = Published(n)
+        published = Tally(n, burst_published)
         follower = Kube()
         pubs = Informer(
             follower, Source("publications", GV, "publications"), [ns], "", published.listed, published.changed

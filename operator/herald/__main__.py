@@ -20,8 +20,8 @@ def tune_gc(threshold: int) -> None:
     the burst benchmark (docs/performance.md): the collector takes 18% of the operator's CPU with
     Python's thresholds (about 2,100 young, 190 middle and 18 full collections) and 4% with 50,000,
     but each young collection then pauses the event loop for about 0.1 s (Event lag p99 3.7 s
-    instead of 2.5 s in two runs of three), RSS grows by 10 MiB, and the burst was not faster. So
-    the default (0) keeps Python's own; a very large store may want it."""
+    in two runs of three, against one run in eight with Python's), RSS grows by 10 MiB, and the
+    burst was not faster. So the default (0) keeps Python's own; a very large store may want it."""
     if threshold > 0:
         gc.set_threshold(threshold, 20, 100)
 
