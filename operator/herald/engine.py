@@ -142,14 +142,19 @@ class Engine:
         self._task = asyncio.create_task(self._run(), name="herald-engine")
 
     async def stop(self) -> None:
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=5)
+        """Stop deciding first, so that no write starts any more; let the writes in flight end (at
+        most 5 s), then cancel the rest. No write outlives this call, nor the client it uses."""
         for task in (self._task, self._resync_task):
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def halt(self) -> None:
         """Stop deciding and writing at once (the Lease is lost): no waiting for writes in flight."""

@@ -410,3 +410,19 @@ async def test_a_running_publication_is_decided_alone_until_its_decision_records
     assert decided[0] == 1 and max(decided) == 29
     owner = second.split("-a-")[0]
     assert kube.status_patches(owner)[-1]["status"]["phase"] == "Published"  # the outcome is written
+
+
+async def test_stop_ends_the_decisions_first_and_leaves_no_write_running():
+    """At SIGTERM the client is closed right after Engine.stop: a decision made while stop waited
+    for the writes in flight used to send writes on the closed client (found by the suite)."""
+    kube, engine, _store, hang = await burst(40, concurrency=1000)
+    engine.coalesce = 0  # the loop's ticks follow each other without waiting on the clock
+    engine._task = asyncio.create_task(engine._run())
+    await until(lambda: len(created_jobs(kube)) >= 12, "the loop decides slices while creates hang")
+    stopping = asyncio.create_task(engine.stop())
+    await until(lambda: engine._task is not None and engine._task.done(), "the loop stops before the writes end")
+    creates = len(created_jobs(kube))
+    hang.set()  # the creates in flight answer, and their Events are posted
+    await stopping
+    assert all(task.done() for task in engine._tasks) and engine._writing == 0
+    assert len(created_jobs(kube)) == creates  # nothing decided after stop began
