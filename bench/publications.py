@@ -5,7 +5,7 @@
 
 Reports, in one run on the same cluster:
   1. the time from the first Publication create until every first-attempt Job exists, as a ratio
-     to a floor over the same window: the same apply, and a minimal async client (httpx, the same
+     to a floor over the same window: the same apply, and a minimal async client (herald.kube, the same
      concurrency) creating each publication's Job and patching its status as soon as it exists
      (also reported: the earlier floor, timing only the Jobs and patches of existing Publications);
   2. API writes per publication, from kube-apiserver's own apiserver_request_total (plus the
@@ -55,10 +55,8 @@ def kubectl(*args: str, input: str | None = None) -> str:
 
 async def apiserver_writes(kube: Kube) -> dict[tuple[str, str, str], float]:
     """Write requests by (verb, resource, subresource), from the API server's metrics."""
-    client, headers = await kube.http()
-    resp = await client.get("/metrics", headers=headers)
     out: dict[tuple[str, str, str], float] = {}
-    for line in resp.text.splitlines():
+    for line in (await kube.text("/metrics")).splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))

@@ -79,11 +79,10 @@ def apiserver_writes(text: str) -> dict[str, float]:
 async def record(out: Path, interval: float) -> None:
     kube = Kube()
     try:
-        client, headers = await kube.http()
         with out.open("w") as f:
             while True:
                 started = time.monotonic()
-                text = (await client.get("/metrics", headers=headers)).text
+                text = await kube.text("/metrics")
                 row = {"t": time.time(), "cpu": cpu_seconds(), "writes": apiserver_writes(text)}
                 f.write(json.dumps(row) + "\n")
                 f.flush()

@@ -212,32 +212,17 @@ async def watch_until(
                         ready.set()
                     return obj, time.monotonic()
             rv = listing["metadata"]["resourceVersion"]
+        # The watch resumes from the list's resourceVersion: nothing after the list is missed.
+        if ready is not None:
+            ready.set()
         query = {
             **params,
-            "watch": "1",
             "resourceVersion": rv,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(max(1, min(60, int(remaining)))),
         }
-        timeouts = httpx.Timeout(connect=5.0, read=remaining + 5, write=5.0, pool=5.0)
-        client, headers = await kube.http()
-        async with client.stream(
-            "GET",
-            path,
-            params=query,
-            headers=headers,
-            timeout=timeouts,
-        ) as resp:
-            if resp.status_code == 410:
-                rv = None
-                continue
-            if resp.status_code != 200:
-                raise RuntimeError(f"watch {path}: HTTP {resp.status_code}: {(await resp.aread())[:500]!r}")
-            if ready is not None:
-                ready.set()
-            async for line in resp.aiter_lines():
-                if not line:
-                    continue
+        try:
+            async for line in kube.watch(path, query, read_timeout=remaining + 5):
                 ev = json.loads(line)
                 obj = ev.get("object") or {}
                 if ev.get("type") == "ERROR":
@@ -248,6 +233,10 @@ async def watch_until(
                 rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                 if ev.get("type") in ("ADDED", "MODIFIED") and pred(obj):
                     return obj, time.monotonic()
+        except ApiError as e:
+            if e.status != 410:
+                raise
+            rv = None
 
 
 def is_published(obj: Mapping[str, Any]) -> bool:

@@ -31,7 +31,6 @@
 | ``HERALD_WORKERS`` | 32 | units of work whose writes run at once |
 | ``HERALD_UNIT_WRITES`` | 32 | writes one unit makes per decision; the rest is decided again next tick |
 | ``HERALD_INFLIGHT_WRITES`` | 128 | no new decision while this many decided writes are not done |
-| ``HERALD_HTTP2`` | true | HTTP/2 to the API server when it offers it (false: HTTP/1.1 only) |
 | ``HERALD_GC_THRESHOLD`` | 0 | allocations between young garbage collections (0: Python's own, 700) |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
 | ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
@@ -84,7 +83,6 @@ class OperatorConfig(BaseSettings):
     workers: int = Field(default=32, ge=1)
     unit_writes: int = Field(default=32, ge=1)
     inflight_writes: int = Field(default=128, ge=1)
-    http2: bool = True
     gc_threshold: int = Field(default=0, ge=0)
     liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)

@@ -69,7 +69,7 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     def count_request(method: str, code: str, seconds: float, params: Any) -> None:
         metrics.record_api_request(metrics.api_verb(method, params), code, seconds)
 
-    kube = Kube(on_request=count_request, http2=config.http2)
+    kube = Kube(on_request=count_request)
 
     observer = observe.Observer(config)
     await observer.start()

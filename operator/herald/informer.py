@@ -2,7 +2,7 @@
 
 kopf watches the Herald kinds and the namespaces. Jobs and Pods carry most of the watch traffic in
 a burst (about nine events per publication), so they come through here instead: listed and
-watched with the server-side label selector on the operator's HTTP/2 client, each event decoded
+watched with the server-side label selector on the operator's API client, each event decoded
 once (orjson) and recorded in the store directly, without kopf's per-object queues and handler
 machinery (docs/performance.md has the measurement).
 

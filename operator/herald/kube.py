@@ -1,7 +1,7 @@
-"""The operator's async Kubernetes API client: kr8s for credentials, httpx for requests.
+"""The operator's async Kubernetes API client: kr8s for credentials, aiohttp for requests.
 
-kopf watches the Herald kinds; this client does the rest (requests, and the watch streams of
-herald.informer) on one pooled HTTP connection set.
+kopf watches the Herald kinds (on aiohttp too); this client does the rest: requests, and the
+watch streams of herald.informer.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ import asyncio
 import json as _json
 import logging
 import socket
+import ssl as ssl_module
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,22 @@ def _backoff(attempt: int, retry_after: str | None = None) -> float:
 # Every request has a deadline; a connection that stops answering is dropped by the kernel
 # (keepalive probes when idle, TCP_USER_TIMEOUT when data is unacknowledged), so a cut network
 # is noticed within seconds and a pooled connection is never trusted blindly.
-TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=10.0)
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds: to open a connection, between two reads of an answer, and to wait for a free
+    pooled connection. A write that the peer stops acknowledging ends with TCP_USER_TIMEOUT."""
+
+    connect: float = 5.0
+    read: float = 15.0
+    pool: float = 10.0
+
+    def client(self, read: float | None = None) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None, connect=self.pool + self.connect, sock_connect=self.connect, sock_read=read or self.read
+        )
+
+
+TIMEOUT = Timeouts()
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
 USER_TIMEOUT_MS = 10_000
 
@@ -99,16 +118,6 @@ class ApiError(Exception):
         return self.status == 0 or self.status == 429 or self.status >= 500
 
 
-def _h2_available() -> bool:
-    """Whether HTTP/2 can be spoken (the h2 package); without it the client stays on HTTP/1.1."""
-    try:
-        import h2  # noqa: F401
-    except ImportError:
-        log.warning("HTTP/2 is on (HERALD_HTTP2) but the h2 package is missing: using HTTP/1.1")
-        return False
-    return True
-
-
 MAX_WATCH_LINE = 16 * 1024 * 1024  # an object is at most 1.5 MB in etcd; a longer line is not an event
 
 
@@ -141,42 +150,46 @@ class LineSplitter:
 
 
 class Kube:
-    """Requests to the API server on one pooled httpx client.
+    """Requests to the API server on pooled aiohttp connections.
 
     Credentials come from kr8s (the maintained async client dask-kubernetes uses): kubeconfig with
     exec plugins, OIDC and client certificates, or the in-cluster ServiceAccount. They are loaded
     on first use and loaded again when the API server answers 401, so an exec or OIDC token that
     expires and a projected ServiceAccount token that rotates are picked up without a restart.
-    The transport is Herald's own: timeouts, keepalive and TCP_USER_TIMEOUT (see ``TIMEOUT``),
-    and HTTP/2 when the server offers it (as client-go): many requests share a connection, and
-    the pool no longer scans dozens of HTTP/1.1 connections per request (docs/performance.md).
-    Idempotent requests that fail transiently are retried with a short backoff; every request
-    is reported to ``on_request(method, code, seconds, params)`` (code "0": no answer), for the
-    rest-client metrics.
+    The transport is Herald's own: timeouts, keepalive and TCP_USER_TIMEOUT (see ``TIMEOUT``), at
+    most ``concurrency`` pooled connections for requests, and one connection per open watch (a
+    pool of its own, so watches never take a request's place). aiohttp, which kopf already uses,
+    parses HTTP in C: a request costs the operator a quarter of the CPU it did with httpx over
+    HTTP/2 (docs/performance.md). Idempotent requests that fail transiently are retried with a
+    short backoff; every request is reported to ``on_request(method, code, seconds, params)``
+    (code "0": no answer), for the rest-client metrics.
     """
 
     def __init__(
         self,
         concurrency: int = 64,
-        timeout: httpx.Timeout = TIMEOUT,
+        timeout: Timeouts = TIMEOUT,
         kubeconfig: str | None = None,
         on_request: Callable[[str, str, float, Mapping[str, str] | None], None] | None = None,
-        http2: bool = True,
     ):
         self._concurrency = concurrency
-        self._http2 = http2
         self._timeout = timeout
         self._kubeconfig = kubeconfig
         self._auth: Any = None
-        self._client: httpx.AsyncClient | None = None
+        self._sessions: _Sessions | None = None
+        self._retired: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._token: str | None = None
+        self._server = ""
+        self._closed = False
         self.on_request = on_request
 
-    async def _session(self, reauthenticate: bool = False) -> httpx.AsyncClient:
+    async def _session(self, reauthenticate: bool = False) -> _Sessions:
         async with self._lock:
-            if self._client is not None and not reauthenticate:
-                return self._client
+            if self._closed:
+                raise ApiError(0, "the client is closed", "request")
+            if self._sessions is not None and not reauthenticate:
+                return self._sessions
             if self._auth is None:
                 import kr8s.asyncio
 
@@ -184,38 +197,23 @@ class Kube:
                 self._auth = api.auth
             elif reauthenticate:
                 await self._auth.reauthenticate()
-            verify = await self._auth.ssl_context()
-            http2 = self._http2 and _h2_available()
-            limits = httpx.Limits(
-                max_connections=self._concurrency, max_keepalive_connections=self._concurrency, keepalive_expiry=30.0
-            )
-            old, self._client = (
-                self._client,
-                httpx.AsyncClient(
-                    base_url=self._auth.server,
-                    timeout=self._timeout,
-                    transport=httpx.AsyncHTTPTransport(
-                        verify=verify,
-                        limits=limits,
-                        socket_options=socket_options(),
-                        http2=http2,
-                    ),
-                ),
+            self._server = str(self._auth.server).rstrip("/")
+            old, self._sessions = (
+                self._sessions,
+                _Sessions(self._server, await self._auth.ssl_context(), self._concurrency, self._timeout),
             )
             self._token = self._auth.token
-            if old is not None:
-                await old.aclose()
-            return self._client
+            if old is not None:  # requests still in flight on it end first (a client certificate may have changed)
+                task = asyncio.create_task(old.close(after=self._timeout.read + self._timeout.pool))
+                self._retired.add(task)
+                task.add_done_callback(self._retired.discard)
+            return self._sessions
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
-
-    async def http(self) -> tuple[httpx.AsyncClient, dict[str, str]]:
-        """The pooled client and the current auth headers, for raw requests (metrics, watches)."""
-        return await self._session(), self._headers()
 
     async def request(
         self,
@@ -227,6 +225,25 @@ class Kube:
         content_type: str | None = None,
         accept: str | None = None,
     ) -> dict[str, Any]:
+        content = await self.request_bytes(
+            method, path, json=json, params=params, content_type=content_type, accept=accept
+        )
+        try:
+            return orjson.loads(content) if content else {}
+        except (ValueError, RecursionError):
+            raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
+
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+    ) -> bytes:
+        """A request whose answer is returned as sent (``request`` decodes it as JSON)."""
         headers = {}
         if content_type:
             headers["Content-Type"] = content_type
@@ -240,34 +257,35 @@ class Kube:
         reauthenticated = False
         while True:
             attempt += 1
-            client = await self._session()
+            sessions = await self._session()
             started = time.monotonic()
             try:
-                resp = await client.request(method, path, content=body, params=params, headers=self._headers(headers))
-            except (httpx.TransportError, OSError) as e:  # timeouts, refused or cut connections
+                async with sessions.requests.request(
+                    method, self._server + path, data=body, params=params, headers=self._headers(headers)
+                ) as resp:
+                    status, content = resp.status, await resp.read()
+                    retry_after = resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:  # timeouts, refused or cut connections
                 self._report(method, "0", started, params)
                 error = ApiError(0, f"{type(e).__name__}: {e}", f"{method} {path}")
-                sent = not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt < RETRIES and (method in IDEMPOTENT or not sent):
+                sent = not isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+                if attempt < RETRIES and (method in IDEMPOTENT or not sent) and not self._closed:
                     await asyncio.sleep(_backoff(attempt))
                     continue
                 raise error from None
-            self._report(method, str(resp.status_code), started, params)
-            if resp.status_code == 401 and not reauthenticated:
+            self._report(method, str(status), started, params)
+            if status == 401 and not reauthenticated:
                 # An expired exec/OIDC token, a rotated ServiceAccount token: load them again.
                 reauthenticated = True
                 await self._session(reauthenticate=True)
                 continue
-            if resp.status_code >= 400:
-                error = ApiError(resp.status_code, resp.text, f"{method} {path}")
+            if status >= 400:
+                error = ApiError(status, content.decode(errors="replace"), f"{method} {path}")
                 if error.transient and attempt < RETRIES and method in IDEMPOTENT:
-                    await asyncio.sleep(_backoff(attempt, resp.headers.get("Retry-After")))
+                    await asyncio.sleep(_backoff(attempt, retry_after))
                     continue
                 raise error
-            try:
-                return orjson.loads(resp.content) if resp.content else {}
-            except (ValueError, RecursionError):
-                raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
+            return content
 
     def _report(self, method: str, code: str, started: float, params: Mapping[str, str] | None) -> None:
         if self.on_request is not None:
@@ -296,6 +314,10 @@ class Kube:
     async def get(self, path: str, metadata_only: bool = False) -> dict[str, Any]:
         return await self.request("GET", path, accept=METADATA_ONLY if metadata_only else None)
 
+    async def text(self, path: str) -> str:
+        """A GET whose answer is text, not JSON (the API server's /metrics)."""
+        return (await self.request_bytes("GET", path)).decode(errors="replace")
+
     async def list(self, path: str, label_selector: str | None = None) -> dict[str, Any]:
         """A full list, following continue tokens."""
         items: list[dict[str, Any]] = []
@@ -310,39 +332,97 @@ class Kube:
                 return {"items": items, "metadata": page.get("metadata") or {}}
             params["continue"] = token
 
-    async def watch(self, path: str, params: Mapping[str, str]) -> AsyncGenerator[bytes, None]:
+    async def watch(
+        self, path: str, params: Mapping[str, str], read_timeout: float | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """A watch stream: its lines as they arrive (one JSON watch event each). Ends when the API
         server ends the stream (its ``timeoutSeconds``); raises ApiError for an error answer or a
-        cut or silent connection (a read waits at most ``TIMEOUT.read``). A 401 loads the
-        credentials again once, as every other request does."""
+        cut or silent connection (a read waits at most ``read_timeout``, by default
+        ``TIMEOUT.read``). A 401 loads the credentials again once, as every other request does."""
         query = {**params, "watch": "true"}
+        timeout = self._timeout.client(read=read_timeout)
         for attempt in (1, 2):
-            client = await self._session(reauthenticate=attempt > 1)
+            sessions = await self._session(reauthenticate=attempt > 1)
             started = time.monotonic()
             try:
-                async with client.stream("GET", path, params=query, headers=self._headers()) as resp:
-                    self._report("GET", str(resp.status_code), started, query)
-                    if resp.status_code == 401 and attempt == 1:
+                async with sessions.watches.get(
+                    self._server + path, params=query, headers=self._headers(), timeout=timeout
+                ) as resp:
+                    self._report("GET", str(resp.status), started, query)
+                    if resp.status == 401 and attempt == 1:
                         continue  # load the credentials again (once the stream is closed) and retry
-                    if resp.status_code >= 400:
-                        body = (await resp.aread()).decode(errors="replace")
-                        raise ApiError(resp.status_code, body, f"WATCH {path}")
+                    if resp.status >= 400:
+                        body = (await resp.read()).decode(errors="replace")
+                        raise ApiError(resp.status, body, f"WATCH {path}")
                     splitter = LineSplitter()
-                    async for chunk in resp.aiter_bytes():
+                    async for chunk in resp.content.iter_any():
                         for line in splitter.feed(chunk):
                             yield line
                     for line in splitter.end():
                         yield line
                     return
-            except (httpx.TransportError, OSError) as e:  # cut, refused, or silent for too long
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:  # cut, refused, or silent for too long
                 self._report("GET", "0", started, query)
                 raise ApiError(0, f"{type(e).__name__}: {e}", f"WATCH {path}") from None
             except ValueError as e:  # a line no event can be
                 raise ApiError(0, str(e), f"WATCH {path}") from None
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        async with self._lock:
+            self._closed = True
+            sessions, self._sessions = self._sessions, None
+        for task in list(self._retired):
+            task.cancel()
+        await asyncio.gather(*self._retired, return_exceptions=True)
+        if sessions is not None:
+            await sessions.close()
+
+
+class _Sessions:
+    """The two connection pools of one set of credentials: requests (at most ``limit``
+    connections) and watches (one connection per open watch)."""
+
+    def __init__(self, server: str, ssl: ssl_module.SSLContext | bool, limit: int, timeout: Timeouts = TIMEOUT):
+        self.requests = _session(server, ssl, limit, timeout)
+        self.watches = _session(server, ssl, 0, timeout)
+
+    async def close(self, after: float = 0.0) -> None:
+        try:
+            if after:
+                await asyncio.sleep(after)
+        finally:
+            await self.requests.close()
+            await self.watches.close()
+
+
+def _connect(addr_info: tuple[Any, ...]) -> socket.socket:
+    """A new connection's socket, with the keepalive and TCP_USER_TIMEOUT options."""
+    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = socket.socket(family, type_, proto)
+    if family in (socket.AF_INET, socket.AF_INET6):
+        for level, name, value in socket_options():
+            sock.setsockopt(level, name, value)
+    return sock
+
+
+def _session(server: str, ssl: ssl_module.SSLContext | bool, limit: int, timeout: Timeouts) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=limit, limit_per_host=0, ssl=ssl, keepalive_timeout=30.0, socket_factory=_connect
+    )
+    # HTTPS_PROXY/NO_PROXY are honoured, as client-go does, but read once here: aiohttp's
+    # trust_env reads them (and ~/.netrc) again in a worker thread for every request, which
+    # doubled a request's CPU. The API server sets no cookies worth keeping.
+    try:
+        proxy, proxy_auth = get_env_proxy_for_url(URL(server))
+    except LookupError:
+        proxy, proxy_auth = None, None
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout.client(),
+        proxy=proxy,
+        proxy_auth=proxy_auth,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 def collection(group_version: str, plural: str, namespace: str | None) -> str:

@@ -24,6 +24,7 @@ class TokenServer(RecordingServer[RecordedRequest]):
         super().__init__(request_type=RecordedRequest)
         self.token = "token-a"
         self.fail: list[int] = []
+        self.hold_watches = False  # watch answers wait for release()
 
     def is_recorded(self, request: RecordedRequest) -> bool:
         return request.path.rstrip("/") != "/version"  # kr8s checks the server's version when it connects
@@ -35,7 +36,8 @@ class TokenServer(RecordingServer[RecordedRequest]):
             return Response(self.fail.pop(0), {"kind": "Status", "reason": "ServiceUnavailable"})
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return Response(401, {"kind": "Status", "reason": "Unauthorized"})
-        return Response(body={"kind": "Namespace", "metadata": {"name": "default"}})
+        delay = 60.0 if self.hold_watches and request.param("watch") == "true" else 0.0
+        return Response(body={"kind": "Namespace", "metadata": {"name": "default"}}, delay=delay)
 
     @property
     def seen(self) -> list[str]:
@@ -99,19 +101,43 @@ async def test_transient_failures_are_retried_and_then_reported(server, tmp_path
         await kube.close()
 
 
-async def test_without_the_h2_package_the_client_stays_on_http1(monkeypatch, caplog, server, tmp_path):
-    from herald import kube as kube_module
-
-    monkeypatch.setitem(sys.modules, "h2", None)  # "import h2" raises ImportError
-    assert kube_module._h2_available() is False
-    assert "h2 package is missing" in caplog.text
+async def test_open_watches_never_take_a_requests_connection(server, tmp_path):
+    """Watches hold their connections for minutes; they have a pool of their own, so requests
+    still get one of theirs even when the request pool has a single connection."""
     config = tmp_path / "kubeconfig"
     write_kubeconfig(config, server.url, "token-a")
-    kube = Kube(kubeconfig=str(config), http2=True)
-    try:  # requests still work
-        assert (await kube.get("/api/v1/namespaces/default"))["metadata"]["name"] == "default"
+    server.hold_watches = True
+    kube = Kube(kubeconfig=str(config), concurrency=1)
+
+    async def drain() -> list[bytes]:
+        return [line async for line in kube.watch("/api/v1/namespaces", {"timeoutSeconds": "60"})]
+
+    watches = [asyncio.create_task(drain()) for _ in range(3)]
+    try:
+        assert all(r.param("watch") == "true" for r in await server.await_requests(3, timeout=10))
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(kube.get("/api/v1/namespaces/default") for _ in range(5))), timeout=10
+        )
+        assert [a["metadata"]["name"] for a in answers] == ["default"] * 5
+        assert not any(w.done() for w in watches)  # the watches were still open meanwhile
+        server.release()
+        assert all(len(lines) == 1 for lines in await asyncio.gather(*watches))
     finally:
+        server.release()
         await kube.close()
+
+
+async def test_a_closed_client_answers_with_an_api_error(server, tmp_path):
+    """After close (the operator stopping), a request is an ApiError, which every caller handles,
+    not a RuntimeError from the HTTP library."""
+    config = tmp_path / "kubeconfig"
+    write_kubeconfig(config, server.url, "token-a")
+    kube = Kube(kubeconfig=str(config))
+    assert (await kube.get("/api/v1/namespaces/default"))["metadata"]["name"] == "default"
+    await kube.close()
+    with pytest.raises(ApiError) as e:
+        await kube.get("/api/v1/namespaces/default")
+    assert e.value.status == 0 and "closed" in e.value.message
 
 
 class _Searches:
@@ -126,9 +152,9 @@ class _Searches:
 
 
 async def test_requests_import_nothing(monkeypatch, server, tmp_path):
-    """httpcore asks sniffio which event loop runs, several times per request. Without sniffio each
-    ask is a failing import that walks sys.path again (34 us against 0.7 us: 3% of the operator's
-    CPU in a burst); with it, requests after the first import nothing."""
+    """A lazy import in a request's path that fails is searched for again on every request, walking
+    sys.path (httpx's httpcore without sniffio did: 34 us against 0.7 us, 3% of the operator's CPU
+    in a burst). Requests after the first import nothing."""
     config = tmp_path / "kubeconfig"
     write_kubeconfig(config, server.url, "token-a")
     kube = Kube(kubeconfig=str(config))
