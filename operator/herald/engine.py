@@ -567,15 +567,15 @@ class Engine:
     async def _write(self, plan: Plan, held: dict[Key, dict[str, Any]], now: datetime, slots: _Slots) -> None:
         # Each write gives its slot back as it ends, so the next decision is made as soon as the
         # API server has room, not when this unit's slowest write ends.
-        await asyncio.gather(*(self._create(jc, plan, held, now, slots) for jc in plan.creates))
-        await asyncio.gather(
+        await _all(*(self._create(jc, plan, held, now, slots) for jc in plan.creates))
+        await _all(
             *(slots.after(self._bounded(self._delete_job(k))) for k in plan.deletes),
             *(slots.after(self._bounded(self._delete_publication(k))) for k in plan.deletes_publications),
         )
         pubs = set(plan.publication_status) | set(plan.publication_labels)
         # The unit's Events are part of its writes: a worker is free again only once they are
         # posted, so Events keep pace with decisions instead of queueing behind a burst.
-        await asyncio.gather(
+        await _all(
             *(slots.after(self._bounded(self._write_publication(k, plan))) for k in pubs),
             *(
                 slots.after(self._bounded(self._patch_status("platformadapters", k, s)))
@@ -791,6 +791,15 @@ class _Slots:
             return await coro
         finally:
             self.release()
+
+
+async def _all(*writes: Awaitable[Any]) -> None:
+    """Run writes together and wait for every one of them; then raise the first error, if any.
+    (A plain gather would return at the first error and leave the others running, detached from
+    the unit's task, so that Engine.stop could not cancel them.)"""
+    for result in await asyncio.gather(*writes, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _fingerprint(status: Mapping[str, Any]) -> str:

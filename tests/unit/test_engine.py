@@ -412,6 +412,32 @@ async def test_a_running_publication_is_decided_alone_until_its_decision_records
     assert kube.status_patches(owner)[-1]["status"]["phase"] == "Published"  # the outcome is written
 
 
+async def test_a_write_that_fails_unexpectedly_leaves_no_other_write_running_outside_its_unit():
+    """A unit's writes run together. When one fails with something other than an ApiError (a
+    bug), the unit ends only once the others have, so they stay its own and halt cancels them."""
+    kube, engine, _store, _hang = await burst(4, concurrency=1000)
+    create, failed = kube.create, asyncio.Event()
+
+    async def first_create_fails(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if "/jobs" in path and not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in one write")
+        return await create(path, body)
+
+    kube.create = first_create_fails  # type: ignore[method-assign]
+    await engine.tick()
+    await until(lambda: failed.is_set() and created_jobs(kube), "one create fails while another hangs")
+    turns = iter(range(200))  # the loop's turns in which a unit that did not wait would have ended
+    await until(lambda: not engine._tasks or next(turns, None) is None, "the unit ends, or 200 turns pass")
+    assert engine._tasks and not any(t.done() for t in engine._tasks)  # the unit waits for its writes
+    await engine.halt()
+
+    def writes_left() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if not t.done() and "_create" in repr(t.get_coro())]
+
+    await until(lambda: not writes_left(), "halt cancels every write of the unit")
+
+
 async def test_stop_ends_the_decisions_first_and_leaves_no_write_running():
     """At SIGTERM the client is closed right after Engine.stop: a decision made while stop waited
     for the writes in flight used to send writes on the closed client (found by the suite)."""
