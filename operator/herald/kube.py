@@ -119,6 +119,9 @@ class ApiError(Exception):
 
 
 MAX_WATCH_LINE = 16 * 1024 * 1024  # an object is at most 1.5 MB in etcd; a longer line is not an event
+# An answer is read up to this size (a list page of 500 objects is a few MB); a longer one is an
+# ApiError, not the operator's memory (a broken proxy that never ends its answer).
+MAX_ANSWER = 64 * 1024 * 1024
 
 
 class LineSplitter:
@@ -183,6 +186,7 @@ class Kube:
         self._server = ""
         self._closed = False
         self.on_request = on_request
+        self.max_answer = MAX_ANSWER
 
     async def _session(self, reauthenticate: bool = False) -> _Sessions:
         async with self._lock:
@@ -263,8 +267,11 @@ class Kube:
                 async with sessions.requests.request(
                     method, self._server + path, data=body, params=params, headers=self._headers(headers)
                 ) as resp:
-                    status, content = resp.status, await resp.read()
+                    status, content = resp.status, await _read(resp, self.max_answer)
                     retry_after = resp.headers.get("Retry-After")
+            except _TooLong as e:
+                self._report(method, "0", started, params)
+                raise ApiError(0, str(e), f"{method} {path}") from None
             except (aiohttp.ClientError, TimeoutError, OSError) as e:  # timeouts, refused or cut connections
                 self._report(method, "0", started, params)
                 error = ApiError(0, f"{type(e).__name__}: {e}", f"{method} {path}")
@@ -352,7 +359,7 @@ class Kube:
                     if resp.status == 401 and attempt == 1:
                         continue  # load the credentials again (once the stream is closed) and retry
                     if resp.status >= 400:
-                        body = (await resp.read()).decode(errors="replace")
+                        body = (await resp.content.read(65536)).decode(errors="replace")
                         raise ApiError(resp.status, body, f"WATCH {path}")
                     splitter = LineSplitter()
                     async for chunk in resp.content.iter_any():
@@ -376,6 +383,24 @@ class Kube:
         await asyncio.gather(*self._retired, return_exceptions=True)
         if sessions is not None:
             await sessions.close()
+
+
+class _TooLong(Exception):
+    pass
+
+
+async def _read(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The answer's body, refused past ``limit`` bytes: at once when its length says so, else once
+    that much has been read (counted decompressed, so a small gzip bomb is refused too)."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise _TooLong(f"the API server's answer is {resp.content_length} bytes, more than {limit}")
+    parts, size = [], 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLong(f"the API server's answer is longer than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class _Sessions:

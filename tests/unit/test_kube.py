@@ -5,6 +5,7 @@ reported for metrics. A local HTTP server stands in for the API server's authent
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import sys
 
@@ -176,11 +177,13 @@ class BodyServer(TokenServer):
     def __init__(self) -> None:
         super().__init__()
         self.body = b"{}"
+        self.encoding: str | None = None  # a Content-Encoding to declare
 
     def respond(self, request: RecordedRequest) -> Response:
         if request.path.rstrip("/") == "/version":
             return super().respond(request)
-        return Response(body=self.body, content_type="application/json")
+        headers = {"Content-Encoding": self.encoding} if self.encoding else {}
+        return Response(body=self.body, content_type="application/json", headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +225,23 @@ def test_any_answer_is_json_or_an_api_error(body_server, tmp_path, body):
         assert e.status == 0 and "not JSON" in e.message
     else:
         assert answer == (json.loads(body) if body else {})
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+async def test_an_answer_past_the_size_limit_is_an_api_error(body_server, tmp_path, encoding):
+    """An answer that never ends (a broken proxy), or a small gzip body that inflates past the
+    limit, is refused as an ApiError instead of filling the operator's memory."""
+    config = tmp_path / "kubeconfig"
+    write_kubeconfig(config, body_server.url, "token-a")
+    answer = json.dumps({"kind": "List", "items": ["x" * 100] * 50}).encode()  # about 5 KB
+    body_server.body, body_server.encoding = (gzip.compress(answer), "gzip") if encoding else (answer, None)
+    kube = Kube(kubeconfig=str(config))
+    try:
+        assert len((await kube.get("/api/v1/pods"))["items"]) == 50  # within the limit
+        kube.max_answer = 4096
+        with pytest.raises(ApiError) as refused:
+            await kube.get("/api/v1/pods")
+        assert refused.value.status == 0 and "4096" in refused.value.message
+    finally:
+        body_server.body, body_server.encoding = b"{}", None
+        await kube.close()
