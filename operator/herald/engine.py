@@ -386,7 +386,9 @@ class Engine:
         self._deferred |= {pub_key(k) for k in writing}
         try:
             world = replace(
-                self.store.world_for(pubs - writing, adapters, now), credentials_probe=self.settings.credentials_probe
+                self.store.world_for(pubs - writing, adapters, now),
+                credentials_probe=self.settings.credentials_probe,
+                adapters_read_only=alone,
             )
             # Each start is two writes (its Job and its Event): start no more than a slice keeps.
             starts = max(1, self.settings.unit_writes // 2)

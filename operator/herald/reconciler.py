@@ -47,7 +47,6 @@ from .status import (
     publication_readiness,
     upsert_condition,
 )
-from .validation import adapter_problems
 from .views import AdapterView, JobView, PodView, PublicationView
 
 log = logging.getLogger("herald.reconciler")
@@ -95,6 +94,9 @@ class World:
     # Credentials probes while an adapter's credentials are refused: the first delay and the
     # longest, in seconds (each failed probe doubles the delay).
     credentials_probe: tuple[float, float] = (30.0, 900.0)
+    # A Publication decided alone (see Engine._decide): its adapters are read, and their status is
+    # neither derived nor written (their own units do that, seeing their whole queues).
+    adapters_read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,7 @@ def _adapter_state(
     spec_changed = view is not None and isinstance(stored_generation, int) and stored_generation != view.generation
     if spec_changed and not valid and reason == CREDENTIALS_REFUSED:
         valid, message = True, "the adapter's spec changed: trying the credentials again"
-    problems = tuple(adapter_problems(view.spec)) if view is not None else ()
+    problems = view.problems if view is not None else ()
     probes = cr.get("probes")
     watched = bool(view is not None and ref and current != "unknown")
     probe_at = safe_time(cr.get("nextProbeTime"))
@@ -490,7 +492,7 @@ def reconcile(
         for akey, count in world.dead_letters.items():
             adapter(*akey).dead += count - dead_stored.get(akey, 0)
     for akey, a in adapters.items():
-        if a.view is not None:
+        if a.view is not None and not world.adapters_read_only:
             try:
                 _write_adapter(a, a.view, now, plan)
             except Exception as e:

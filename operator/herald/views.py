@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any
 
 from .durations import MIN_TIME, InvalidValue, parse_duration, safe_time
-from .validation import publication_problems
+from .validation import adapter_problems, publication_problems
 
 # status.observedRedrive holds at most this many characters; a longer annotation is recorded by digest.
 MAX_REDRIVE = 1024
@@ -132,6 +132,12 @@ class AdapterView:
         ref = self.spec.get("credentialsSecretRef")
         name = ref.get("name") if isinstance(ref, Mapping) else None
         return name if isinstance(name, str) and name else None
+
+    @cached_property
+    def problems(self) -> tuple[str, ...]:
+        """Why the operator cannot use this spec (empty when it can); checked once per version,
+        not on every decision that reads the adapter."""
+        return tuple(adapter_problems(self.spec))
 
     @property
     def rate_window(self) -> float | None:
