@@ -7,6 +7,7 @@ watch streams of herald.informer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as _json
 import logging
 import socket
@@ -199,12 +200,18 @@ class Kube:
 
                 api = await kr8s.asyncio.api(kubeconfig=self._kubeconfig)
                 self._auth = api.auth
+                # kr8s opened an httpx client of its own to check the server's version; Herald
+                # only takes the credentials, so that connection is closed rather than left idle.
+                session = getattr(api, "_session", None)
+                if session is not None:
+                    await session.aclose()
             elif reauthenticate:
                 await self._auth.reauthenticate()
             self._server = str(self._auth.server).rstrip("/")
+            proxy = getattr(self._auth, "proxy", None)  # the kubeconfig's proxy-url, if any
             old, self._sessions = (
                 self._sessions,
-                _Sessions(self._server, await self._auth.ssl_context(), self._concurrency, self._timeout),
+                _Sessions(self._server, await self._auth.ssl_context(), self._concurrency, self._timeout, proxy),
             )
             self._token = self._auth.token
             if old is not None:  # requests still in flight on it end first (a client certificate may have changed)
@@ -407,9 +414,16 @@ class _Sessions:
     """The two connection pools of one set of credentials: requests (at most ``limit``
     connections) and watches (one connection per open watch)."""
 
-    def __init__(self, server: str, ssl: ssl_module.SSLContext | bool, limit: int, timeout: Timeouts = TIMEOUT):
-        self.requests = _session(server, ssl, limit, timeout)
-        self.watches = _session(server, ssl, 0, timeout)
+    def __init__(
+        self,
+        server: str,
+        ssl: ssl_module.SSLContext | bool,
+        limit: int,
+        timeout: Timeouts = TIMEOUT,
+        proxy: str | None = None,
+    ):
+        self.requests = _session(server, ssl, limit, timeout, proxy)
+        self.watches = _session(server, ssl, 0, timeout, proxy)
 
     async def close(self, after: float = 0.0) -> None:
         try:
@@ -430,21 +444,24 @@ def _connect(addr_info: tuple[Any, ...]) -> socket.socket:
     return sock
 
 
-def _session(server: str, ssl: ssl_module.SSLContext | bool, limit: int, timeout: Timeouts) -> aiohttp.ClientSession:
+def _session(
+    server: str, ssl: ssl_module.SSLContext | bool, limit: int, timeout: Timeouts, proxy: str | None
+) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=limit, limit_per_host=0, ssl=ssl, keepalive_timeout=30.0, socket_factory=_connect
     )
-    # HTTPS_PROXY/NO_PROXY are honoured, as client-go does, but read once here: aiohttp's
-    # trust_env reads them (and ~/.netrc) again in a worker thread for every request, which
-    # doubled a request's CPU. The API server sets no cookies worth keeping.
-    try:
-        proxy, proxy_auth = get_env_proxy_for_url(URL(server))
-    except LookupError:
-        proxy, proxy_auth = None, None
+    # The kubeconfig's proxy-url, else HTTPS_PROXY/NO_PROXY as client-go does, read once here:
+    # aiohttp's trust_env reads them (and ~/.netrc) again in a worker thread for every request,
+    # which doubled a request's CPU. The API server sets no cookies worth keeping.
+    via: URL | None = URL(proxy) if proxy else None
+    proxy_auth = None
+    if via is None:
+        with contextlib.suppress(LookupError):  # no proxy for the API server
+            via, proxy_auth = get_env_proxy_for_url(URL(server))
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout.client(),
-        proxy=proxy,
+        proxy=via,
         proxy_auth=proxy_auth,
         cookie_jar=aiohttp.DummyCookieJar(),
     )

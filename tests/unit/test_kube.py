@@ -128,6 +128,19 @@ async def test_open_watches_never_take_a_requests_connection(server, tmp_path):
         await kube.close()
 
 
+async def test_the_kubeconfigs_proxy_url_is_used(server, tmp_path):
+    """A kubeconfig's proxy-url (as client-go honours it): requests go through that proxy."""
+    config = tmp_path / "kubeconfig"
+    write_kubeconfig(config, "http://api-server.invalid:6443", "token-a", proxy_url=server.url)
+    kube = Kube(kubeconfig=str(config))
+    try:
+        assert (await kube.get("/api/v1/namespaces/default"))["metadata"]["name"] == "default"
+        assert [r.path for r in server.requests] == ["/api/v1/namespaces/default"]
+        assert server.requests[0].headers["host"] == "api-server.invalid:6443"  # forwarded, not served
+    finally:
+        await kube.close()
+
+
 async def test_a_closed_client_answers_with_an_api_error(server, tmp_path):
     """After close (the operator stopping), a request is an ApiError, which every caller handles,
     not a RuntimeError from the HTTP library."""
