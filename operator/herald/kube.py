@@ -236,25 +236,6 @@ class Kube:
         content_type: str | None = None,
         accept: str | None = None,
     ) -> dict[str, Any]:
-        content = await self.request_bytes(
-            method, path, json=json, params=params, content_type=content_type, accept=accept
-        )
-        try:
-            return orjson.loads(content) if content else {}
-        except (ValueError, RecursionError):
-            raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
-
-    async def request_bytes(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-        accept: str | None = None,
-    ) -> bytes:
-        """A request whose answer is returned as sent (``request`` decodes it as JSON)."""
         headers = {}
         if content_type:
             headers["Content-Type"] = content_type
@@ -264,6 +245,16 @@ class Kube:
         body = None if json is None else orjson.dumps(json, option=orjson.OPT_NON_STR_KEYS)
         if body is not None and "Content-Type" not in headers:
             headers["Content-Type"] = "application/json"
+        content = await self._send(method, path, body, params, headers)
+        try:
+            return orjson.loads(content) if content else {}
+        except (ValueError, RecursionError):
+            raise ApiError(0, "the API server's answer is not JSON", f"{method} {path}") from None
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, params: Mapping[str, str] | None, headers: dict[str, str]
+    ) -> bytes:
+        """One request, its answer as sent: retried when transient, credentials loaded again on 401."""
         attempt = 0
         reauthenticated = False
         while True:
@@ -330,7 +321,7 @@ class Kube:
 
     async def text(self, path: str) -> str:
         """A GET whose answer is text, not JSON (the API server's /metrics)."""
-        return (await self.request_bytes("GET", path)).decode(errors="replace")
+        return (await self._send("GET", path, None, None, {})).decode(errors="replace")
 
     async def list(self, path: str, label_selector: str | None = None) -> dict[str, Any]:
         """A full list, following continue tokens."""
