@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -58,8 +58,13 @@ class Admission:
     wake_at: datetime | None  # when admission may change even without new events
 
 
-def admit(gate: Gate, candidates: Iterable[Candidate], now: datetime) -> Admission:
-    """Admit due candidates in priority order, then publishAt, then creation time."""
+def admit(
+    gate: Gate, candidates: Iterable[Candidate], now: datetime, ahead: Mapping[Hashable, int] | None = None
+) -> Admission:
+    """Admit due candidates in priority order, then publishAt, then creation time.
+
+    ``ahead``: per candidate, how many others (not among ``candidates``) wait ahead of it in the
+    same queue; they take their slots first. Without it, the candidates are the whole queue."""
     ordered = sorted(candidates, key=Candidate.order)
     if not ordered:
         return Admission([], {}, None)
@@ -99,6 +104,9 @@ def admit(gate: Gate, candidates: Iterable[Candidate], now: datetime) -> Admissi
         reason = Wait.CIRCUIT_OPEN
     if probing:  # the credentials probe: one attempt; the others wait for its outcome
         slots, reason = min(slots, 1), Wait.CREDENTIALS
-    start = [c.key for c in ordered[:slots]]
-    waiting = {c.key: reason for c in ordered[slots:]}
+    first = ahead or {}
+    # Admitted: those whose place in the whole queue is within the slots (a prefix of ``ordered``).
+    admitted = sum(1 for i, c in enumerate(ordered) if i + first.get(c.key, 0) < slots)
+    start = [c.key for c in ordered[:admitted]]
+    waiting = {c.key: reason for c in ordered[admitted:]}
     return Admission(start, waiting, wake if waiting else None)

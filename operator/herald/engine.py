@@ -282,7 +282,7 @@ class Engine:
             # No room for a decision's writes: nothing is decided (nor grouped) until writes end.
             self._deferred |= seeds
             seeds = set()
-        for pubs, adapters, alone in self._units(seeds):
+        for pubs, adapters, alone in self._units(seeds, now):
             # A unit decided alone writes only its Publication: its adapters are read, not decided.
             keys = {pub_key(k) for k in pubs} | (set() if alone else {adapter_key(k) for k in adapters})
             busy = keys & self._busy
@@ -326,14 +326,17 @@ class Engine:
         self._with_adapters.discard(key)
         self._pruned.pop(("publications", key), None)
 
-    def _units(self, seeds: set[WorkKey]) -> list[tuple[set[Key], set[Key], bool]]:
+    def _units(self, seeds: set[WorkKey], now: datetime) -> list[tuple[set[Key], set[Key], bool]]:
         """The seeds grouped into units: each unit is closed over the adapters its members compete
-        for (``Store.close``), and seeds that share an adapter are decided together, once. A
-        Publication whose Job changed joins its adapter's unit without closing it again, so a
-        burst of changes to one adapter's Publications costs one closure, not one per change; when
-        its adapters have no unit in this tick, it is decided alone (``alone``: its adapters are
-        read, not decided), not with their whole queues."""
+        for (``Store.close``) and the heads of their queues, and seeds that share an adapter are
+        decided together, once. A Publication whose Job changed joins its adapter's unit without
+        closing it again, so a burst of changes to one adapter's Publications costs one closure,
+        not one per change; when its adapters have no unit in this tick, it is decided alone
+        (``alone``: its adapters are read, not decided), not with their queues. A unit takes at
+        most ``unit_writes`` changed Publications per tick; the others are decided on the next."""
+        head, limit = self._starts(), self.settings.unit_writes
         units: list[tuple[set[Key], set[Key]]] = []
+        taken: list[int] = []  # changed Publications per unit
         alone: list[tuple[set[Key], set[Key], bool]] = []
         unit_of: dict[Key, int] = {}  # adapter -> index in units
         members: dict[Key, int] = {}  # publication -> index in units
@@ -347,27 +350,39 @@ class Engine:
                 found = {unit_of.get(a, -1) for a in self.store.adapters_of(key)}
                 if len(found) == 1 and -1 not in found:
                     i = found.pop()
+                    if taken[i] >= limit:
+                        self._deferred.add(seed)
+                        self.store.changed.set()
+                        continue
                     units[i][0].add(key)
                     members[key] = i
+                    taken[i] += 1
                     continue
                 if key not in self._with_adapters and self.store.runs_only(key):
                     alone.append(({key}, set(self.store.adapters_of(key)), True))
                     continue
-            pubs, adapters = self.store.close([seed])
+            pubs, adapters = self.store.close([seed], now, head)
             overlap = sorted(
                 {unit_of[a] for a in adapters if a in unit_of} | {members[p] for p in pubs if p in members}
             )
+            count = int(kind == "p")
             for i in overlap:  # a closure that meets earlier units takes them in (shared adapters)
                 pubs |= units[i][0]
                 adapters |= units[i][1]
                 units[i] = (set(), set())
+                count += taken[i]
             units.append((pubs, adapters))
+            taken.append(count)
             for a in adapters:
                 unit_of[a] = len(units) - 1
             for p in pubs:
                 members[p] = len(units) - 1
         self._with_adapters -= members.keys()
         return [(p, a, False) for p, a in units if p or a] + alone
+
+    def _starts(self) -> int:
+        """Attempts one decision may start: each is two writes (its Job and its Event)."""
+        return max(1, self.settings.unit_writes // 2)
 
     def _decide(
         self, keys: set[WorkKey], pubs: set[Key], adapters: set[Key], now: datetime, alone: bool = False
@@ -389,10 +404,9 @@ class Engine:
                 self.store.world_for(pubs - writing, adapters, now),
                 credentials_probe=self.settings.credentials_probe,
                 adapters_read_only=alone,
+                in_flight=frozenset(writing),
             )
-            # Each start is two writes (its Job and its Event): start no more than a slice keeps.
-            starts = max(1, self.settings.unit_writes // 2)
-            plan = reconcile(world, now, self.defaults, self.settings.publication_ttl_seconds, starts)
+            plan = reconcile(world, now, self.defaults, self.settings.publication_ttl_seconds, self._starts())
         except Exception:
             log.exception("reconcile of %d publications and %d adapters failed", len(pubs), len(adapters))
             self._backoff(keys, now)
@@ -411,8 +425,14 @@ class Engine:
             plan.adapter_status.clear()
             plan.gauges.clear()
             plan.events = [e for e in plan.events if e.kind != "PlatformAdapter"]
-        dropped = plan.drop(plan.postponed) | plan.keep_writes(self.settings.unit_writes)
+        # Admitted past the start budget, or behind targets this decision did not see: they start
+        # as their queues' heads, so their adapters are decided again (not each of them).
+        postponed = set(plan.postponed)
+        dropped = (plan.drop(postponed) - postponed) | plan.keep_writes(self.settings.unit_writes)
         self._deferred |= {pub_key(k) for k in dropped}
+        if postponed:
+            self._deferred |= {adapter_key(k) for k in adapters}
+            self.store.changed.set()
         self.tracer.decided(plan, decided_ns)
         failed = {("p" if f.kind == "publications" else "a", *f.key) for f in plan.failures}
         self._backoff(failed, now)
@@ -527,7 +547,7 @@ class Engine:
                 self.store.secrets[key] = version
                 for akey, a in self.store.objects["platformadapters"].items():
                     if akey[0] == ns and a.credentials_secret == name:
-                        self.store.mark(adapter_key(akey))
+                        self.store.mark_queue(akey)
 
         # A Secret seen for the first time is read before deciding (attempts record its version);
         # later refreshes run in the background, so a slow read never holds up a tick.

@@ -8,9 +8,10 @@ the same world gives the same plan; running it after a restart continues where t
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from .models import (
     TargetStatus,
 )
 from .naming import job_name
+from .queues import LATEST, AdapterQueue, QueueEntry
 from .results import Outcome, read_outcome
 from .retry import Action, RetryPolicy, decide
 from .status import (
@@ -97,6 +99,13 @@ class World:
     # A Publication decided alone (see Engine._decide): its adapters are read, and their status is
     # neither derived nor written (their own units do that, seeing their whole queues).
     adapters_read_only: bool = False
+    # Per adapter, its queue as the store keeps it; None: every waiting target is in this world.
+    # With queues, a decision sees only the queues' heads and what changed (Store.close): the
+    # other targets still wait ahead in admission order, and count as pending.
+    queues: Mapping[Key, AdapterQueue] | None = None
+    # Publications left out of this decision because their writes are in flight (Engine._decide):
+    # not counted as waiting ahead of the decided ones.
+    in_flight: frozenset[Key] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -491,6 +500,8 @@ def reconcile(
     if world.dead_letters is not None:  # the indexed count, with this tick's changes applied
         for akey, count in world.dead_letters.items():
             adapter(*akey).dead += count - dead_stored.get(akey, 0)
+    for a in adapters.values():
+        a.pending += _unseen(world, a)
     for akey, a in adapters.items():
         if a.view is not None and not world.adapters_read_only:
             try:
@@ -524,16 +535,19 @@ def _admit(
         credentials_probe_at=a.creds_probe_at,
         exists=view is not None,
     )
-    decision = admit(gate, [c for c, *_ in a.candidates], now)
+    candidates = [c for c, *_ in a.candidates]
+    ahead = _waiting_ahead(world, a, candidates)
+    decision = admit(gate, candidates, now, ahead)
     plan.wake(decision.wake_at)
     started = set(decision.start)
     probe = bool(started) and not a.creds_valid
     if probe:  # a credentials probe: the next one not before the delay
         a.creds_probes += 1
         a.creds_probe_at = now + a.probe_delay()
-    now_starting = started
+    # Admitted targets start in admission order: not while one this decision did not see is ahead.
+    now_starting = {k for k in started if not ahead.get(k)}
     if budget[0] is not None and not probe:  # the first admitted (in admission order) within the budget
-        now_starting = set(decision.start[: max(0, budget[0])])
+        now_starting = set([k for k in decision.start if k in now_starting][: max(0, budget[0])])
         budget[0] -= len(now_starting)
     akey = (a.view.namespace, a.view.name) if a.view is not None else None
     affecting = plan.affecting()  # never postponed: their outcomes are written with this decision
@@ -560,6 +574,31 @@ def _admit(
                 timeout = _policy(pub, a).credentials_timeout
                 since = safe_time(t.waiting_since) or now
                 plan.wake(since + timedelta(seconds=timeout))
+
+
+def _waiting_ahead(world: World, a: _AdapterState, candidates: list[Candidate]) -> dict[Hashable, int]:
+    """Per candidate, how many targets of the adapter's queue that this decision does not see
+    wait ahead of it (none when the world holds the whole queue)."""
+    queue = _queue(world, a)
+    if queue is None:
+        return {}
+    seen = sorted(o for p in [*world.publications, *world.in_flight] if (o := queue.order_of(p)) is not None)
+    return {c.key: queue.rank(c.order()) - bisect.bisect_left(seen, c.order()) for c in candidates}
+
+
+def _queue(world: World, a: _AdapterState) -> AdapterQueue | None:
+    if world.queues is None or a.view is None:
+        return None
+    return world.queues.get((a.view.namespace, a.view.name))
+
+
+def _unseen(world: World, a: _AdapterState) -> int:
+    """How many due targets of the adapter's queue this decision does not see (they wait)."""
+    queue = _queue(world, a)
+    if queue is None:
+        return 0
+    seen = sum(1 for p in world.publications if queue.order_of(p) is not None)
+    return queue.due() - seen
 
 
 def _wait(pub: PublicationView, t: TargetStatus, reason: str, message: str, plan: Plan) -> None:
@@ -763,17 +802,48 @@ def _reconcile_publication(pub, jobs_by_target, pods_by_job, adapter, now, plan,
 
 
 def _due(t: TargetStatus, publish_at: datetime | None, pub: PublicationView, now: datetime) -> datetime | None:
-    """When the target became due, or None if it is not due yet."""
+    """When the target became due (its place in the queue), or None if it is not due yet."""
+    due, due_from = _due_bounds(t, publish_at, pub)
+    return None if due_from is not None and due_from > now else due
+
+
+def _due_bounds(t: TargetStatus, publish_at: datetime | None, pub: PublicationView) -> tuple[datetime, datetime | None]:
+    """The target's due time as admission orders it, and the time from which it is due (None:
+    already). A target due with no recorded time (a retry whose time was lost, a credentials
+    wait with no start) is due ``LATEST``: after every known due time, whatever the clock says."""
     nxt = safe_time(t.next_attempt_at)
-    if nxt is not None and nxt > now:
-        return None
-    if t.attempts == 0 and publish_at is not None and publish_at > now:
-        return None
+    due_from = nxt
+    if t.attempts == 0 and publish_at is not None:
+        due_from = publish_at if due_from is None else max(due_from, publish_at)
     if t.attempts == 0 or t.phase in (Phase.PENDING, Phase.SUSPENDED):
-        return nxt or publish_at or pub.created
+        return nxt or publish_at or pub.created, due_from
     if t.phase == Phase.QUEUED and t.reason == Wait.CREDENTIALS:
-        return safe_time(t.waiting_since) or now
-    return nxt or now
+        return safe_time(t.waiting_since) or LATEST, due_from
+    return nxt or LATEST, due_from
+
+
+def queue_entry(pub: PublicationView, name: str) -> QueueEntry | None:
+    """A target's place in its adapter's queue as its stored status leaves it (the store keeps
+    these, see ``AdapterQueue``); None when it does not wait for admission: finished, in flight,
+    suspended, or of a spec the operator cannot act on. Deciding the Publication gives the same
+    place unless the decision changes the target (then it is decided, not read from here)."""
+    try:
+        spec, status = pub.spec, pub.status
+        if pub.problems or spec.get("suspend"):
+            return None
+        stored: list[Any] = status["targets"] if isinstance(status.get("targets"), list) else []
+        old = next((t for t in stored if isinstance(t, Mapping) and t.get("adapter") == name), None)
+        t = TargetStatus.from_status(name, old)
+        if t.phase in TERMINAL or t.attempts > t.observed_attempt:
+            return None
+        publish_at = parse_time(spec.get("publishAt")) if spec.get("publishAt") else None
+        due, due_from = _due_bounds(t, publish_at, pub)
+        order = Candidate(
+            key=(pub.namespace, pub.name, name), priority=int(spec.get("priority") or 0), due=due, created=pub.created
+        ).order()
+    except Exception:  # noqa: BLE001 - an unreadable status: the Publication is decided, not queued
+        return None
+    return QueueEntry(order, due_from)
 
 
 def _start_attempt(pub, t, a: _AdapterState, now, defaults, plan, world: World) -> None:

@@ -27,9 +27,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from .reconciler import AdapterLoad, World, settled
+from .queues import AdapterQueue
+from .reconciler import AdapterLoad, World, queue_entry, settled
 from .views import AdapterView, JobView, PodView, PublicationView
 
 log = logging.getLogger("herald.store")
@@ -79,6 +80,23 @@ class _AdapterJobs:
         return AdapterLoad(running=len(self.running), starts=tuple(self.sorted_starts[i:]))
 
 
+def _shown_to_waiting(view: AdapterView) -> tuple:
+    """What of an adapter its waiting targets' statuses may show (their reason and message): not
+    its queue counts, its last publish time nor its circuit's failure counts."""
+    status = view.status
+    circuit: Mapping[str, Any] = status["circuit"] if isinstance(status.get("circuit"), Mapping) else {}
+    rate: Mapping[str, Any] = status["rateLimit"] if isinstance(status.get("rateLimit"), Mapping) else {}
+    return (
+        view.generation,
+        view.spec,
+        circuit.get("state"),
+        circuit.get("nextProbeAt"),
+        rate.get("blockedUntil"),
+        status.get("credentials"),
+        status.get("observedGeneration"),
+    )
+
+
 SHARD_LABEL = "herald.dev/shard"
 DEFAULT_SHARD = "default"
 
@@ -111,6 +129,8 @@ class Store:
         # Per adapter, the active Publications that compete for it: a target of theirs names it
         # and has no Job running there (one running, or being created, needs no admission).
         self._competing_by_adapter: dict[Key, set[Key]] = defaultdict(set)
+        # Per adapter, its competing targets that wait for admission, in admission order.
+        self.queues: dict[Key, AdapterQueue] = defaultdict(AdapterQueue)
         self._pub_competing: dict[Key, tuple[str, ...]] = {}
         self._pub_adapters: dict[Key, tuple[str, ...]] = {}
         self._dead_by_adapter: dict[Key, set[Key]] = defaultdict(set)
@@ -140,6 +160,8 @@ class Store:
             if current is not None:
                 self._unindex(kind, current)
                 objects.pop(key, None)
+                if kind == "platformadapters":
+                    self.mark_queue(key)
             if kind == "jobs":
                 self.job_starts.pop(key, None)
             old = tombs.get(key)
@@ -178,6 +200,8 @@ class Store:
             self._unindex(kind, current)
         objects[key] = view
         self._index(kind, view)
+        if kind == "platformadapters" and (current is None or _shown_to_waiting(current) != _shown_to_waiting(view)):
+            self.mark_queue(key)
         if quiet is not None and key in self._adapter_jobs[(quiet[1], quiet[2])].running:
             self._dirty.discard(quiet)  # a running Job that still runs (it progressed)
         self.changed.set()
@@ -336,22 +360,26 @@ class Store:
         self.mark(pub_key(key))
 
     def _refresh_competing(self, key: Key) -> None:
-        """Record which adapters an active Publication competes for (see ``close``)."""
-        for name in self._pub_competing.pop(key, ()):
-            self._competing_by_adapter[(key[0], name)].discard(key)
+        """Record which adapters an active Publication competes for (see ``close``), and its
+        place in their queues."""
         view = self.objects["publications"].get(key)
-        if view is None or key not in self.active:
-            return
-        running = set()
-        for jkey in self._jobs_by_owner.get(view.uid, ()):
-            job = self.objects["jobs"].get(jkey)
-            if job is not None and not job.done and not job.deleting:
-                running.add(job.target)
-        names = tuple(n for n in self._pub_adapters.get(key, ()) if n not in running)
-        if names:
+        names: tuple[str, ...] = ()
+        if view is not None and key in self.active:
+            running = set()
+            for jkey in self._jobs_by_owner.get(view.uid, ()):
+                job = self.objects["jobs"].get(jkey)
+                if job is not None and not job.done and not job.deleting:
+                    running.add(job.target)
+            names = tuple(n for n in self._pub_adapters.get(key, ()) if n not in running)
+        for name in self._pub_competing.pop(key, ()):
+            if name not in names:
+                self._competing_by_adapter[(key[0], name)].discard(key)
+                self.queues[(key[0], name)].discard(key)
+        if view is not None and names:
             self._pub_competing[key] = names
             for name in names:
                 self._competing_by_adapter[(key[0], name)].add(key)
+                self.queues[(key[0], name)].put(key, queue_entry(view, name))
 
     def _refresh_owner_competing(self, job: JobView) -> None:
         owner = self._pub_by_uid.get(job.owner_uid or "")
@@ -408,16 +436,23 @@ class Store:
         return self._dirty
 
     # -- units of work ---------------------------------------------------------------------------
-    def close(self, seeds: Iterable[WorkKey]) -> tuple[set[Key], set[Key]]:
+    def close(
+        self, seeds: Iterable[WorkKey], now: datetime | None = None, head: int | None = None
+    ) -> tuple[set[Key], set[Key]]:
         """The Publications and adapters that must be decided together with ``seeds``.
 
-        A due target competes with every other waiting target of its adapter (priority,
+        A due target competes with the other waiting targets of its adapter (priority,
         concurrency, rate limit), and a Publication with several targets ties their adapters
         together; so the closure follows the Publications that compete for an adapter (a target
         naming it with no Job running there) through the adapters they name. A target whose Job
         runs competes for nothing: its Job counts in the adapter's load (the store's index), and
         its Publication is decided when that Job changes (it is then a seed). Settled
-        Publications are included only when they are seeds themselves."""
+        Publications are included only when they are seeds themselves.
+
+        With ``head``, an adapter brings only the first ``head`` due targets of its queue (at
+        ``now``), not every Publication that competes for it: the others wait behind them, and
+        the decision learns how many from the queue (``World.queues``). A decision then costs
+        what changed plus a bounded head, however long the queue."""
         pubs: set[Key] = set()
         adapters: set[Key] = set()
         todo_adapters: list[Key] = []
@@ -433,11 +468,28 @@ class Store:
             if akey in adapters:
                 continue
             adapters.add(akey)
-            for pkey in self._competing_by_adapter.get(akey, ()):
+            for pkey in self._competitors(akey, now, head):
                 if pkey not in pubs:
                     pubs.add(pkey)
                     todo_adapters.extend((pkey[0], t) for t in self._pub_adapters.get(pkey, ()))
         return pubs, adapters
+
+    def _competitors(self, akey: Key, now: datetime | None, head: int | None) -> Iterable[Key]:
+        if head is None:
+            return self._competing_by_adapter.get(akey, ())
+        queue = self.queues.get(akey)
+        if queue is None:
+            return ()
+        if now is not None:
+            queue.promote(now)
+        return cast(list[Key], queue.head(head))  # the store's queues are keyed by Publication
+
+    def mark_queue(self, akey: Key) -> None:
+        """An adapter changed in a way its waiting targets may show (paused, circuit, credentials,
+        its spec): it and every Publication that competes for it are decided again."""
+        self.mark(adapter_key(akey))
+        for pkey in self._competing_by_adapter.get(akey, ()):
+            self._dirty.add(pub_key(pkey))
 
     def runs_only(self, key: Key) -> bool:
         """An active Publication each of whose targets has a Job running (or being created): it
@@ -468,7 +520,12 @@ class Store:
                     if pod is not None:
                         pods[pkey] = pod
         loads = {}
+        queues = {}
         for akey in adapters:
+            queue = self.queues.get(akey)
+            if queue is not None:
+                queue.promote(now)
+                queues[akey] = queue
             view = adapter_views.get(akey)
             window = view.rate_window if view is not None else None
             since = now - timedelta(seconds=window) if window else now
@@ -482,6 +539,7 @@ class Store:
             job_starts={k: v for k, v in self.job_starts.items() if k in jobs},
             loads=loads,
             dead_letters={k: len(self._dead_by_adapter.get(k, ())) for k in adapters},
+            queues=queues,
             create_failures={k: m for k, (m, _) in self.create_failures.items()},
         )
 

@@ -354,20 +354,20 @@ def test_changes_to_one_adapters_publications_are_one_unit_closed_once(monkeypat
     engine = Engine(ScriptedKube(), store, JobDefaults(), [NS])
     closures = []
     real_close = store.close
-    monkeypatch.setattr(store, "close", lambda seeds: closures.append(seeds) or real_close(seeds))
+    monkeypatch.setattr(store, "close", lambda seeds, *args: closures.append(seeds) or real_close(seeds, *args))
     seeds = {("p", NS, f"r{i}") for i in range(20)} | {("p", NS, "other"), ("a", NS, "a")}
-    units = sorted(engine._units(seeds), key=lambda u: len(u[0]))
+    units = sorted(engine._units(seeds, utcnow()), key=lambda u: len(u[0]))
     assert units == [
         ({(NS, "other")}, {(NS, "b")}, False),
         ({(NS, f"r{i}") for i in range(20)} | {(NS, f"q{i}") for i in range(5)}, {(NS, "a")}, False),
     ]
     assert len(closures) == 2  # one per adapter, not one per changed publication
     # Without a change to "a" itself, a running one is decided alone: "a"'s queue is not decided.
-    units = engine._units({("p", NS, "r3")})
+    units = engine._units({("p", NS, "r3")}, utcnow())
     assert units == [({(NS, "r3")}, {(NS, "a")}, True)] and len(closures) == 2
     # A publication naming both adapters ties their units into one.
     store.apply("publications", "ADDED", publication_body("both", ns=NS, targets=["a", "b"], uid="uid-both"))
-    assert len(engine._units(seeds | {("p", NS, "both")})) == 1
+    assert len(engine._units(seeds | {("p", NS, "both")}, utcnow())) == 1
 
 
 async def test_a_running_publication_is_decided_alone_until_its_decision_records_an_outcome():
@@ -410,6 +410,44 @@ async def test_a_running_publication_is_decided_alone_until_its_decision_records
     assert decided[0] == 1 and max(decided) == 29
     owner = second.split("-a-")[0]
     assert kube.status_patches(owner)[-1]["status"]["phase"] == "Published"  # the outcome is written
+
+
+async def test_a_long_queue_costs_a_decision_its_head_not_its_length():
+    """300 waiting for one slot: each is decided once, when it changes (its status says why it
+    waits); then a freed slot costs a decision of the queue's head (32 starts' worth), not of 300,
+    and the next in admission order starts. Pausing the adapter changes what every waiting one
+    shows: all are decided again, in bounded slices."""
+    kube = ScriptedKube()
+    bodies = [adapter_body("a", ns=NS, concurrency=1)]
+    bodies += [publication_body(f"q{i:03d}", ns=NS, targets=["a"], uid=f"uid-q{i:03d}") for i in range(300)]
+    engine, store = await engine_with(kube, *bodies, coalesce=0)
+    decided: list[int] = []
+    real_world_for = store.world_for
+    store.world_for = lambda pubs, adapters, now: decided.append(len(pubs)) or real_world_for(pubs, adapters, now)
+    await settle(engine)
+    (first,) = created_jobs(kube)
+    assert first.startswith("q000-a-")
+    reasons = {kube.status_patches(f"q{i:03d}")[-1]["status"]["targets"][0]["reason"] for i in range(1, 300)}
+    assert reasons == {"ConcurrencyLimit"}
+    head = engine._starts()
+    assert max(decided) <= 64 + head  # changed ones (unit_writes) and the queue's head
+
+    decided.clear()
+    owner_uid = kube.posts("jobs")[0]["metadata"]["ownerReferences"][0]["uid"]
+    store.apply("jobs", "MODIFIED", job_body(first, ns=NS, target="a", owner_uid=owner_uid, rv=9000, complete=True))
+    await settle(engine)
+    assert [j.split("-a-")[0] for j in created_jobs(kube)] == ["q000", "q001"]
+    assert max(decided) <= head + 1 and sum(decided) < 3 * (head + 1), decided
+
+    decided.clear()
+    paused = adapter_body("a", ns=NS, concurrency=1, paused=True, rv=9001)
+    paused["metadata"]["generation"] = 2
+    kube.objects[f"/apis/herald.dev/v1alpha1/namespaces/{NS}/platformadapters/a"] = paused
+    store.apply("platformadapters", "MODIFIED", paused)
+    await settle(engine)
+    waiting = [f"q{i:03d}" for i in range(2, 300)]
+    assert {kube.status_patches(p)[-1]["status"]["targets"][0]["reason"] for p in waiting} == {"AdapterPaused"}
+    assert max(decided) <= 64 + head
 
 
 async def test_a_write_that_fails_unexpectedly_leaves_no_other_write_running_outside_its_unit():

@@ -4,6 +4,7 @@ the whole world."""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from datetime import datetime
@@ -192,3 +193,111 @@ def test_deciding_a_unit_equals_deciding_the_whole_world(steps):
                 assert unit.adapter_status.get(key) == whole.adapter_status.get(key), key
                 assert unit.gauges.get(key) == whole.gauges.get(key), key
         s.apply(whole, now)
+
+
+bounded_scenario = st.lists(
+    st.tuples(
+        st.sampled_from(["new", "new", "ok", "fail", "reject"]),
+        st.sampled_from([A, B]),
+        st.integers(min_value=0, max_value=3),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+def sync(store: Store, s: Sim) -> None:
+    """What the watches bring: every object as the Sim has it now (an unchanged one is a no-op)."""
+    for kind, objects in (("platformadapters", s.adapters), ("publications", s.publications), ("jobs", s.jobs)):
+        for body in objects.values():
+            store.apply(kind, "MODIFIED", copy.deepcopy(body))
+        for key in [k for k in store.objects[kind] if k[1] not in objects]:
+            store.apply(kind, "DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
+    for body in s.pods.values():
+        store.apply("pods", "MODIFIED", copy.deepcopy(body))
+    store.job_starts.update(s.job_starts)
+
+
+@DETERMINISTIC
+@given(bounded_scenario)
+def test_a_unit_bounded_to_its_queues_heads_decides_as_the_whole_world_does(steps):
+    """With queues, a unit holds what changed and the first target of each adapter's queue (as the
+    engine's, with a head of 1). Whatever it decides, the whole world decides the same: the
+    Publications it does not postpone get the same status (a waiting one the same reason: the
+    targets ahead of it that it did not see count), its Jobs are the first ones in admission order
+    of those the whole world starts, it starts one when the whole world does, and an adapter's
+    status and gauges are the whole world's when it postponed nothing of that adapter."""
+    s = Sim()
+    s.add_adapter(A, concurrency=5, rateLimit={"limit": 2, "period": "30s"})
+    s.add_adapter(B, concurrency=1)
+    store = Store()
+    n = 0
+    for i, (what, adapter, prio) in enumerate(steps):
+        now = at(i * 11)
+        if what == "new":
+            n += 1
+            s.add_publication(f"p{n}", targets=[adapter], priority=prio)
+        else:
+            running = [
+                b
+                for b in s.jobs.values()
+                if b["status"].get("active") and b["metadata"]["annotations"]["herald.dev/target"] == adapter
+            ]
+            if running:
+                owner = running[0]["metadata"]["ownerReferences"][0]["uid"].removeprefix("uid-pub-")
+                result = {"ok": published(), "fail": failed("server_error"), "reject": failed("rejected")}[what]
+                s.finish(owner, adapter, result, now=now)
+        whole = reconcile(s.world(), now)
+        sync(store, s)
+        whole_starts: dict[str, set[str]] = {}
+        for c in whole.creates:
+            whole_starts.setdefault(c.target, set()).add(c.publication[1])
+        # What changed in this step, decided together as the engine groups it (those decided
+        # alone are covered by the test above); the adapters always, as their timers would.
+        seeds = [k for k in store.take_dirty() if not (k[0] == "p" and store.runs_only((k[1], k[2])))]
+        pubs, adapters = store.close([*seeds, ("a", NS, A), ("a", NS, B)], now, head=1)
+        unit = reconcile(store.world_for(pubs, adapters, now), now)
+        for key in pubs - unit.postponed:
+            assert json.dumps(unit.publication_status.get(key), sort_keys=True, default=str) == json.dumps(
+                whole.publication_status.get(key), sort_keys=True, default=str
+            ), key
+        for _, name in adapters:
+            queue = store.queues[(NS, name)]
+            expected = whole_starts.get(name, set())
+            started = {c.publication[1] for c in unit.creates if c.target == name}
+            assert started <= expected
+            if expected:
+                assert started, f"nothing of {name}'s queue started"
+                ahead = sorted(expected, key=lambda p: queue.order_of((NS, p)))
+                assert sorted(started, key=lambda p: queue.order_of((NS, p))) == ahead[: len(started)]
+            if started == expected:
+                assert unit.adapter_status.get((NS, name)) == whole.adapter_status.get((NS, name)), name
+                assert unit.gauges.get((NS, name)) == whole.gauges.get((NS, name)), name
+        s.apply(whole, now)
+
+
+def test_a_changed_publication_never_starts_before_the_queue_it_did_not_see():
+    """Three starts a window, five waiting: when the window frees three slots, a unit that sees
+    the queue's head and a new Publication starts the head, and the new one waits its turn behind
+    the one it did not see (the whole world starts those two first)."""
+    s = Sim()
+    s.add_adapter(A, concurrency=10, rateLimit={"limit": 3, "period": "30s"})
+    store = Store()
+    for i in range(1, 6):
+        s.add_publication(f"p{i}", targets=[A])
+    s.step(T0)
+    assert sorted(b["metadata"]["labels"]["herald.dev/publication"] for b in s.jobs.values()) == ["p1", "p2", "p3"]
+    assert s.status("p4")["targets"][0]["reason"] == "RateLimitWindow"
+    sync(store, s)
+    store.take_dirty()
+    s.add_publication("p6", targets=[A])
+    sync(store, s)
+    now = at(31)
+    whole = reconcile(s.world(), now)
+    assert sorted(c.publication[1] for c in whole.creates) == ["p4", "p5", "p6"]
+    pubs, adapters = store.close(store.take_dirty(), now, head=1)
+    assert pubs == {(NS, "p4"), (NS, "p6")}  # the head, and what changed; p5 waits unseen
+    unit = reconcile(store.world_for(pubs, adapters, now), now)
+    assert [c.publication[1] for c in unit.creates] == ["p4"]
+    assert unit.postponed == {(NS, "p6")}  # admitted, but p5 is ahead of it: it starts after p5
+    assert unit.adapter_status[(NS, A)]["queue"] == {"pending": 2, "running": 4}
