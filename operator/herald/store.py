@@ -536,7 +536,7 @@ class Store:
             jobs=jobs,
             pods=pods,
             secrets=dict(self.secrets),
-            job_starts={k: v for k, v in self.job_starts.items() if k in jobs},
+            job_starts={k: self.job_starts[k] for k in jobs if k in self.job_starts},  # not every Job's
             loads=loads,
             dead_letters={k: len(self._dead_by_adapter.get(k, ())) for k in adapters},
             queues=queues,
