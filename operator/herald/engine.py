@@ -468,7 +468,8 @@ class Engine:
     def _skip_pruned(self, plan: Plan) -> None:
         for kind, writes in (("publications", plan.publication_status), ("platformadapters", plan.adapter_status)):
             for key, status in list(writes.items()):
-                if self._pruned.get((kind, key)) == _fingerprint(status):
+                pruned = self._pruned.get((kind, key))  # rare: a fingerprint only when one is kept
+                if pruned is not None and pruned == _fingerprint(status):
                     del writes[key]
 
     def _hold_progress(self, plan: Plan, now: datetime, pubs: set[Key]) -> dict[Key, dict[str, Any]]:
