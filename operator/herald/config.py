@@ -29,7 +29,7 @@
 | ``HERALD_RESYNC_SECONDS`` | 300 | full relist under the watches |
 | ``HERALD_STATUS_COALESCE_SECONDS`` | 10 | how long a status that only records a started attempt may wait |
 | ``HERALD_WORKERS`` | 32 | units of work whose writes run at once |
-| ``HERALD_UNIT_WRITES`` | 64 | writes one unit makes per decision; the rest is decided again next tick |
+| ``HERALD_UNIT_WRITES`` | 64 | writes and changed Publications per unit and decision (half: starts, queue head) |
 | ``HERALD_INFLIGHT_WRITES`` | 128 | no new decision while this many decided writes are not done |
 | ``HERALD_GC_THRESHOLD`` | 0 | allocations between young garbage collections (0: Python's own, 700) |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |

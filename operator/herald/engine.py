@@ -75,7 +75,9 @@ class EngineSettings:
     adapter_counts_seconds: float = 2.0  # an adapter status that only moves its queue counts: at most this often
     workers: int = 32  # units whose writes run at once
     requests: int = 32  # API requests in flight at once
-    unit_writes: int = 64  # writes one unit may make per decision (the rest: decided again next tick)
+    # Writes one unit may make per decision, and changed Publications it takes per tick; half of it
+    # is the starts per decision and the queue head a unit sees (the rest: decided next tick).
+    unit_writes: int = 64
     inflight_writes: int = 128  # no new decision while this many decided writes are not yet done
     liveness_seconds: float = 60.0  # /healthz fails when work is due and no tick ended for this long
     publication_ttl_seconds: int | None = None  # default spec.ttlSecondsAfterFinished
