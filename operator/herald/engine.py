@@ -272,7 +272,8 @@ class Engine:
     async def tick(self) -> None:
         started = time.perf_counter()
         now = utcnow()
-        seeds = self.store.take_dirty() | self._deferred | self._due_timers(now)
+        waited = self._deferred  # decided first: a steady stream of changes cannot starve them
+        seeds = self.store.take_dirty() | waited | self._due_timers(now)
         self._deferred = set()
         for seed in [k for k in seeds if k[0] == "p" and (k[1], k[2]) not in self.store.objects["publications"]]:
             self._forget((seed[1], seed[2]))
@@ -284,7 +285,7 @@ class Engine:
             # No room for a decision's writes: nothing is decided (nor grouped) until writes end.
             self._deferred |= seeds
             seeds = set()
-        for pubs, adapters, alone in self._units(seeds, now):
+        for pubs, adapters, alone in self._units(seeds, now, waited):
             # A unit decided alone writes only its Publication: its adapters are read, not decided.
             keys = {pub_key(k) for k in pubs} | (set() if alone else {adapter_key(k) for k in adapters})
             busy = keys & self._busy
@@ -328,21 +329,25 @@ class Engine:
         self._with_adapters.discard(key)
         self._pruned.pop(("publications", key), None)
 
-    def _units(self, seeds: set[WorkKey], now: datetime) -> list[tuple[set[Key], set[Key], bool]]:
+    def _units(
+        self, seeds: set[WorkKey], now: datetime, waited: set[WorkKey] | None = None
+    ) -> list[tuple[set[Key], set[Key], bool]]:
         """The seeds grouped into units: each unit is closed over the adapters its members compete
         for (``Store.close``) and the heads of their queues, and seeds that share an adapter are
         decided together, once. A Publication whose Job changed joins its adapter's unit without
         closing it again, so a burst of changes to one adapter's Publications costs one closure,
         not one per change; when its adapters have no unit in this tick, it is decided alone
         (``alone``: its adapters are read, not decided), not with their queues. A unit takes at
-        most ``unit_writes`` changed Publications per tick; the others are decided on the next."""
+        most ``unit_writes`` changed Publications per tick, those that ``waited`` since an earlier
+        tick first; the others are decided on the next."""
         head, limit = self._starts(), self.settings.unit_writes
+        waited = waited or set()
         units: list[tuple[set[Key], set[Key]]] = []
         taken: list[int] = []  # changed Publications per unit
         alone: list[tuple[set[Key], set[Key], bool]] = []
         unit_of: dict[Key, int] = {}  # adapter -> index in units
         members: dict[Key, int] = {}  # publication -> index in units
-        for seed in sorted(seeds):
+        for seed in sorted(seeds, key=lambda k: (k[0], k not in waited, k)):  # adapters ("a") first
             kind, key = seed[0], (seed[1], seed[2])
             if kind == "p" and key in members:
                 continue
@@ -406,7 +411,6 @@ class Engine:
                 self.store.world_for(pubs - writing, adapters, now),
                 credentials_probe=self.settings.credentials_probe,
                 adapters_read_only=alone,
-                in_flight=frozenset(writing),
             )
             plan = reconcile(world, now, self.defaults, self.settings.publication_ttl_seconds, self._starts())
         except Exception:
@@ -429,8 +433,11 @@ class Engine:
             plan.events = [e for e in plan.events if e.kind != "PlatformAdapter"]
         # Admitted past the start budget, or behind targets this decision did not see: they start
         # as their queues' heads, so their adapters are decided again (not each of them).
+        # A postponed one that its queues do not hold as due (a redrive, a retry-now: its stored
+        # status does not say it is due yet) would never come up as a head: it is decided again.
         postponed = set(plan.postponed)
-        dropped = (plan.drop(postponed) - postponed) | plan.keep_writes(self.settings.unit_writes)
+        requeued = {k for k in postponed if not self.store.queued(k)}
+        dropped = (plan.drop(postponed) - postponed) | requeued | plan.keep_writes(self.settings.unit_writes)
         self._deferred |= {pub_key(k) for k in dropped}
         if postponed:
             self._deferred |= {adapter_key(k) for k in adapters}

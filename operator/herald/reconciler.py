@@ -103,9 +103,6 @@ class World:
     # With queues, a decision sees only the queues' heads and what changed (Store.close): the
     # other targets still wait ahead in admission order, and count as pending.
     queues: Mapping[Key, AdapterQueue] | None = None
-    # Publications left out of this decision because their writes are in flight (Engine._decide):
-    # not counted as waiting ahead of the decided ones.
-    in_flight: frozenset[Key] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -582,7 +579,8 @@ def _waiting_ahead(world: World, a: _AdapterState, candidates: list[Candidate]) 
     queue = _queue(world, a)
     if queue is None:
         return {}
-    seen = sorted(o for p in [*world.publications, *world.in_flight] if (o := queue.order_of(p)) is not None)
+    # Those whose writes are in flight are not seen: they count as ahead (admission order holds).
+    seen = sorted(o for p in world.publications if (o := queue.order_of(p)) is not None)
     return {c.key: queue.rank(c.order()) - bisect.bisect_left(seen, c.order()) for c in candidates}
 
 
@@ -831,8 +829,11 @@ def queue_entry(pub: PublicationView, name: str) -> QueueEntry | None:
         spec, status = pub.spec, pub.status
         if pub.problems or spec.get("suspend"):
             return None
+        if status.get("reason") == RECONCILE_ERROR and status.get("observedGeneration") == pub.generation:
+            return None  # stalled by an error: retried with backoff (a timer), never a head meanwhile
         stored: list[Any] = status["targets"] if isinstance(status.get("targets"), list) else []
-        old = next((t for t in stored if isinstance(t, Mapping) and t.get("adapter") == name), None)
+        # the last entry for the adapter, as the decision reads it
+        old = next((t for t in reversed(stored) if isinstance(t, Mapping) and t.get("adapter") == name), None)
         t = TargetStatus.from_status(name, old)
         if t.phase in TERMINAL or t.attempts > t.observed_attempt:
             return None

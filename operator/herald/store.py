@@ -484,6 +484,12 @@ class Store:
             queue.promote(now)
         return cast(list[Key], queue.head(head))  # the store's queues are keyed by Publication
 
+    def queued(self, key: Key) -> bool:
+        """Whether a Publication is due in the queue of every adapter it competes for (it then
+        comes up as a head when its turn comes)."""
+        names = self._pub_competing.get(key, ())
+        return bool(names) and all(self.queues[(key[0], n)].order_of(key) is not None for n in names)
+
     def mark_queue(self, akey: Key) -> None:
         """An adapter changed in a way its waiting targets may show (paused, circuit, credentials,
         its spec): it and every Publication that competes for it are decided again."""

@@ -450,6 +450,57 @@ async def test_a_long_queue_costs_a_decision_its_head_not_its_length():
     assert max(decided) <= 64 + head
 
 
+async def test_a_bulk_redrive_past_one_decisions_starts_starts_every_publication():
+    """40 dead-lettered Publications redriven at once, with room for all: a decision starts part
+    of them and postpones the rest, whose stored status (Failed) keeps them out of the adapter's
+    queue. They are decided again, not left for a queue head that would never bring them."""
+    kube = ScriptedKube()
+    dead = {
+        "phase": "Failed",
+        "observedGeneration": 1,
+        "targets": [{"adapter": "a", "phase": "Failed", "attempts": 1, "observedAttempt": 1, "deadLetter": True}],
+    }
+    bodies = [adapter_body("a", ns=NS, concurrency=1000)]
+    bodies += [
+        publication_body(
+            f"d{i:02d}",
+            ns=NS,
+            targets=["a"],
+            uid=f"uid-d{i:02d}",
+            status=dead,
+            annotations={"herald.dev/redrive": "r1"},
+        )
+        for i in range(40)
+    ]
+    engine, store = await engine_with(kube, *bodies, coalesce=0)
+    assert not any(store.queued((NS, f"d{i:02d}")) for i in range(40))  # Failed, as stored
+    await engine.tick()
+    await until(lambda: not engine._tasks, "the first decision's writes end")
+    started = {j.split("-a-")[0] for j in created_jobs(kube)}
+    assert 0 < len(started) < 40
+    # The others (past the start budget, or the writes budget) are decided again on the next tick,
+    # not left to a timer, or to nothing.
+    assert {("p", NS, f"d{i:02d}") for i in range(40)} - {("p", NS, p) for p in started} <= engine._deferred
+    await settle(engine)
+    assert sorted(j.split("-a-")[0] for j in created_jobs(kube)) == [f"d{i:02d}" for i in range(40)]
+
+
+def test_publications_that_waited_for_an_earlier_tick_are_decided_first():
+    """At most unit_writes changed Publications per unit and tick: those deferred from an earlier
+    tick go first, so a steady stream of new changes cannot starve them."""
+    store = Store()
+    store.apply("platformadapters", "ADDED", adapter_body("a", ns=NS))
+    for i in range(100):
+        store.apply("publications", "ADDED", publication_body(f"p{i:03d}", ns=NS, targets=["a"], uid=f"uid-{i}"))
+    engine = Engine(ScriptedKube(), store, JobDefaults(), [NS], settings=EngineSettings(unit_writes=8))
+    seeds = {("p", NS, f"p{i:03d}") for i in range(100)}
+    waited = {("p", NS, f"p{i:03d}") for i in range(90, 100)}  # the last by name
+    ((pubs, _, _),) = engine._units(seeds, utcnow(), waited)
+    assert {(NS, f"p{i:03d}") for i in range(90, 98)} <= pubs  # 8 of them, before any newer change
+    assert (NS, "p000") in pubs  # the queue's head comes with the adapter
+    assert ("p", NS, "p050") in engine._deferred and ("p", NS, "p099") in engine._deferred
+
+
 async def test_a_write_that_fails_unexpectedly_leaves_no_other_write_running_outside_its_unit():
     """A unit's writes run together. When one fails with something other than an ApiError (a
     bug), the unit ends only once the others have, so they stay its own and halt cancels them."""

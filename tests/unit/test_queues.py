@@ -70,3 +70,18 @@ def test_an_entry_waits_until_its_time_and_stale_heap_items_do_not_grow_without_
         queue.put("y", QueueEntry((0, T0, T0, "y"), T0 + timedelta(days=1, seconds=i)))
     assert len(queue._future) <= 64 + 2 * len(queue)
     assert queue.head(5) == ["x"]
+
+
+def test_a_publication_stalled_by_an_error_is_not_queued_until_it_changes():
+    """One whose decision raised is retried with backoff (its own timer); meanwhile it must not
+    hold a place at the head of its adapter's queue (32 of them would block it)."""
+    from herald.reconciler import RECONCILE_ERROR, queue_entry
+    from herald.views import PublicationView
+
+    from .builders import publication_body
+
+    body = publication_body("p", targets=["a"], status={"reason": RECONCILE_ERROR, "observedGeneration": 1})
+    assert queue_entry(PublicationView.from_body(body), "a") is None
+    body["metadata"]["generation"] = 2  # edited since: decided, and queued, again
+    assert queue_entry(PublicationView.from_body(body), "a") is not None
+    assert queue_entry(PublicationView.from_body(publication_body("q", targets=["a"])), "a") is not None
