@@ -441,7 +441,8 @@ class Engine:
         self._deferred |= {pub_key(k) for k in dropped}
         if postponed:
             self._deferred |= {adapter_key(k) for k in adapters}
-            self.store.changed.set()
+            if plan.creates:  # progress: the next head now; otherwise what is ahead is being written,
+                self.store.changed.set()  # and the end of those writes wakes the loop (no busy loop)
         self.tracer.decided(plan, decided_ns)
         failed = {("p" if f.kind == "publications" else "a", *f.key) for f in plan.failures}
         self._backoff(failed, now)

@@ -581,7 +581,11 @@ def _waiting_ahead(world: World, a: _AdapterState, candidates: list[Candidate]) 
         return {}
     # Those whose writes are in flight are not seen: they count as ahead (admission order holds).
     seen = sorted(o for p in world.publications if (o := queue.order_of(p)) is not None)
-    return {c.key: queue.rank(c.order()) - bisect.bisect_left(seen, c.order()) for c in candidates}
+    ahead = {}
+    for c in candidates:
+        order = c.order()
+        ahead[c.key] = queue.rank(order) - bisect.bisect_left(seen, order)
+    return ahead
 
 
 def _queue(world: World, a: _AdapterState) -> AdapterQueue | None:

@@ -485,6 +485,24 @@ async def test_a_bulk_redrive_past_one_decisions_starts_starts_every_publication
     assert sorted(j.split("-a-")[0] for j in created_jobs(kube)) == [f"d{i:02d}" for i in range(40)]
 
 
+def test_a_target_whose_writes_are_in_flight_keeps_its_place_without_a_busy_loop():
+    """The queue's first target has a write in flight: one behind it is not started before it
+    (admission order), its adapter is decided again later, and the loop is not woken for that
+    (the end of the write wakes it), so it does not spin while the write lasts."""
+    store = Store()
+    store.apply("platformadapters", "ADDED", adapter_body("a", ns=NS, concurrency=10))
+    for name in ("p0", "p1"):
+        store.apply("publications", "ADDED", publication_body(name, ns=NS, targets=["a"], uid=f"uid-{name}"))
+    kube = ScriptedKube()
+    engine = Engine(kube, store, JobDefaults(), [NS])
+    engine._busy.add(("p", NS, "p0"))  # its status write is in flight
+    store.changed.clear()
+    keys = {("p", NS, "p0"), ("p", NS, "p1"), ("a", NS, "a")}
+    assert engine._decide(keys, {(NS, "p0"), (NS, "p1")}, {(NS, "a")}, utcnow())
+    assert not engine._tasks and not created_jobs(kube)  # p1 waits for p0, which is ahead of it
+    assert ("a", NS, "a") in engine._deferred and not store.changed.is_set()
+
+
 def test_publications_that_waited_for_an_earlier_tick_are_decided_first():
     """At most unit_writes changed Publications per unit and tick: those deferred from an earlier
     tick go first, so a steady stream of new changes cannot starve them."""

@@ -138,6 +138,23 @@ scenario = st.lists(
 )
 
 
+def happen(s: Sim, step: tuple[str, str, int], now: datetime) -> None:
+    """One step of a scenario: a new Publication, or the first running Job of an adapter ends."""
+    what, adapter, prio = step
+    if what == "new":
+        s.add_publication(f"p{len(s.publications) + 1}", targets=[adapter], priority=prio)
+        return
+    running = [
+        b
+        for b in s.jobs.values()
+        if b["status"].get("active") and b["metadata"]["annotations"]["herald.dev/target"] == adapter
+    ]
+    if running:
+        owner = running[0]["metadata"]["ownerReferences"][0]["uid"].removeprefix("uid-pub-")
+        result = {"ok": published(), "fail": failed("server_error"), "reject": failed("rejected")}[what]
+        s.finish(owner, adapter, result, now=now)
+
+
 @DETERMINISTIC
 @given(scenario)
 def test_deciding_a_unit_equals_deciding_the_whole_world(steps):
@@ -146,24 +163,9 @@ def test_deciding_a_unit_equals_deciding_the_whole_world(steps):
     s = Sim()
     s.add_adapter(A, concurrency=2, rateLimit={"limit": 3, "period": "30s"})
     s.add_adapter(B, concurrency=1)
-    now = T0
-    n = 0
-    for i, (what, adapter, prio) in enumerate(steps):
+    for i, step in enumerate(steps):
         now = at(i * 7)
-        if what == "new":
-            n += 1
-            s.add_publication(f"p{n}", targets=[adapter], priority=prio)
-        else:
-            running = [
-                b
-                for b in s.jobs.values()
-                if b["status"].get("active") and b["metadata"]["annotations"]["herald.dev/target"] == adapter
-            ]
-            if running:
-                job = running[0]
-                owner = job["metadata"]["ownerReferences"][0]["uid"].removeprefix("uid-pub-")
-                result = {"ok": published(), "fail": failed("server_error"), "reject": failed("rejected")}[what]
-                s.finish(owner, adapter, result, now=now)
+        happen(s, step, now)
         whole = reconcile(s.world(), now)
         store = store_of(s)
         for seed in sorted(store.take_dirty()):
@@ -231,22 +233,9 @@ def test_a_unit_bounded_to_its_queues_heads_decides_as_the_whole_world_does(step
     s.add_adapter(A, concurrency=5, rateLimit={"limit": 2, "period": "30s"})
     s.add_adapter(B, concurrency=1)
     store = Store()
-    n = 0
-    for i, (what, adapter, prio) in enumerate(steps):
+    for i, step in enumerate(steps):
         now = at(i * 11)
-        if what == "new":
-            n += 1
-            s.add_publication(f"p{n}", targets=[adapter], priority=prio)
-        else:
-            running = [
-                b
-                for b in s.jobs.values()
-                if b["status"].get("active") and b["metadata"]["annotations"]["herald.dev/target"] == adapter
-            ]
-            if running:
-                owner = running[0]["metadata"]["ownerReferences"][0]["uid"].removeprefix("uid-pub-")
-                result = {"ok": published(), "fail": failed("server_error"), "reject": failed("rejected")}[what]
-                s.finish(owner, adapter, result, now=now)
+        happen(s, step, now)
         whole = reconcile(s.world(), now)
         sync(store, s)
         whole_starts: dict[str, set[str]] = {}
