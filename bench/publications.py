@@ -206,8 +206,8 @@ async def floor(kube: Kube, ns: str, n: int, concurrency: int, timeout: float) -
     """The floor, measured over the same window as Herald: from the first Publication create until
     every Job exists. The same apply (N creates, ``concurrency`` in flight) runs, and a minimal
     client writes each publication's Job and status as soon as its create returns (another
-    ``concurrency`` in flight on a client of its own, as Herald's 32 requests + 32 Events on the
-    operator's); no Events, no decisions.
+    ``concurrency`` in flight on a client of its own, as Herald's HERALD_REQUESTS writes, 64; its
+    Events have as many slots of their own); no Events, no decisions.
 
     Returns that time and the end-to-end floor: until every Job has completed and the client,
     following its Jobs with Herald's own informer, has marked its Publication published (one more

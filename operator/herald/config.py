@@ -29,8 +29,9 @@
 | ``HERALD_RESYNC_SECONDS`` | 300 | full relist under the watches |
 | ``HERALD_STATUS_COALESCE_SECONDS`` | 10 | how long a status that only records a started attempt may wait |
 | ``HERALD_WORKERS`` | 32 | units of work whose writes run at once |
+| ``HERALD_REQUESTS`` | 64 | API writes in flight at once, and as many Events (pool: twice as many) |
 | ``HERALD_UNIT_WRITES`` | 64 | writes and changed Publications per unit and decision (half: starts, queue head) |
-| ``HERALD_INFLIGHT_WRITES`` | 128 | no new decision while this many decided writes are not done |
+| ``HERALD_INFLIGHT_WRITES`` | 192 | no new decision while this many decided writes are not done |
 | ``HERALD_GC_THRESHOLD`` | 0 | allocations between young garbage collections (0: Python's own, 700) |
 | ``HERALD_LIVENESS_SECONDS`` | 60 | /healthz fails when no tick ended this long while work is due |
 | ``HERALD_PUBLICATION_TTL_SECONDS`` | off | default spec.ttlSecondsAfterFinished of Publications |
@@ -81,8 +82,9 @@ class OperatorConfig(BaseSettings):
     resync_seconds: float = Field(default=300.0, gt=0)
     status_coalesce_seconds: float = Field(default=10.0, ge=0)
     workers: int = Field(default=32, ge=1)
+    requests: int = Field(default=64, ge=1, le=512)
     unit_writes: int = Field(default=64, ge=1)
-    inflight_writes: int = Field(default=128, ge=1)
+    inflight_writes: int = Field(default=192, ge=1)
     gc_threshold: int = Field(default=0, ge=0)
     liveness_seconds: float = Field(default=60.0, gt=0)
     publication_ttl_seconds: int | None = Field(default=None, ge=0)
@@ -119,6 +121,7 @@ class OperatorConfig(BaseSettings):
             resync_seconds=self.resync_seconds,
             status_coalesce_seconds=self.status_coalesce_seconds,
             workers=self.workers,
+            requests=self.requests,
             unit_writes=self.unit_writes,
             inflight_writes=self.inflight_writes,
             liveness_seconds=self.liveness_seconds,

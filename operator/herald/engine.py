@@ -26,7 +26,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,11 +74,11 @@ class EngineSettings:
     status_coalesce_seconds: float = 10.0  # a status that only records a started attempt may wait this long
     adapter_counts_seconds: float = 2.0  # an adapter status that only moves its queue counts: at most this often
     workers: int = 32  # units whose writes run at once
-    requests: int = 32  # API requests in flight at once
+    requests: int = 64  # API requests in flight at once (and as many Events)
     # Writes one unit may make per decision, and changed Publications it takes per tick; half of it
     # is the starts per decision and the queue head a unit sees (the rest: decided next tick).
     unit_writes: int = 64
-    inflight_writes: int = 128  # no new decision while this many decided writes are not yet done
+    inflight_writes: int = 192  # no new decision while this many decided writes are not yet done
     liveness_seconds: float = 60.0  # /healthz fails when work is due and no tick ended for this long
     publication_ttl_seconds: int | None = None  # default spec.ttlSecondsAfterFinished
     max_backoff_seconds: float = 300.0
@@ -105,8 +105,8 @@ class Engine:
         self.settings = settings
         self._requests = asyncio.Semaphore(settings.requests)
         self._workers = asyncio.Semaphore(settings.workers)
-        # Events have their own budget, as large as the writes' (the client pools 64 connections):
-        # with less, a burst's Events fall behind its Jobs (bench: p50 41 s with 8).
+        # Events have their own budget, as large as the writes' (the client pools a connection for
+        # each of both): with less, a burst's Events fall behind its Jobs (bench: p50 41 s with 8).
         self._event_sem = asyncio.Semaphore(settings.requests)
         self._tasks: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
@@ -124,6 +124,9 @@ class Engine:
         self._secret_forbidden: set[Key] = set()  # Secrets the operator may not read (asked again rarely)
         self._held: dict[Key, datetime] = {}  # publication -> when its progress write was first held
         self._adapter_written: dict[Key, datetime] = {}  # adapter -> last status write
+        self._counts_pending: dict[Key, dict[str, Any]] = {}  # adapter -> newest counts-only status to write
+        self._counts_writers: set[Key] = set()  # adapters whose counts writer runs
+        self._adapter_writes = _KeyedLock()
         # Statuses the API server accepted but did not keep as sent (an older CRD prunes fields it
         # does not know): not sent again, so a version skew cannot turn into a write loop.
         self._pruned: dict[tuple[str, Key], str] = {}
@@ -450,7 +453,7 @@ class Engine:
             self._failures.pop(key, None)
         self._skip_pruned(plan)
         held = self._hold_progress(plan, now, pubs)
-        self._throttle_adapter_counts(plan, now)
+        counts = self._throttle_adapter_counts(plan, now)
         self._schedule(keys, plan.wake_at)
         if self.observer is not None:
             try:
@@ -473,6 +476,7 @@ class Engine:
             task = asyncio.create_task(self._execute(busy, plan, held, now, _Slots(self, count)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        self._post_counts(counts)
         return not plan.failures
 
     def _skip_pruned(self, plan: Plan) -> None:
@@ -502,11 +506,13 @@ class Engine:
             plan.wake(since + window)
         return held
 
-    def _throttle_adapter_counts(self, plan: Plan, now: datetime) -> None:
+    def _throttle_adapter_counts(self, plan: Plan, now: datetime) -> dict[Key, dict[str, Any]]:
         """An adapter status change that only moves the queue counts or lastPublishedTime is written
         at most once per adapter_counts_seconds; anything else (circuit, credentials, rate limit,
-        conditions) is written at once."""
+        conditions) is written at once. Returns the counts-only writes due now, taken out of the
+        plan: they are no part of the unit (see ``_post_counts``)."""
         window = timedelta(seconds=self.settings.adapter_counts_seconds)
+        counts: dict[Key, dict[str, Any]] = {}
         for key, new in list(plan.adapter_status.items()):
             view = self.store.objects["platformadapters"].get(key)
             last = self._adapter_written.get(key)
@@ -516,8 +522,42 @@ class Engine:
             if counts_only and last is not None and now - last < window:
                 del plan.adapter_status[key]
                 plan.wake(last + window)
-            else:
-                self._adapter_written[key] = now
+                continue
+            self._adapter_written[key] = now
+            if counts_only:
+                counts[key] = plan.adapter_status.pop(key)
+            else:  # this unit writes the whole status: a counts write not yet sent is older
+                self._counts_pending.pop(key, None)
+        return counts
+
+    def _post_counts(self, counts: Mapping[Key, dict[str, Any]]) -> None:
+        """Counts-only adapter statuses are written by one writer per adapter, the newest waiting
+        one at a time, beside the units: the adapter is not busy while they are written, so its
+        queue keeps starting (a unit's adapter write held its next decision for the whole unit's
+        Jobs and Events: bench, a stall every 2 s of a burst)."""
+        for key, status in counts.items():
+            self._counts_pending[key] = status
+            if key in self._counts_writers:
+                continue
+            self._counts_writers.add(key)
+            task = asyncio.create_task(self._write_counts(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write_counts(self, key: Key) -> None:
+        try:
+            while (status := self._counts_pending.pop(key, None)) is not None:
+                await self._adapter_status(key, status)
+        except Exception:
+            log.exception("cannot write the queue counts of PlatformAdapter %s/%s", *key)
+        finally:
+            self._counts_writers.discard(key)
+
+    async def _adapter_status(self, key: Key, status: Mapping[str, Any]) -> bool:
+        """Adapter status writes, one at a time per adapter: a unit's write waits for a counts
+        write in flight, and is then conditional on the version that write made."""
+        async with self._adapter_writes.hold(key), self._requests:
+            return await self._patch_status("platformadapters", key, status)
 
     # -- reads ---------------------------------------------------------------------------------
     async def _refresh_secrets(self) -> None:
@@ -610,10 +650,7 @@ class Engine:
         # posted, so Events keep pace with decisions instead of queueing behind a burst.
         await _all(
             *(slots.after(self._bounded(self._write_publication(k, plan))) for k in pubs),
-            *(
-                slots.after(self._bounded(self._patch_status("platformadapters", k, s)))
-                for k, s in plan.adapter_status.items()
-            ),
+            *(slots.after(self._adapter_status(k, s)) for k, s in plan.adapter_status.items()),
             *(slots.after(self._event_bounded(e, now)) for e in plan.events),
         )
 
@@ -824,6 +861,28 @@ class _Slots:
             return await coro
         finally:
             self.release()
+
+
+class _KeyedLock:
+    """One lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Key, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Key) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 async def _all(*writes: Awaitable[Any]) -> None:

@@ -69,7 +69,8 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     def count_request(method: str, code: str, seconds: float, params: Any) -> None:
         metrics.record_api_request(metrics.api_verb(method, params), code, seconds)
 
-    kube = Kube(on_request=count_request)
+    # Writes and Events each have ``requests`` in flight: a connection for every one of them.
+    kube = Kube(concurrency=2 * config.requests, on_request=count_request)
 
     observer = observe.Observer(config)
     await observer.start()

@@ -341,6 +341,78 @@ async def test_a_failed_create_frees_the_slot_its_expected_job_held():
     assert store.world_for(set(), {(NS, "a")}, utcnow()).loads[(NS, "a")].running == 0
 
 
+ADAPTER_STATUS = f"/apis/herald.dev/v1alpha1/namespaces/{NS}/platformadapters/a/status"
+
+
+async def counted_adapter(kube: ScriptedKube) -> tuple[Engine, Store]:
+    """Adapter "a" with one running publication, its status written: from here on, each new
+    publication only moves the adapter's queue counts (written at once: no throttle)."""
+    bodies = [adapter_body("a", ns=NS, concurrency=100), publication_body("p0", ns=NS, targets=["a"], uid="uid-p0")]
+    store = Store()
+    for body in bodies:
+        kind = "publications" if body["kind"] == "Publication" else "platformadapters"
+        store.apply(kind, "ADDED", body)
+        kube.objects[f"/apis/herald.dev/v1alpha1/namespaces/{NS}/{kind}/{body['metadata']['name']}"] = body
+    settings = EngineSettings(status_coalesce_seconds=10, adapter_counts_seconds=0)
+    engine = Engine(kube, store, JobDefaults(), [NS], settings=settings)
+    await settle(engine)
+    return engine, store
+
+
+def adapter_patches(kube: ScriptedKube, since: int = 0) -> list[dict[str, Any]]:
+    return [b for m, p, b in kube.calls[since:] if m == "PATCH" and p == ADAPTER_STATUS]
+
+
+async def test_an_adapters_queue_counts_are_written_beside_its_starts_not_in_their_way():
+    kube = ScriptedKube()
+    engine, store = await counted_adapter(kube)
+    mark, hold = len(kube.calls), asyncio.Event()
+    kube.gate[ADAPTER_STATUS] = hold  # the adapter's status writes hang
+    for i in (1, 2, 3):
+        store.apply("publications", "ADDED", publication_body(f"p{i}", ns=NS, targets=["a"], uid=f"uid-p{i}"))
+        await engine.tick()
+        await until(lambda i=i: len(created_jobs(kube)) == i + 1, f"p{i} starts while the counts are being written")
+    # One counts write at a time per adapter: the others wait, and only the newest is sent.
+    assert len(adapter_patches(kube, mark)) == 1
+    hold.set()
+    await settle(engine)
+    first, newest = adapter_patches(kube, mark)
+    assert (first["status"]["queue"]["running"], newest["status"]["queue"]["running"]) == (2, 4)
+    assert kube.objects[ADAPTER_STATUS.removesuffix("/status")]["status"]["queue"]["running"] == 4
+
+
+async def test_an_adapters_whole_status_waits_for_its_counts_write_and_is_never_overwritten_by_an_older_one():
+    kube = ScriptedKube()
+    engine, store = await counted_adapter(kube)
+    mark, hold = len(kube.calls), asyncio.Event()
+    kube.gate[ADAPTER_STATUS] = hold
+    for i in (1, 2):  # a counts write in flight, a newer one waiting
+        store.apply("publications", "ADDED", publication_body(f"p{i}", ns=NS, targets=["a"], uid=f"uid-p{i}"))
+        await engine.tick()
+        await until(lambda i=i: len(created_jobs(kube)) == i + 1, f"p{i} starts")
+    # The adapter is paused: a change of its conditions, written by the unit that decided it.
+    paused = copy.deepcopy(kube.objects[ADAPTER_STATUS.removesuffix("/status")])
+    paused["spec"]["paused"] = True
+    paused["metadata"].update(generation=2, resourceVersion="500")
+    paused["status"] = dict(store.objects["platformadapters"][(NS, "a")].status)
+    store.apply("platformadapters", "MODIFIED", paused)
+    kube.objects[ADAPTER_STATUS.removesuffix("/status")] = paused
+    await engine.tick()
+    await until(lambda: engine._writing == 1, "the unit writing the paused status runs")
+    assert len(adapter_patches(kube, mark)) == 1  # it waits for the counts write in flight
+    hold.set()
+    await settle(engine)
+    # The counts write in flight, then the whole status; the older counts that waited are not sent.
+    counts, whole = adapter_patches(kube, mark)
+    assert counts["status"]["queue"]["running"] == 2
+    ready = {c["type"]: c for c in whole["status"]["conditions"]}["Available"]
+    assert (ready["status"], ready["reason"]) == ("False", "Paused")
+    final = kube.objects[ADAPTER_STATUS.removesuffix("/status")]["status"]
+    assert {c["type"]: c["reason"] for c in final["conditions"]}["Available"] == "Paused"
+    assert final["queue"]["running"] == 3
+    assert not engine._adapter_writes  # no lock kept once written
+
+
 def test_changes_to_one_adapters_publications_are_one_unit_closed_once(monkeypatch):
     store = Store()
     for name in ("a", "b"):
