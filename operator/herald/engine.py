@@ -33,7 +33,7 @@ from typing import Any
 
 from herald_contract.redact import redact
 
-from .durations import format_time
+from .durations import format_time, safe_time
 from .jobs import JobDefaults
 from .kube import ApiError, Kube, collection
 from .reconciler import (
@@ -127,6 +127,10 @@ class Engine:
         self._counts_pending: dict[Key, dict[str, Any]] = {}  # adapter -> newest counts-only status to write
         self._counts_writers: set[Key] = set()  # adapters whose counts writer runs
         self._adapter_writes = _KeyedLock()
+        # adapter -> the lastPublishedTime of a throttled counts write: the outcomes it records are
+        # written to their Publications, so no later decision sees them again; the next adapter
+        # write carries it, or it is written alone when the throttle's window ends.
+        self._held_published: dict[Key, datetime] = {}
         # Statuses the API server accepted but did not keep as sent (an older CRD prunes fields it
         # does not know): not sent again, so a version skew cannot turn into a write loop.
         self._pruned: dict[tuple[str, Key], str] = {}
@@ -278,6 +282,8 @@ class Engine:
         waited = self._deferred  # decided first: a steady stream of changes cannot starve them
         seeds = self.store.take_dirty() | waited | self._due_timers(now)
         self._deferred = set()
+        if self._held_published:
+            self._flush_published(now)
         for seed in [k for k in seeds if k[0] == "p" and (k[1], k[2]) not in self.store.objects["publications"]]:
             self._forget((seed[1], seed[2]))
         if self.settings.wedge_on and any(k[0] == "p" and k[2] == self.settings.wedge_on for k in seeds):
@@ -521,6 +527,9 @@ class Engine:
             )
             if counts_only and last is not None and now - last < window:
                 del plan.adapter_status[key]
+                published = safe_time(new.get("lastPublishedTime"))
+                if published is not None and published > (safe_time(view.status.get("lastPublishedTime")) or _EPOCH):
+                    self._held_published[key] = max(published, self._held_published.get(key, published))
                 plan.wake(last + window)
                 continue
             self._adapter_written[key] = now
@@ -555,9 +564,29 @@ class Engine:
 
     async def _adapter_status(self, key: Key, status: Mapping[str, Any]) -> bool:
         """Adapter status writes, one at a time per adapter: a unit's write waits for a counts
-        write in flight, and is then conditional on the version that write made."""
+        write in flight, and is then conditional on the version that write made. A held
+        lastPublishedTime later than the status's goes with it."""
         async with self._adapter_writes.hold(key), self._requests:
-            return await self._patch_status("platformadapters", key, status)
+            held = self._held_published.pop(key, None)
+            if held is not None and held > (safe_time(status.get("lastPublishedTime")) or _EPOCH):
+                status = {**status, "lastPublishedTime": format_time(held)}
+            if not status:
+                return True
+            written = await self._patch_status("platformadapters", key, status)
+            if not written and held is not None:  # kept for the next write
+                self._held_published[key] = max(held, self._held_published.get(key, held))
+            return written
+
+    def _flush_published(self, now: datetime) -> None:
+        """Write a held lastPublishedTime once its adapter's throttle window has ended."""
+        window = timedelta(seconds=self.settings.adapter_counts_seconds)
+        for key in list(self._held_published):
+            last = self._adapter_written.get(key)
+            if key not in self.store.objects["platformadapters"]:
+                del self._held_published[key]
+            elif (last is None or now - last >= window) and key not in self._counts_pending:
+                self._adapter_written[key] = now
+                self._post_counts({key: {}})  # the held time alone (see _adapter_status)
 
     # -- reads ---------------------------------------------------------------------------------
     async def _refresh_secrets(self) -> None:
@@ -861,6 +890,9 @@ class _Slots:
             return await coro
         finally:
             self.release()
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 class _KeyedLock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import time
 from typing import Any
@@ -411,6 +412,33 @@ async def test_an_adapters_whole_status_waits_for_its_counts_write_and_is_never_
     assert {c["type"]: c["reason"] for c in final["conditions"]}["Available"] == "Paused"
     assert final["queue"]["running"] == 3
     assert not engine._adapter_writes  # no lock kept once written
+
+
+async def test_a_throttled_adapter_status_never_loses_the_time_of_a_publication():
+    kube = ScriptedKube()
+    bodies = [adapter_body("a", ns=NS, concurrency=2)]
+    bodies += [publication_body(f"q{i}", ns=NS, targets=["a"], uid=f"uid-q{i}") for i in range(2)]
+    engine, store = await engine_with(kube, *bodies, coalesce=0)
+    engine.settings = dataclasses.replace(engine.settings, adapter_counts_seconds=3600)
+    await settle(engine)
+    first = kube.posts("jobs")[0]["metadata"]["name"]
+    owner = first.split("-a-")[0]
+    mark = len(kube.calls)
+    # q0 is published: its adapter's status would only move its counts and lastPublishedTime, which
+    # the throttle holds back; q0's own status, with the outcome, is written now.
+    result = json.dumps(published())
+    store.apply(
+        "pods", "ADDED", pod_body(first, ns=NS, phase="Succeeded", terminated={"exitCode": 0, "message": result})
+    )
+    await settle(engine)
+    (target,) = kube.status_patches(owner)[-1]["status"]["targets"]
+    assert target["phase"] == "Published" and adapter_patches(kube, mark) == []
+    # No later decision sees that outcome again; when the window ends, its time is written.
+    engine.settings = dataclasses.replace(engine.settings, adapter_counts_seconds=0)
+    await settle(engine)
+    written = kube.objects[ADAPTER_STATUS.removesuffix("/status")]["status"]
+    assert written["lastPublishedTime"] == target["publishedTime"]
+    assert not engine._held_published
 
 
 def test_changes_to_one_adapters_publications_are_one_unit_closed_once(monkeypatch):
