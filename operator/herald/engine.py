@@ -525,7 +525,7 @@ class Engine:
             counts_only = view is not None and not changed(
                 {k: v for k, v in new.items() if k not in ("queue", "lastPublishedTime")}, view.status
             )
-            if counts_only and last is not None and now - last < window:
+            if view is not None and counts_only and last is not None and now - last < window:
                 del plan.adapter_status[key]
                 published = safe_time(new.get("lastPublishedTime"))
                 if published is not None and published > (safe_time(view.status.get("lastPublishedTime")) or _EPOCH):
