@@ -25,8 +25,9 @@ from tests.support.waiting import Timeout, wait_until
 pytestmark = pytest.mark.cluster
 
 ADAPTER_SA = "herald-adapter"
-# A 403 as a status code (a word of its own): release names end in a hash that may hold "403".
-FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden|Not enough permissions")
+# A 403 as a status code (a word of its own): release names end in a hash that may hold "403", and a log
+# line's time has milliseconds ("07:25:09,403") that may be 403, so a 403 after "," or "." is not one.
+FORBIDDEN = re.compile(r"(?<![,.])\b403\b|Forbidden|forbidden|Not enough permissions")
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +183,22 @@ def start_operator(inst: Installed, kubeconfig: str, log_dir: Path, wait: bool =
 def assert_no_permission_errors(log: str) -> None:
     bad = [line for line in log.splitlines() if FORBIDDEN.search(line)]
     assert not bad, "the operator hit permission errors:\n" + "\n".join(bad[:20])
+
+
+def test_permission_errors_are_found_in_the_log_and_a_time_is_not_one():
+    """A log line's milliseconds may read 403; that is not a refusal (it failed CI once, at 07:25:09,403)."""
+    assert_no_permission_errors(
+        "2026-12-01 07:25:09,403 INFO kopf._core.engines.activities: Initial authentication has been initiated.\n"
+        '{"time": "2026-12-01T07:25:09.403Z", "release": "rbac-1f403c"}'
+    )
+    for refused in (
+        "2026-12-01 07:25:09,100 ERROR herald: POST jobs: 403 jobs.batch is forbidden",
+        'HTTP 403 {"reason": "Forbidden"}',
+        "APIForbiddenError: ('Not enough permissions', ...)",
+        'kopf: Request failed with {"code":403}',
+    ):
+        with pytest.raises(AssertionError):
+            assert_no_permission_errors(refused)
 
 
 def publish_once(api, namespace: str, name: str = "hello") -> dict:
@@ -442,7 +459,7 @@ def test_without_the_role_binding_the_operator_is_forbidden(api, cluster, namesp
     finally:
         op.stop()
     log = op.log()
-    assert "403" in log and inst.user in log, log[-5000:]
+    assert any(FORBIDDEN.search(line) and inst.user in line for line in log.splitlines()), log[-5000:]
 
 
 # -- kopf peering under the chart's permissions -------------------------------------------------------
