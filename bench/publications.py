@@ -13,7 +13,8 @@ Reports, in one run on the same cluster:
   3. the operator's peak RSS;
   4. Event lag in the burst: from the decision that made an Event to the API server accepting it
      (p50 and p99 of the operator's herald_decision_event_lag_seconds, interpolated within its
-     buckets as PromQL's histogram_quantile does).
+     buckets as PromQL's histogram_quantile does), and the p99 of each pool's wait for a request
+     slot (herald_api_request_slot_wait_seconds: is HERALD_REQUESTS the bound?).
 Lone publications (one at a time, as most teams publish) run first, on the idle operator, so the
 burst's trailing writes cannot be counted as theirs.
 Results are printed and written to bench/results/publications-<N>.json.
@@ -317,16 +318,24 @@ def rss_peak_mib(pid: int) -> float:
     return 0.0
 
 
-async def lag_histogram(port: int) -> dict[float, float]:
-    """Cumulative bucket counts of herald_decision_event_lag_seconds, by upper bound."""
+async def histograms(port: int) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts, by upper bound, of the histograms the burst reports: the Event lag
+    (herald_decision_event_lag_seconds) and each pool's request-slot wait
+    (herald_api_request_slot_wait_seconds)."""
     async with httpx.AsyncClient() as h:
         text = (await h.get(f"http://127.0.0.1:{port}/metrics")).text
-    out: dict[float, float] = {}
+    out: dict[str, dict[float, float]] = {}
     for line in text.splitlines():
         if line.startswith("herald_decision_event_lag_seconds_bucket{"):
-            le = re.search(r'le="([^"]+)"', line)
-            if le:
-                out[float(le.group(1))] = float(line.rsplit(" ", 1)[1])
+            name = "event_lag"
+        elif line.startswith("herald_api_request_slot_wait_seconds_bucket{"):
+            pool = re.search(r'pool="([^"]+)"', line)
+            name = f"slot_wait_{pool.group(1) if pool else ''}"
+        else:
+            continue
+        le = re.search(r'le="([^"]+)"', line)
+        if le:
+            out.setdefault(name, {})[float(le.group(1))] = float(line.rsplit(" ", 1)[1])
     return out
 
 
@@ -427,7 +436,7 @@ async def main() -> None:
         await asyncio.sleep(2)  # their held writes (the 10 s coalescing window ends at the outcome)
         lone = delta(await apiserver_writes(kube), lone_before)
         lone_events = len(await herald_events(kube, ns))
-        lag_before = await lag_histogram(18090)
+        hist_before = await histograms(18090)
         cpu_before = cpu_seconds(op.pid)
         before = await apiserver_writes(kube)
         published = Tally(n, burst_published)
@@ -460,7 +469,7 @@ async def main() -> None:
         writes = delta(await apiserver_writes(kube), before)
         rss = rss_peak_mib(op.pid)
         cpu_burst = cpu_seconds(op.pid) - cpu_before
-        lag_after = await lag_histogram(18090)
+        hist_after = await histograms(18090)
         burst_events = len(await herald_events(kube, ns)) - lone_events
     finally:
         op.send_signal(signal.SIGTERM)
@@ -472,6 +481,10 @@ async def main() -> None:
     per_pub = operator_writes(writes, burst_events, n)
     total = sum(per_pub.values())
     lone_per_pub = operator_writes(lone, lone_events, args.lone)
+
+    def burst_quantile(q: float, name: str) -> float | None:
+        return quantile(q, hist_after.get(name, {}), hist_before.get(name, {}))
+
     result = {
         "n": n,
         "operator_src": args.operator_src or str(ROOT),
@@ -493,8 +506,11 @@ async def main() -> None:
         "operator_peak_rss_mib": round(rss, 1),
         "operator_cpu_seconds_burst": round(cpu_burst, 2),
         "operator_cpu_share_of_one_core_burst": round(cpu_burst / t_published, 3),
-        "burst_event_lag_p50_seconds": _round(quantile(0.5, lag_after, lag_before)),
-        "burst_event_lag_p99_seconds": _round(quantile(0.99, lag_after, lag_before)),
+        "burst_event_lag_p50_seconds": _round(burst_quantile(0.5, "event_lag")),
+        "burst_event_lag_p99_seconds": _round(burst_quantile(0.99, "event_lag")),
+        "burst_slot_wait_p99_seconds": {
+            pool: _round(burst_quantile(0.99, f"slot_wait_{pool}")) for pool in ("writes", "events")
+        },
         "apiserver_write_deltas": {"/".join(k): v for k, v in sorted(writes.items())},
     }
     print(json.dumps(result, indent=2))

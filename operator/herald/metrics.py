@@ -58,6 +58,7 @@ __all__ = [
     "ALERT_RESULTS",
     "API_REQUESTS",
     "API_REQUEST_DURATION",
+    "API_REQUEST_SLOT_WAIT",
     "API_VERBS",
     "ATTEMPTS",
     "ATTEMPT_CONTAINER_DURATION",
@@ -86,6 +87,7 @@ __all__ = [
     "RECONCILE_TIME",
     "RECONCILE_TOTAL",
     "REGISTRY",
+    "REQUEST_POOLS",
     "RETRIES",
     "RUNNING_JOBS",
     "SUPPRESSION_REASONS",
@@ -109,6 +111,7 @@ __all__ = [
     "observe_event_lag",
     "observe_platform_response",
     "observe_publish_latency",
+    "observe_request_slot_wait",
     "record_alert_sent",
     "record_alert_suppressed",
     "record_api_request",
@@ -178,6 +181,8 @@ CIRCUIT_STATES: tuple[str, ...] = ("Closed", "HalfOpen", "Open")
 #: ``herald_workqueue_depth`` ``queue`` label values.
 WORKQUEUES: tuple[str, ...] = ("ready", "deferred", "scheduled", "in_flight")
 API_VERBS: tuple[str, ...] = ("get", "list", "watch", "create", "update", "patch", "delete")
+#: ``herald_api_request_slot_wait_seconds`` ``pool`` label values: the engine's two request budgets.
+REQUEST_POOLS: tuple[str, ...] = ("writes", "events")
 #: The resources the operator watches (``herald_watch_restarts_total``, ``herald_event_lag_seconds``).
 WATCHED_RESOURCES: tuple[str, ...] = ("publications", "platformadapters", "jobs", "pods")
 WATCH_RESTART_REASONS: tuple[str, ...] = ("expired", "inactive")
@@ -382,6 +387,14 @@ API_REQUEST_DURATION = Histogram(
     "Duration of the operator's own Kubernetes API requests, by verb.",
     ["verb"],
     buckets=FAST_BUCKETS,
+    registry=REGISTRY,
+)
+API_REQUEST_SLOT_WAIT = Histogram(
+    "herald_api_request_slot_wait_seconds",
+    "Seconds a request of the engine waited for a slot of its pool (HERALD_REQUESTS each) before it "
+    "was sent, by pool (writes: Job creates, status writes, deletes and Secret reads; events: Kubernetes Events).",
+    ["pool"],
+    buckets=(0.001, *FAST_BUCKETS),
     registry=REGISTRY,
 )
 WATCH_RESTARTS = Counter(
@@ -683,6 +696,8 @@ def init_operator() -> None:
     for verb in API_VERBS:
         API_REQUESTS.labels(verb, "200")
         API_REQUEST_DURATION.labels(verb)
+    for pool in REQUEST_POOLS:
+        API_REQUEST_SLOT_WAIT.labels(pool)
     for resource in WATCHED_RESOURCES:
         EVENT_LAG.labels(resource)
         for reason in WATCH_RESTART_REASONS:
@@ -717,6 +732,10 @@ def record_api_request(verb: str, code: int | str, seconds: float | None = None)
 
 def record_watch_restart(resource: str, reason: str) -> None:
     WATCH_RESTARTS.labels(resource, _check(reason, WATCH_RESTART_REASONS, "reason")).inc()
+
+
+def observe_request_slot_wait(pool: str, seconds: float) -> None:
+    API_REQUEST_SLOT_WAIT.labels(_check(pool, REQUEST_POOLS, "pool")).observe(max(0.0, float(seconds)))
 
 
 def observe_decision_event_lag(seconds: float) -> None:

@@ -123,6 +123,10 @@ class Observer:
         """A Kubernetes Event reached the API server, ``seconds`` after the decision that made it."""
         metrics.observe_decision_event_lag(seconds)
 
+    def request_slot_waited(self, pool: str, seconds: float) -> None:
+        """An engine request waited ``seconds`` for a slot of its pool (writes or events)."""
+        metrics.observe_request_slot_wait(pool, seconds)
+
     def __call__(self, plan: Plan, now: datetime) -> None:
         """One unit's plan: its failures, its adapters' gauges and alerts, its Jobs, its finished attempts."""
         self._acting()

@@ -40,6 +40,7 @@ EXPECTED = {
     "herald_workqueue_depth": ("gauge", {"queue"}),
     "herald_api_requests_total": ("counter", {"verb", "code"}),
     "herald_api_request_duration_seconds": ("histogram", {"verb"}),
+    "herald_api_request_slot_wait_seconds": ("histogram", {"pool"}),
     "herald_watch_restarts_total": ("counter", {"resource", "reason"}),
     "herald_event_lag_seconds": ("histogram", {"resource"}),
     "herald_decision_event_lag_seconds": ("histogram", set()),
@@ -169,6 +170,7 @@ def test_no_label_is_per_publication():
         "controller",
         "version",
         "python_version",
+        "pool",
         "le",
     }
     for fam in text_string_to_metric_families(m.exposition().decode()):
@@ -326,6 +328,8 @@ def test_controller_metrics():
         "update",
     ]
     assert m.api_verb("PATCH") == "patch" and m.api_verb("delete") == "delete"
+    for pool in m.REQUEST_POOLS:
+        assert get("herald_api_request_slot_wait_seconds_count", {"pool": pool}) is not None
 
 
 def test_reconcile_updates_last_timestamp_and_zero_series():

@@ -6,6 +6,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from herald import metrics as m
 from herald.alerts import AlertEvent
 from herald.circuit import CircuitState
@@ -188,6 +190,18 @@ def test_the_lag_from_a_decision_to_its_event_is_observed():
     obs.event_posted(-1.0)  # a clock step never gives a negative lag
     assert get("herald_decision_event_lag_seconds_count") == before + 2
     assert (get("herald_decision_event_lag_seconds_bucket", le="0.005") or 0) >= 1  # the -1 s as 0
+
+
+def test_the_wait_for_a_request_slot_is_observed_by_pool():
+    before = get("herald_api_request_slot_wait_seconds_count", pool="events") or 0
+    writes = get("herald_api_request_slot_wait_seconds_sum", pool="writes") or 0
+    obs = Observer(OperatorConfig())
+    obs.request_slot_waited("events", 0.3)
+    obs.request_slot_waited("writes", 0.02)
+    assert get("herald_api_request_slot_wait_seconds_count", pool="events") == before + 1
+    assert get("herald_api_request_slot_wait_seconds_sum", pool="writes") == pytest.approx(writes + 0.02)
+    with pytest.raises(ValueError):
+        obs.request_slot_waited("reads", 1.0)  # not a pool: a bug, not a new series
 
 
 def test_watch_restarts_are_counted_from_kopfs_log():

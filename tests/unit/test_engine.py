@@ -267,7 +267,7 @@ async def test_a_secret_the_operator_may_not_read_is_asked_for_rarely_and_never_
 
 
 # -- one adapter's burst: slices that overlap, each attempt started once ----------------------------
-async def burst(count: int, concurrency: int) -> tuple[ScriptedKube, Engine, Store, asyncio.Event]:
+async def burst(count: int, concurrency: int, **settings: Any) -> tuple[ScriptedKube, Engine, Store, asyncio.Event]:
     kube = ScriptedKube()
     hang = asyncio.Event()
     kube.gate["/apis/batch/v1/namespaces/news/jobs"] = hang
@@ -278,8 +278,8 @@ async def burst(count: int, concurrency: int) -> tuple[ScriptedKube, Engine, Sto
         kind = "publications" if body["kind"] == "Publication" else "platformadapters"
         store.apply(kind, "ADDED", body)
         kube.objects[f"/apis/herald.dev/v1alpha1/namespaces/{NS}/{kind}/{body['metadata']['name']}"] = body
-    settings = EngineSettings(status_coalesce_seconds=10, unit_writes=8, inflight_writes=24)
-    return kube, Engine(kube, store, JobDefaults(), [NS], settings=settings), store, hang
+    chosen = EngineSettings(status_coalesce_seconds=10, unit_writes=8, inflight_writes=24, **settings)
+    return kube, Engine(kube, store, JobDefaults(), [NS], settings=chosen), store, hang
 
 
 def created_jobs(kube: ScriptedKube) -> list[str]:
@@ -340,6 +340,52 @@ async def test_a_failed_create_frees_the_slot_its_expected_job_held():
     # Concurrency 1, yet each publication was tried in turn: a failed create's slot is free again.
     assert len(created_jobs(kube)) == 3 and not store.expected
     assert store.world_for(set(), {(NS, "a")}, utcnow()).loads[(NS, "a")].running == 0
+
+
+class SlotWaits:
+    """An observer that keeps the engine's request-slot waits (the metric's input)."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[str, float]] = []
+
+    def request_slot_waited(self, pool: str, seconds: float) -> None:
+        self.waits.append((pool, seconds))
+
+    def __call__(self, plan: Any, now: Any) -> None:
+        pass
+
+    def queue_depth(self, **depths: int) -> None:
+        pass
+
+    def adapters_present(self, adapters: Any) -> None:
+        pass
+
+    def tick(self, seconds: float, failed: int) -> None:
+        pass
+
+
+async def test_requests_beyond_the_request_slots_wait_and_each_wait_is_reported():
+    kube, engine, _store, hang = await burst(6, concurrency=1000, requests=2)
+    engine.observer = observed = SlotWaits()
+    for _ in range(5):
+        await engine.tick()
+        await until(lambda: len(created_jobs(kube)) == 2, "two creates are sent")
+    await until(lambda: engine._requests.waiting == 4, "the other four creates wait for a slot")
+    first_sent = time.monotonic()
+    for _ in range(5):
+        await engine.tick()
+    assert len(created_jobs(kube)) == 2 and engine._requests.waiting == 4  # two request slots
+    released = time.monotonic()
+    hang.set()
+    await settle(engine)
+    assert len(set(created_jobs(kube))) == 6
+    writes = [s for pool, s in observed.waits if pool == "writes"]
+    events = [s for pool, s in observed.waits if pool == "events"]
+    # Every create and status write took a slot and reported its wait; every Event took one of its own pool.
+    assert len(writes) >= 6 and len(events) == len(kube.posts("events")) >= 6
+    # A create that waited for a slot reports at least the time the first two held theirs.
+    assert max(writes) >= released - first_sent > 0
+    assert all(s >= 0 for s in writes + events)
 
 
 ADAPTER_STATUS = f"/apis/herald.dev/v1alpha1/namespaces/{NS}/platformadapters/a/status"
