@@ -347,6 +347,13 @@ def build() -> dash.Dashboard:
             unit="s",
         ),
         ts(
+            "Wait for a request slot (p99)",
+            [(quantile(0.99, "herald_api_request_slot_wait_seconds", OP, by="pool"), "{{pool}}")],
+            unit="s",
+            desc="How long the engine's writes and Events waited for one of their HERALD_REQUESTS slots; "
+            "much longer than the API request time: raise HERALD_REQUESTS.",
+        ),
+        ts(
             "Watch restarts per hour",
             [
                 (
